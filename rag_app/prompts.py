@@ -1,0 +1,134 @@
+"""The one place that turns a question and its sources into chat messages.
+
+Serving (:mod:`rag_app.pipeline`) and fine-tuning (:mod:`finetune.dataset`)
+both call :func:`build_messages` and :func:`format_answer`; if the two ever
+built prompts differently the adapter would be trained on one distribution
+and served on another, so nothing else may build them.
+
+The shape, chosen for a 135M model that must learn to copy and cite::
+
+    system:  rules (answer only from sources, cite [n], the abstain sentence)
+    user:    Sources:
+             [1] (report.pdf p. 3)
+             <chunk text>
+             ...
+             Question: <question>
+    assistant: <answer> [n]          or exactly the abstain sentence
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Sequence
+from typing import Protocol
+
+ABSTAIN = "I don't know from the provided documents."
+
+SYSTEM_PROMPT = (
+    "You answer questions using only the numbered sources given with the question. "
+    "Answer briefly and cite the source you used with its number in square brackets, like [1]. "
+    f"If the sources do not contain the answer, reply exactly: {ABSTAIN}"
+)
+
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_ABSTAIN_PREFIXES = ("i don't know", "i do not know", "i dont know")
+
+
+class SourceLike(Protocol):
+    """What a source needs to be shown: its text and where it comes from."""
+
+    text: str
+
+    @property
+    def location(self) -> str: ...
+
+
+def format_source(number: int, source: SourceLike) -> str:
+    """``[n] (file p. 3)`` then the text: the header lets the model and the reader find it."""
+    return f"[{number}] ({source.location})\n{source.text.strip()}"
+
+
+def build_user_message(question: str, sources: Sequence[SourceLike]) -> str:
+    body = "\n\n".join(format_source(i, s) for i, s in enumerate(sources, start=1))
+    if not sources:
+        body = "(no sources)"
+    return f"Sources:\n{body}\n\nQuestion: {question.strip()}"
+
+
+def build_messages(
+    question: str,
+    sources: Sequence[SourceLike],
+    history: Sequence[tuple[str, str]] = (),
+) -> list[dict[str, str]]:
+    """Chat messages for one grounded turn.
+
+    Args:
+        question: the user's question.
+        sources: the retrieved chunks, numbered from 1 in this order.
+        history: earlier (question, answer) pairs of a chat; their sources are
+            not repeated, to keep the context for the current ones.
+
+    Returns:
+        ``[{"role": "system", ...}, ..., {"role": "user", ...}]`` for the
+        tokenizer's chat template.
+    """
+    messages = [{"role": "system", "content": SYSTEM_PROMPT}]
+    for past_q, past_a in history:
+        messages.append({"role": "user", "content": past_q})
+        messages.append({"role": "assistant", "content": past_a})
+    messages.append({"role": "user", "content": build_user_message(question, sources)})
+    return messages
+
+
+def format_answer(answer: str, cited: Sequence[int], quote: str | None = None) -> str:
+    """The target reply a fine-tuned model learns: ``<answer> [n]``, or with a quote first.
+
+    With ``quote`` (RAFT's chain of thought) the reply first copies the
+    supporting sentence, then gives the answer: ``"<quote>" [n] <answer> [n]``.
+    """
+    refs = " ".join(f"[{n}]" for n in cited)
+    answer = answer.strip()
+    if quote:
+        return f'"{quote.strip()}" {refs}\n{answer} {refs}'.strip()
+    return f"{answer} {refs}".strip()
+
+
+def pack_sources(
+    sources: Sequence[SourceLike],
+    count_tokens: Callable[[Sequence[SourceLike]], int],
+    budget: int,
+) -> list[SourceLike]:
+    """The longest prefix of ``sources`` whose prompt fits in ``budget`` tokens.
+
+    Sources are dropped whole, lowest-ranked first, never cut mid-text, so the
+    model never sees half a sentence it might cite. ``count_tokens`` measures
+    the full prompt for a candidate list.
+    """
+    kept: list[SourceLike] = []
+    for source in sources:
+        if count_tokens([*kept, source]) > budget:
+            break
+        kept.append(source)
+    return kept
+
+
+def parse_citations(text: str) -> list[int]:
+    """Source numbers cited in ``text``, in order of first appearance: ``[2], [1, 3]`` -> [2, 1, 3]."""
+    seen: list[int] = []
+    for match in _CITATION.finditer(text):
+        for part in match.group(1).split(","):
+            n = int(part)
+            if n not in seen:
+                seen.append(n)
+    return seen
+
+
+def strip_citations(text: str) -> str:
+    """The reply without ``[n]`` markers, for scoring against reference answers."""
+    return re.sub(r"\s+", " ", _CITATION.sub("", text)).strip()
+
+
+def is_abstention(text: str) -> bool:
+    """True when the reply declines to answer from the sources."""
+    t = text.strip().lower().replace("’", "'")
+    return t.startswith(_ABSTAIN_PREFIXES) or ABSTAIN.lower() in t

@@ -1,0 +1,527 @@
+"""The index store: FAISS vectors + SQLite chunks + a JSON manifest, in one directory.
+
+Why generations: a crash or Ctrl-C in the middle of an ingest must leave the
+previous index fully usable. A writer therefore never touches the live files.
+It copies the live generation into a fresh ``gen-<n>/`` folder, changes that,
+fsyncs it, and only then points ``CURRENT`` at it with an atomic rename. A
+reader opens whatever ``CURRENT`` names and so always sees a complete
+generation. The previous generation is kept, so a long-lived reader (the UI)
+survives one commit under its feet; older ones are deleted.
+
+Layout::
+
+    <index>/CURRENT            name of the live generation
+    <index>/.lock              flock'ed by the one writer
+    <index>/gen-000003/manifest.json
+                      chunks.sqlite   files + chunks tables (text, source, page, heading, span)
+                      vectors.faiss   IndexIDMap2(IndexFlatIP), ids = chunk ids
+                      bm25/           bm25s index over the same chunks (+ ids.npy)
+
+Nothing is unpickled on any load path: JSON, SQLite, FAISS's own format and
+``numpy.load(allow_pickle=False)``.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import fcntl
+import hashlib
+import json
+import logging
+import os
+import shutil
+import sqlite3
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from rag_app.errors import EmbeddingMismatchError, IndexCorruptError, IndexLockedError, IndexNotFoundError
+
+if TYPE_CHECKING:
+    import faiss
+
+log = logging.getLogger(__name__)
+
+SCHEMA_VERSION = 1
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS files (
+    source TEXT PRIMARY KEY, sha256 TEXT NOT NULL, size INTEGER NOT NULL,
+    n_chunks INTEGER NOT NULL, ingested_at TEXT NOT NULL);
+CREATE TABLE IF NOT EXISTS chunks (
+    id INTEGER PRIMARY KEY, source TEXT NOT NULL, doc_id TEXT NOT NULL, ordinal INTEGER NOT NULL,
+    text TEXT NOT NULL, page INTEGER, heading TEXT, start INTEGER NOT NULL, "end" INTEGER NOT NULL);
+CREATE INDEX IF NOT EXISTS chunks_source ON chunks(source);
+"""
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of a document, with where it came from.
+
+    ``source`` is the file path relative to the ingested folder (POSIX
+    separators); ``doc_id`` its stem, which evaluation datasets use as gold
+    ids; ``start``/``end`` the character span in the loaded text of the file
+    (of the page, for a PDF).
+    """
+
+    id: int
+    text: str
+    source: str
+    doc_id: str
+    ordinal: int = 0
+    page: int | None = None
+    heading: str | None = None
+    start: int = 0
+    end: int = 0
+
+    @property
+    def location(self) -> str:
+        """``file.pdf p. 3`` / ``notes.md § Setup``: how a person finds it again."""
+        where = self.source
+        if self.page is not None:
+            where += f" p. {self.page}"
+        if self.heading:
+            where += f" § {self.heading}"
+        return where
+
+
+def chunk_id(source: str, text: str, start: int, chunking: dict[str, Any]) -> int:
+    """Content-hash id: same file, text, position and chunking settings -> same id.
+
+    Returns a positive int63, because FAISS ids and SQLite keys are int64.
+    """
+    key = json.dumps([source, start, text, chunking], sort_keys=True, ensure_ascii=False)
+    return int.from_bytes(hashlib.sha256(key.encode("utf-8")).digest()[:8], "big") >> 1
+
+
+@dataclass
+class Manifest:
+    """How an index was made; read before anything else is opened."""
+
+    embedding_model: str
+    dim: int
+    chunking: dict[str, Any]
+    source_dir: str | None = None
+    schema_version: int = SCHEMA_VERSION
+    created: str = ""
+    updated: str = ""
+    generation: int = 0
+    documents: int = 0
+    chunks: int = 0
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def read(cls, path: Path) -> Manifest:
+        try:
+            data = json.loads(path.read_text(encoding="utf-8"))
+            known = {f.name for f in dataclasses.fields(cls)}
+            return cls(**{k: v for k, v in data.items() if k in known})
+        except (OSError, ValueError, TypeError) as err:
+            raise IndexCorruptError(f"cannot read {path}: {err}; rebuild with: rag ingest DIR --rebuild") from None
+
+    def write(self, path: Path) -> None:
+        _write_durably(path, json.dumps(dataclasses.asdict(self), indent=2).encode("utf-8"))
+
+
+@dataclass(frozen=True)
+class FileRecord:
+    source: str
+    sha256: str
+    size: int
+    n_chunks: int
+    ingested_at: str
+
+
+def _now() -> str:
+    return datetime.now(timezone.utc).isoformat(timespec="seconds")
+
+
+def _write_durably(path: Path, data: bytes) -> None:
+    tmp = path.with_name(path.name + ".tmp")
+    with open(tmp, "wb") as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+    os.replace(tmp, path)
+
+
+def _fsync_tree(root: Path) -> None:
+    for p in [root, *root.rglob("*")]:
+        fd = os.open(p, os.O_RDONLY)
+        try:
+            os.fsync(fd)
+        finally:
+            os.close(fd)
+
+
+def _live_generation(index_dir: Path) -> Path | None:
+    current = index_dir / "CURRENT"
+    if not current.is_file():
+        return None
+    gen = index_dir / current.read_text(encoding="utf-8").strip()
+    return gen if gen.is_dir() else None
+
+
+def index_exists(index_dir: str | Path) -> bool:
+    return _live_generation(Path(index_dir)) is not None
+
+
+class IndexStore:
+    """A read-only snapshot of one generation of an index.
+
+    Example::
+
+        store = IndexStore.open(".rag/index", embedding_model="sentence-transformers/all-MiniLM-L6-v2")
+        scores, ids = store.search(query_vectors, k=4)   # (n, 4) each
+        chunks = store.get_chunks(ids[0])
+    """
+
+    def __init__(self, index_dir: Path, gen_dir: Path, manifest: Manifest) -> None:
+        self.index_dir = index_dir
+        self.gen_dir = gen_dir
+        self.manifest = manifest
+        self._db = sqlite3.connect(f"file:{gen_dir / 'chunks.sqlite'}?mode=ro", uri=True, check_same_thread=False)
+        self._faiss: faiss.Index | None = None
+        self._bm25: tuple[Any, np.ndarray] | None = None
+
+    @classmethod
+    def open(cls, index_dir: str | Path, embedding_model: str | None = None) -> IndexStore:
+        """Open the live generation.
+
+        Args:
+            index_dir: the index directory.
+            embedding_model: the configured embedding model; must match the manifest.
+
+        Raises:
+            IndexNotFoundError: no index there yet.
+            EmbeddingMismatchError: built with another embedding model.
+            IndexCorruptError: files missing or unreadable.
+        """
+        index_dir = Path(index_dir)
+        gen = _live_generation(index_dir)
+        if gen is None:
+            raise IndexNotFoundError(f"no index at {index_dir}; build one with: rag ingest DIR --index {index_dir}")
+        manifest = Manifest.read(gen / "manifest.json")
+        if manifest.schema_version != SCHEMA_VERSION:
+            raise IndexCorruptError(
+                f"index {index_dir} has schema version {manifest.schema_version}, this rag_app reads "
+                f"{SCHEMA_VERSION}; rebuild it with: rag ingest DIR --rebuild"
+            )
+        if embedding_model is not None and embedding_model != manifest.embedding_model:
+            raise EmbeddingMismatchError(
+                f"index {index_dir} was built with embedding model {manifest.embedding_model!r} but "
+                f"{embedding_model!r} is configured; set embedding_model = {manifest.embedding_model!r} "
+                f"or rebuild with: rag ingest DIR --rebuild"
+            )
+        for name in ("chunks.sqlite", "vectors.faiss"):
+            if not (gen / name).is_file():
+                raise IndexCorruptError(f"index {index_dir} lacks {gen.name}/{name}; rebuild with: rag ingest DIR --rebuild")
+        return cls(index_dir, gen, manifest)
+
+    def is_stale(self) -> bool:
+        """True once a writer has committed a newer generation than this snapshot."""
+        return _live_generation(self.index_dir) != self.gen_dir
+
+    def close(self) -> None:
+        self._db.close()
+
+    def __enter__(self) -> IndexStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    def __len__(self) -> int:
+        return self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+
+    @property
+    def faiss_index(self) -> faiss.Index:
+        if self._faiss is None:
+            import faiss
+
+            self._faiss = faiss.read_index(str(self.gen_dir / "vectors.faiss"))
+        return self._faiss
+
+    def search(self, vectors: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """Inner-product search (cosine, as vectors are unit norm).
+
+        Args:
+            vectors: (n, dim) float32 queries.
+            k: results per query.
+
+        Returns:
+            scores (n, k) float32 and chunk ids (n, k) int64; -1 pads when the index has fewer than k.
+        """
+        vectors = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.manifest.dim)
+        if self.faiss_index.ntotal == 0:
+            n = vectors.shape[0]
+            return np.zeros((n, k), np.float32), np.full((n, k), -1, np.int64)
+        return self.faiss_index.search(vectors, k)
+
+    def get_vectors(self, ids: Sequence[int]) -> np.ndarray:
+        """Stored vectors of ``ids`` as (len(ids), dim) float32 (for MMR)."""
+        index = self.faiss_index
+        return np.stack([index.reconstruct(int(i)) for i in ids]) if len(ids) else np.zeros((0, self.manifest.dim), np.float32)
+
+    def get_chunks(self, ids: Sequence[int]) -> list[Chunk]:
+        """Chunks in the order of ``ids``; unknown ids (and -1 padding) are dropped."""
+        wanted = [int(i) for i in ids if int(i) >= 0]
+        if not wanted:
+            return []
+        rows = self._db.execute(
+            f"SELECT id, text, source, doc_id, ordinal, page, heading, start, \"end\" FROM chunks "
+            f"WHERE id IN ({','.join('?' * len(wanted))})",
+            wanted,
+        ).fetchall()
+        by_id = {r[0]: Chunk(*r) for r in rows}
+        return [by_id[i] for i in wanted if i in by_id]
+
+    def iter_chunks(self, source: str | None = None) -> Iterator[Chunk]:
+        """All chunks (or one file's), in file then position order."""
+        sql = 'SELECT id, text, source, doc_id, ordinal, page, heading, start, "end" FROM chunks'
+        args: tuple[str, ...] = ()
+        if source is not None:
+            sql += " WHERE source = ?"
+            args = (source,)
+        for row in self._db.execute(sql + " ORDER BY source, ordinal", args):
+            yield Chunk(*row)
+
+    def files(self) -> dict[str, FileRecord]:
+        rows = self._db.execute("SELECT source, sha256, size, n_chunks, ingested_at FROM files").fetchall()
+        return {r[0]: FileRecord(*r) for r in rows}
+
+    def bm25(self) -> tuple[Any, np.ndarray]:
+        """The bm25s index and the chunk id of each of its documents (built at ingest)."""
+        if self._bm25 is None:
+            import bm25s
+
+            folder = self.gen_dir / "bm25"
+            if not (folder / "ids.npy").is_file():
+                raise IndexCorruptError(f"index {self.index_dir} has no BM25 index; rebuild with: rag ingest DIR --rebuild")
+            ids = np.load(folder / "ids.npy", allow_pickle=False)
+            retriever = bm25s.BM25.load(str(folder), mmap=False, allow_pickle=False) if len(ids) else None
+            self._bm25 = (retriever, ids)
+        return self._bm25
+
+    def size_bytes(self) -> int:
+        return sum(p.stat().st_size for p in self.gen_dir.rglob("*") if p.is_file())
+
+    def info(self) -> dict[str, Any]:
+        """What ``rag index-info`` prints."""
+        m = self.manifest
+        return {
+            "index": str(self.index_dir),
+            "documents": m.documents,
+            "chunks": m.chunks,
+            "embedding_model": m.embedding_model,
+            "dim": m.dim,
+            "chunking": m.chunking,
+            "source_dir": m.source_dir,
+            "size_mb": round(self.size_bytes() / 1e6, 2),
+            "created": m.created,
+            "updated": m.updated,
+            "generation": m.generation,
+        }
+
+
+def bm25_tokenize(texts: Sequence[str]) -> Any:
+    """The one tokenizer for BM25, used at index and query time alike."""
+    import bm25s
+
+    try:
+        import Stemmer
+
+        stemmer = Stemmer.Stemmer("english")
+    except ImportError:  # PyStemmer is a dependency, but keep BM25 working without it
+        stemmer = None
+    return bm25s.tokenize(list(texts), stopwords="en", stemmer=stemmer, show_progress=False)
+
+
+class IndexWriter:
+    """The single writer of an index: stage changes in a new generation, then commit.
+
+    Use as a context manager; leaving the block without :meth:`commit` (an
+    exception, Ctrl-C) discards the staged generation and the live index is
+    untouched::
+
+        with IndexWriter(".rag/index", manifest) as w:
+            w.remove_file("old.txt")
+            w.add_file("new.txt", sha, size, chunks, vectors)
+            w.commit()
+
+    Raises:
+        IndexLockedError: another writer holds the lock.
+        EmbeddingMismatchError: the live index used another embedding model.
+    """
+
+    def __init__(self, index_dir: str | Path, manifest: Manifest, rebuild: bool = False) -> None:
+        self.index_dir = Path(index_dir)
+        self.manifest = manifest
+        self.rebuild = rebuild
+        self._lock_fh: Any = None
+        self._gen: Path | None = None
+        self._db: sqlite3.Connection | None = None
+        self._index: Any = None
+        self.committed = False
+
+    def __enter__(self) -> IndexWriter:
+        import faiss
+
+        try:
+            self.index_dir.mkdir(parents=True, exist_ok=True)
+            self._lock_fh = open(self.index_dir / ".lock", "a+")
+        except OSError as err:
+            raise IndexLockedError(f"cannot write the index at {self.index_dir}: {err.strerror}; choose a writable --index") from None
+        try:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            self._lock_fh.close()
+            raise IndexLockedError(
+                f"another process is writing to the index at {self.index_dir}; wait for it to finish and run again"
+            ) from None
+        try:
+            self._stage()
+        except BaseException:
+            self._release()
+            raise
+        return self
+
+    def _stage(self) -> None:
+        import faiss
+
+        live = _live_generation(self.index_dir)
+        self._clean_stale(keep={live.name} if live else set())
+        prev = Manifest.read(live / "manifest.json") if live else None
+        if prev is not None and not self.rebuild and prev.embedding_model != self.manifest.embedding_model:
+            raise EmbeddingMismatchError(
+                f"index {self.index_dir} was built with embedding model {prev.embedding_model!r}, not "
+                f"{self.manifest.embedding_model!r}; use the same model or pass --rebuild"
+            )
+        number = (prev.generation if prev else 0) + 1
+        self._gen = self.index_dir / f"gen-{number:06d}"
+        if self._gen.exists():
+            shutil.rmtree(self._gen)
+        self._gen.mkdir()
+        self.manifest.generation = number
+        self.manifest.created = prev.created if (prev and not self.rebuild) else _now()
+        self._db = sqlite3.connect(self._gen / "chunks.sqlite")
+        if live is not None and not self.rebuild:
+            src = sqlite3.connect(f"file:{live / 'chunks.sqlite'}?mode=ro", uri=True)
+            src.backup(self._db)
+            src.close()
+            self._index = faiss.read_index(str(live / "vectors.faiss"))
+        else:
+            self._db.executescript(_SCHEMA)
+            self._index = faiss.IndexIDMap2(faiss.IndexFlatIP(self.manifest.dim))
+
+    def _clean_stale(self, keep: set[str]) -> None:
+        """Drop generations a crashed writer left behind, keeping the live one and its predecessor."""
+        gens = sorted(p for p in self.index_dir.glob("gen-*") if p.is_dir())
+        live = [g for g in gens if g.name in keep]
+        keep_names = set(keep)
+        if live:
+            older = [g for g in gens if g.name < live[0].name]
+            if older:
+                keep_names.add(older[-1].name)
+        for g in gens:
+            if g.name not in keep_names:
+                shutil.rmtree(g, ignore_errors=True)
+
+    def files(self) -> dict[str, FileRecord]:
+        assert self._db is not None
+        rows = self._db.execute("SELECT source, sha256, size, n_chunks, ingested_at FROM files").fetchall()
+        return {r[0]: FileRecord(*r) for r in rows}
+
+    def remove_file(self, source: str) -> int:
+        """Drop a file and its chunks; returns how many chunks went."""
+        assert self._db is not None
+        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
+        if ids:
+            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+        self._db.execute("DELETE FROM chunks WHERE source = ?", (source,))
+        self._db.execute("DELETE FROM files WHERE source = ?", (source,))
+        return len(ids)
+
+    def add_file(self, source: str, sha256: str, size: int, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
+        """Replace ``source``'s chunks with ``chunks`` and their (n, dim) unit vectors."""
+        assert self._db is not None
+        if len(chunks) != len(vectors):
+            raise ValueError(f"{len(chunks)} chunks but {len(vectors)} vectors")
+        self.remove_file(source)
+        ids = np.asarray([c.id for c in chunks], dtype=np.int64)
+        if len(set(ids.tolist())) != len(ids):
+            raise ValueError(f"duplicate chunk ids in {source}")
+        if len(chunks):
+            self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
+        self._db.executemany(
+            'INSERT OR REPLACE INTO chunks (id, source, doc_id, ordinal, text, page, heading, start, "end") '
+            "VALUES (?,?,?,?,?,?,?,?,?)",
+            [(c.id, c.source, c.doc_id, c.ordinal, c.text, c.page, c.heading, c.start, c.end) for c in chunks],
+        )
+        self._db.execute(
+            "INSERT OR REPLACE INTO files (source, sha256, size, n_chunks, ingested_at) VALUES (?,?,?,?,?)",
+            (source, sha256, size, len(chunks), _now()),
+        )
+
+    def _build_bm25(self) -> None:
+        import bm25s
+
+        assert self._db is not None and self._gen is not None
+        folder = self._gen / "bm25"
+        folder.mkdir()
+        rows = self._db.execute("SELECT id, text FROM chunks ORDER BY id").fetchall()
+        ids = np.asarray([r[0] for r in rows], dtype=np.int64)
+        if rows:
+            retriever = bm25s.BM25()
+            retriever.index(bm25_tokenize([r[1] for r in rows]), show_progress=False)
+            retriever.save(str(folder))
+        np.save(folder / "ids.npy", ids, allow_pickle=False)
+
+    def commit(self) -> Manifest:
+        """Write everything, fsync, then atomically make this generation live."""
+        import faiss
+
+        assert self._db is not None and self._gen is not None
+        self._db.commit()
+        self.manifest.documents = self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
+        self.manifest.chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
+        self._db.close()
+        self._db = None
+        if self._index.ntotal != self.manifest.chunks:
+            raise IndexCorruptError(
+                f"staged index has {self._index.ntotal} vectors for {self.manifest.chunks} chunks; nothing was committed"
+            )
+        faiss.write_index(self._index, str(self._gen / "vectors.faiss"))
+        self._build_bm25()
+        self.manifest.updated = _now()
+        self.manifest.write(self._gen / "manifest.json")
+        _fsync_tree(self._gen)
+        _write_durably(self.index_dir / "CURRENT", self._gen.name.encode("utf-8"))
+        dir_fd = os.open(self.index_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self.committed = True
+        self._clean_stale(keep={self._gen.name})
+        return self.manifest
+
+    def _release(self) -> None:
+        if self._db is not None:
+            with contextlib.suppress(sqlite3.Error):
+                self._db.close()
+            self._db = None
+        if not self.committed and self._gen is not None and self._gen.exists():
+            shutil.rmtree(self._gen, ignore_errors=True)
+        if self._lock_fh is not None:
+            fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
+            self._lock_fh.close()
+            self._lock_fh = None
+
+    def __exit__(self, *exc: object) -> None:
+        self._release()
