@@ -106,6 +106,311 @@ def index_info(
         typer.echo(f"{key:16} {value}")
 
 
+def _generation_overrides(
+    index: Path | None, k: int | None, mode: str | None, hybrid: bool, mmr: bool | None, model: str | None,
+    adapter: str | None, no_adapter: bool, max_new_tokens: int | None, temperature: float | None,
+) -> dict[str, Any]:
+    return {
+        "index": index,
+        "retrieve": {"top_k": k, "mode": "hybrid" if hybrid else mode, "mmr": mmr},
+        "generate": {"model": model, "adapter": "none" if no_adapter else adapter,
+                     "max_new_tokens": max_new_tokens, "temperature": temperature},
+    }
+
+
+KOpt = Annotated[Optional[int], typer.Option("--k", "-k", help="Sources to retrieve (default 4).")]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="Retrieval: dense, hybrid or bm25.")]
+HybridOpt = Annotated[bool, typer.Option("--hybrid", help="Dense + BM25 fused by reciprocal rank.")]
+MmrOpt = Annotated[Optional[bool], typer.Option("--mmr/--no-mmr", help="Drop near-duplicate sources.")]
+ModelOpt = Annotated[Optional[str], typer.Option("--model", help="'bundled', a Hugging Face id, or a local folder.")]
+AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="LoRA adapter folder (default: the shipped one).")]
+NoAdapterOpt = Annotated[bool, typer.Option("--no-adapter", help="Answer with the base model alone.")]
+MaxTokOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
+TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy (default).")]
+
+
+def _print_sources(answer: Any, console: Any) -> None:
+    from rich.table import Table
+
+    if not answer.sources:
+        console.print("[dim]No sources matched.[/dim]")
+        return
+    table = Table(title="Sources", title_justify="left", show_lines=False, pad_edge=False)
+    for col in ("#", "file", "page/heading", "score", "first line"):
+        table.add_column(col, overflow="fold")
+    for s in answer.sources:
+        first = s.text.strip().splitlines()[0][:80] if s.text.strip() else ""
+        where = f"p. {s.chunk.page}" if s.chunk.page is not None else (s.chunk.heading or "")
+        num = f"[bold green]{s.number}*[/]" if s.number in answer.citations else str(s.number)
+        table.add_row(num, s.chunk.source, where, f"{s.score:.3f}", first)
+    console.print(table)
+    if answer.invalid_citations:
+        console.print(f"[yellow]Warning: the answer cites missing source(s) {answer.invalid_citations}.[/]")
+    t = answer.timings
+    speed = f", {t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else ""
+    ttft = f", first token {t.ttft_ms:.0f} ms" if t.ttft_ms is not None else ""
+    console.print(f"[dim]* cited. retrieve {t.retrieve_ms:.0f} ms{ttft}{speed}; {answer.model}"
+                  f"{' + adapter' if answer.adapter else ''}[/dim]")
+
+
+def _stream_answer(rag: Any, question: str, history: Any, console: Any) -> Any:
+    from rag_app.pipeline import Answer
+
+    final = None
+    for item in rag.stream(question, history):
+        if isinstance(item, Answer):
+            final = item
+        else:
+            console.print(item, end="", markup=False, highlight=False)
+    console.print()
+    return final
+
+
+@app.command()
+def ask(
+    question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
+    index: IndexOpt = None, k: KOpt = None, mode: ModeOpt = None, hybrid: HybridOpt = False, mmr: MmrOpt = None,
+    model: ModelOpt = None, adapter: AdapterOpt = None, no_adapter: NoAdapterOpt = False,
+    max_new_tokens: MaxTokOpt = None, temperature: TempOpt = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the whole Answer as JSON.")] = False,
+    config: ConfigOpt = None, verbose: VerboseOpt = False,
+) -> None:
+    """Answer QUESTION from the index, streaming, then list the sources it cited."""
+    _setup_logging(verbose)
+    from rag_app.errors import EmptyQuestionError
+    from rag_app.pipeline import RagPipeline
+
+    if not question.strip():
+        raise EmptyQuestionError("the question is empty; pass a question, e.g. rag ask \"What is ...?\"")
+    settings = settings_from_flags(config, verbose, **_generation_overrides(
+        index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature))
+    rag = RagPipeline(settings)
+    if as_json:
+        typer.echo(json.dumps(rag.answer(question).to_dict(), indent=2, ensure_ascii=False))
+        return
+    console = _console()
+    _print_sources(_stream_answer(rag, question, (), console), console)
+
+
+@app.command()
+def chat(
+    index: IndexOpt = None, k: KOpt = None, mode: ModeOpt = None, hybrid: HybridOpt = False, mmr: MmrOpt = None,
+    model: ModelOpt = None, adapter: AdapterOpt = None, no_adapter: NoAdapterOpt = False,
+    max_new_tokens: MaxTokOpt = None, temperature: TempOpt = None,
+    config: ConfigOpt = None, verbose: VerboseOpt = False,
+) -> None:
+    """Chat in the terminal: follow-ups keep context; /sources, /reset, /exit."""
+    _setup_logging(verbose)
+    from rag_app.pipeline import RagPipeline
+
+    settings = settings_from_flags(config, verbose, **_generation_overrides(
+        index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature))
+    rag = RagPipeline(settings)
+    console = _console()
+    console.print("[dim]Ask about your documents. /sources shows the last answer's sources, /reset starts over, /exit quits.[/dim]")
+    history: list[tuple[str, str]] = []
+    last = None
+    while True:
+        try:
+            line = console.input("[bold cyan]you>[/] ").strip()
+        except (EOFError, KeyboardInterrupt):
+            console.print()
+            return
+        if not line:
+            continue
+        if line in ("/exit", "/quit"):
+            return
+        if line == "/reset":
+            history, last = [], None
+            console.print("[dim]History cleared.[/dim]")
+            continue
+        if line == "/sources":
+            if last is None:
+                console.print("[dim]No answer yet.[/dim]")
+            else:
+                _print_sources(last, console)
+            continue
+        if line.startswith("/"):
+            console.print("[dim]Commands: /sources /reset /exit[/dim]")
+            continue
+        console.print("[bold magenta]rag>[/] ", end="")
+        try:
+            last = _stream_answer(rag, line, history, console)
+        except RagError as err:
+            console.print(f"[red]Error: {err}[/red]")
+            continue
+        history.append((line, last.text))
+        history = history[-4:]  # keep the prompt short for a small context window
+
+
+def dataset_index(dataset: Path, settings: Any, out_root: Path | None = None) -> Path:
+    """Ingest DATASET/docs into its own cached index (incremental: reused when unchanged); return its path.
+
+    ``rag eval`` and ``rag finetune`` take an index, never build one: this front door builds it.
+    """
+    import hashlib
+
+    from ingest.pipeline import ingest_folder
+    from rag_app.errors import DatasetError
+
+    docs = dataset / "docs"
+    if not docs.is_dir():
+        raise DatasetError(f"{dataset} has no docs/ folder; a dataset is a folder with docs/ and qa.jsonl")
+    tag = hashlib.sha256(str(docs.resolve()).encode()).hexdigest()[:8]
+    index = (out_root or Path(".rag") / "datasets") / f"{dataset.resolve().name}-{tag}"
+    ingest_folder(docs, settings.model_copy(update={"index": index}), console=_console(stderr=True))
+    return index
+
+
+@app.command()
+def finetune(
+    datasets: Annotated[Optional[list[Path]], typer.Argument(help="QA set folders (docs/ + qa.jsonl) to train on.")] = None,
+    out: Annotated[Path, typer.Option("--out", help="Output folder: adapter, checkpoint, card.")] = Path("runs/adapter"),
+    split: Annotated[str, typer.Option(help="Questions to train on, by split_hint.")] = "train",
+    max_examples: Annotated[Optional[int], typer.Option(help="Cap on training examples (balanced across sets).")] = None,
+    val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = 0.1,
+    p_gold: Annotated[float, typer.Option(help="Probability the gold source is shown (else: abstain target).")] = 0.8,
+    distractors: Annotated[int, typer.Option(help="Hard-negative sources per example.")] = 3,
+    quote: Annotated[bool, typer.Option(help="Targets quote the supporting sentence first.")] = False,
+    triples: Annotated[Optional[Path], typer.Option(help="JSONL of {question, answer, context} instead of a QA set.")] = None,
+    examples: Annotated[Optional[Path], typer.Option(help="Train on prebuilt examples (JSONL from --save-examples).")] = None,
+    save_examples: Annotated[Optional[Path], typer.Option(help="Write the built examples to this JSONL.")] = None,
+    epochs: Annotated[float, typer.Option(help="Passes over the examples.")] = 1.0,
+    max_steps: Annotated[Optional[int], typer.Option(help="Cap on optimizer steps.")] = None,
+    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine, warm-up 5%).")] = 3e-4,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
+    grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 8,
+    quant: Annotated[str, typer.Option(help="auto, nf4 (QLoRA) or none.")] = "auto",
+    no_quant: Annotated[bool, typer.Option("--no-quant", help="Plain LoRA (same as --quant none).")] = False,
+    layers: Annotated[str, typer.Option(help="auto, all or top-half.")] = "auto",
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.")] = False,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print 3 formatted examples and token stats; no training.")] = False,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = False,
+    seed: Annotated[int, typer.Option(help="Seed for examples, split and order.")] = 0,
+    model: ModelOpt = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Fine-tune a LoRA/QLoRA adapter that answers from retrieved sources, cites them, and abstains (RAFT)."""
+    _setup_logging(verbose)
+    from finetune.recipe import FinetuneRequest, run_finetune
+
+    settings = settings_from_flags(config, verbose, generate={"model": model})
+    request = FinetuneRequest(
+        datasets=list(datasets or []), out=out, split=split, max_examples=max_examples, val_fraction=val_fraction,
+        p_gold=p_gold, distractors=distractors, quote=quote, triples=triples, examples=examples,
+        save_examples=save_examples, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
+        grad_accum=grad_accum, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
+        merge=merge, seed=seed,
+    )
+    indexes = {d: dataset_index(d, settings) for d in request.datasets} if not (examples or triples) else {}
+    typer.echo(run_finetune(request, settings, indexes))
+
+
+def _eval_indexes(docs: Path, runs: list[Any], index: Path | None, out_dir: Path) -> list[Any]:
+    """Point every eval run at an index: ``--index``, or DATASET/docs ingested under OUT (incremental, cached).
+
+    Runs that share embedding model and chunking share ``OUT/index``; a
+    configuration that chunks differently gets ``OUT/index-<hash>`` of its own.
+    """
+    from dataclasses import replace
+
+    from rag_app.embeddings import load_embedder
+    from rag_app.evaluate import index_key
+
+    if index is not None:
+        return [replace(r, settings=r.settings.model_copy(update={"index": index})) for r in runs]
+    from ingest.pipeline import ingest_folder
+
+    paths: dict[str, Path] = {}
+    out = []
+    for r in runs:
+        key = index_key(r.settings)
+        if key not in paths:
+            paths[key] = out_dir / ("index" if not paths else f"index-{key}")
+            settings = r.settings.model_copy(update={"index": paths[key]})
+            ingest_folder(docs, settings, console=_console(stderr=True), embedder=load_embedder(settings.embedding_model))
+        out.append(replace(r, settings=r.settings.model_copy(update={"index": paths[key]})))
+    return out
+
+
+@app.command("eval")
+def eval_(
+    dataset: Annotated[Path, typer.Argument(help="Dataset folder: docs/ + qa.jsonl (id, question, answers, gold_doc_ids).")],
+    index: Annotated[Optional[Path], typer.Option("--index", help="Evaluate on this index instead of ingesting DATASET/docs into OUT/index.")] = None,
+    limit: Annotated[Optional[int], typer.Option(help="Evaluate a seeded sample of N questions.")] = None,
+    k: Annotated[str, typer.Option("--k", help="Cut-offs for recall@k and hit@k, comma-separated.")] = "1,3,5,10",
+    config: Annotated[Optional[list[Path]], typer.Option("--config", help="TOML settings of one more configuration to compare (repeatable).")] = None,
+    mode: Annotated[Optional[list[str]], typer.Option("--mode", help="dense, hybrid or bm25; repeatable, one configuration each.")] = None,
+    retrieval_only: Annotated[bool, typer.Option("--retrieval-only", help="Score retrieval only; the generator is never loaded.")] = False,
+    split: Annotated[str, typer.Option(help="Questions by split_hint: test, train or all.")] = "all",
+    unanswerable: Annotated[float, typer.Option(help="Fraction of questions whose gold docs are withheld (the right reply abstains).")] = 0.0,
+    adapter: Annotated[Optional[str], typer.Option("--adapter", help="LoRA adapter of the base configuration (--config files set their own).")] = None,
+    no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Base configuration answers without an adapter.")] = False,
+    out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default eval-out/<dataset>); re-running resumes.")] = None,
+    seed: Annotated[int, typer.Option(help="Seed of the --limit sample and the --unanswerable draw.")] = 0,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Evaluate retrieval and answers on DATASET; write report.json, report.md and plots to OUT."""
+    _setup_logging(verbose)
+    from rag_app.errors import ConfigError
+    from rag_app.evaluate import EvalConfig, evaluate, load_dataset, plan_runs
+    from rag_app.evaluate.report import summary_table
+
+    try:
+        ks = tuple(int(part) for part in k.split(",") if part.strip())
+    except ValueError:
+        raise ConfigError(f"--k takes comma-separated integers, e.g. 1,3,5,10; got {k!r}") from None
+    if adapter and no_adapter:
+        raise ConfigError("pass --adapter DIR or --no-adapter, not both")
+    eval_config = EvalConfig(ks=ks, retrieval_only=retrieval_only, unanswerable=unanswerable, seed=seed)
+    base = settings_from_flags(None, verbose, generate={"adapter": "none" if no_adapter else adapter})
+    variants = [("base", base)] + [(p.stem, settings_from_flags(p, verbose)) for p in config or []]
+    runs = plan_runs(variants, mode or ())
+    known = None
+    if index is not None and not (dataset / "docs").is_dir():  # no corpus folder: check gold ids against the index
+        from rag_app.store import IndexStore
+
+        with IndexStore.open(index) as store:
+            known = {Path(source).stem for source in store.files()}
+    ds = load_dataset(dataset, split=split, limit=limit, seed=seed, known_doc_ids=known)
+    out_dir = out or Path("eval-out") / ds.name
+    runs = _eval_indexes(ds.docs_dir, runs, index, out_dir)
+    console = _console(stderr=True)
+    report, interrupted = evaluate(ds, runs, eval_config, out_dir, console=console,
+                                   command=" ".join(["rag", *sys.argv[1:]]))
+    _console().print(summary_table(report))
+    typer.echo(f"Report: {out_dir / 'report.md'} (per question: {out_dir / 'report.json'})")
+    if interrupted:
+        typer.echo("Interrupted: the report covers the questions that finished; run the same command to resume.", err=True)
+        raise typer.Exit(130)
+
+
+@app.command()
+def ui(
+    index: IndexOpt = None,
+    port: Annotated[int, typer.Option(help="Port to serve on.")] = 8501,
+    host: Annotated[str, typer.Option(help="Address to listen on (0.0.0.0 for every interface).")] = "127.0.0.1",
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Chat with your documents in the browser (Streamlit): streamed answers, sources, upload."""
+    _setup_logging(verbose)
+    from rag_app.store import index_exists
+    from ui.launch import check_port_free, serve, streamlit_command, url_for
+
+    settings = settings_from_flags(config, verbose, index=index)  # a bad setting fails here, not in the page
+    check_port_free(host, port)
+    console = _console()
+    console.print(f"[bold]rag ui[/] serving {settings.index} at [bold cyan]{url_for(host, port)}[/]  (Ctrl-C to stop)")
+    if not index_exists(settings.index):
+        console.print(f"[dim]No index at {settings.index} yet: add documents in the page, or run rag ingest DIR.[/dim]")
+    code = serve(streamlit_command(host, port, settings.index, config, verbose))
+    if code not in (0, -2, 130):  # -2 / 130: stopped with Ctrl-C
+        raise typer.Exit(code)
+
+
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2."""
     try:

@@ -281,19 +281,25 @@ class IndexStore:
         by_id = {r[0]: Chunk(*r) for r in rows}
         return [by_id[i] for i in wanted if i in by_id]
 
-    def iter_chunks(self, source: str | None = None) -> Iterator[Chunk]:
-        """All chunks (or one file's), in file then position order."""
+    def iter_chunks(self, source: str | None = None, doc_id: str | None = None) -> Iterator[Chunk]:
+        """All chunks (or one file's, or one doc id's), in file then position order."""
         sql = 'SELECT id, text, source, doc_id, ordinal, page, heading, start, "end" FROM chunks'
         args: tuple[str, ...] = ()
         if source is not None:
             sql += " WHERE source = ?"
             args = (source,)
+        elif doc_id is not None:
+            sql += " WHERE doc_id = ?"
+            args = (doc_id,)
         for row in self._db.execute(sql + " ORDER BY source, ordinal", args):
             yield Chunk(*row)
 
     def files(self) -> dict[str, FileRecord]:
         rows = self._db.execute("SELECT source, sha256, size, n_chunks, ingested_at FROM files").fetchall()
         return {r[0]: FileRecord(*r) for r in rows}
+
+    def doc_ids(self) -> set[str]:
+        return {r[0] for r in self._db.execute("SELECT DISTINCT doc_id FROM chunks")}
 
     def bm25(self) -> tuple[Any, np.ndarray]:
         """The bm25s index and the chunk id of each of its documents (built at ingest)."""
@@ -333,6 +339,7 @@ def bm25_tokenize(texts: Sequence[str]) -> Any:
     """The one tokenizer for BM25, used at index and query time alike."""
     import bm25s
 
+    logging.getLogger("bm25s").setLevel(logging.WARNING)  # bm25s sets its logger to DEBUG on import
     try:
         import Stemmer
 
@@ -490,14 +497,14 @@ class IndexWriter:
         self._db.commit()
         self.manifest.documents = self._db.execute("SELECT COUNT(*) FROM files").fetchone()[0]
         self.manifest.chunks = self._db.execute("SELECT COUNT(*) FROM chunks").fetchone()[0]
-        self._db.close()
-        self._db = None
         if self._index.ntotal != self.manifest.chunks:
             raise IndexCorruptError(
                 f"staged index has {self._index.ntotal} vectors for {self.manifest.chunks} chunks; nothing was committed"
             )
         faiss.write_index(self._index, str(self._gen / "vectors.faiss"))
-        self._build_bm25()
+        self._build_bm25()  # reads the chunk texts, so before the connection closes
+        self._db.close()
+        self._db = None
         self.manifest.updated = _now()
         self.manifest.write(self._gen / "manifest.json")
         _fsync_tree(self._gen)

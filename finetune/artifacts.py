@@ -1,0 +1,109 @@
+"""What a fine-tune leaves on disk: adapter, resumable checkpoint, training card, loss plot.
+
+The adapter folder describes itself (peft's ``adapter_config.json`` records
+the base model id, checked before it is applied), and the card records how it
+was made: settings, base weights fingerprint, data stats, time, losses.
+Checkpoints are written to a temporary folder and renamed, so a crash while
+saving leaves the previous checkpoint intact.
+"""
+
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+from typing import Any
+
+
+def save_adapter(model: Any, tokenizer: Any, out: Path) -> None:
+    """The adapter in bf16 (half the size; what serving uses), plus the tokenizer's chat template."""
+    import torch
+
+    tmp = out / "adapter.tmp"
+    shutil.rmtree(tmp, ignore_errors=True)
+    model.save_pretrained(str(tmp), safe_serialization=True)
+    from safetensors.torch import load_file, save_file
+
+    weights = tmp / "adapter_model.safetensors"
+    save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(weights)).items()}, str(weights))
+    for f in tmp.iterdir():
+        target = out / f.name
+        if target.is_dir():
+            shutil.rmtree(target)
+        f.replace(target)
+    tmp.rmdir()
+
+
+def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:
+    """Adapter weights (fp32), optimizer, scheduler and loop state, atomically."""
+    import torch
+    from peft import get_peft_model_state_dict
+    from safetensors.torch import save_file
+
+    tmp = folder.with_name(folder.name + ".tmp")
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    save_file({k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()},
+              str(tmp / "adapter.safetensors"))
+    torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
+                "rng": torch.get_rng_state()}, tmp / "optim.pt")
+    (tmp / "state.json").write_text(json.dumps(state))
+    old = folder.with_name(folder.name + ".old")
+    shutil.rmtree(old, ignore_errors=True)
+    if folder.exists():
+        folder.rename(old)
+    tmp.rename(folder)
+    shutil.rmtree(old, ignore_errors=True)
+
+
+def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any) -> dict[str, Any]:
+    """Restore what :func:`save_checkpoint` wrote; returns the loop state."""
+    import torch
+    from peft import set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    set_peft_model_state_dict(model, load_file(str(folder / "adapter.safetensors")))
+    extra = torch.load(folder / "optim.pt", weights_only=True)
+    optimizer.load_state_dict(extra["optimizer"])
+    scheduler.load_state_dict(extra["scheduler"])
+    torch.set_rng_state(extra["rng"])
+    state = json.loads((folder / "state.json").read_text())
+    state["losses"] = [tuple(x) for x in state.get("losses", [])]
+    state["val_losses"] = [tuple(x) for x in state.get("val_losses", [])]
+    return state
+
+
+def write_card(out: Path, card: dict[str, Any]) -> None:
+    """training_card.json, a readable training_card.md, and loss_curve.png."""
+    (out / "training_card.json").write_text(json.dumps(card, indent=2))
+    lines = ["# Training card", "", f"Recipe: {card.get('recipe', '')}", ""]
+    for key in ("base_model_id", "base_weights_fingerprint", "quantization", "quantization_reason", "adapted_layers",
+                "trainable_parameters", "device", "time_s", "tokens_per_s", "final_train_loss", "val_loss"):
+        lines.append(f"- **{key}**: {card.get(key)}")
+    lines += ["", "## Settings", "", "```json", json.dumps(card.get("settings", {}), indent=2), "```",
+              "", "## Data", "", "```json", json.dumps(card.get("data", {}), indent=2), "```"]
+    if card.get("eval"):
+        lines += ["", "## Evaluation (validation split)", "", "```json", json.dumps(card["eval"], indent=2), "```"]
+    (out / "training_card.md").write_text("\n".join(lines) + "\n")
+    plot_losses(card.get("losses", []), card.get("val_losses", []), out / "loss_curve.png")
+
+
+def plot_losses(losses: list, val_losses: list, path: Path) -> None:
+    if not losses:
+        return
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(6, 3.5), dpi=100)
+    ax.plot([s for s, _ in losses], [v for _, v in losses], label="train (per step)", alpha=0.7)
+    if val_losses:
+        ax.plot([s for s, _ in val_losses], [v for _, v in val_losses], "o-", label="validation")
+    ax.set_xlabel("optimizer step")
+    ax.set_ylabel("answer-token loss")
+    ax.legend()
+    ax.grid(alpha=0.3)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)

@@ -1,0 +1,241 @@
+"""RAFT training examples: question + gold chunk + hard distractors -> cited answer or abstention.
+
+RAFT (Zhang et al. 2024) trains the generator on exactly what it meets at
+serving time: a question with several retrieved sources, most of them
+plausible but wrong. Here:
+
+* the gold chunk is the gold document's chunk that contains the answer
+  (falling back to its chunk most similar to the question, e.g. for yes/no);
+* distractors are the retriever's best chunks from *other* documents (hard
+  negatives, not random), so the model learns to pick, not just copy;
+* with probability ``1 - p_gold`` the gold is left out and the target is the
+  abstain sentence; a distractor that happens to contain the answer string is
+  dropped too, so "abstain" is only taught when the answer really is absent;
+* sources are shuffled, and the target cites the gold's position ``[n]``.
+
+Messages come from :func:`rag_app.prompts.build_messages`, the function the
+pipeline serves with; a drift between the two would be a bug.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import random
+from collections.abc import Iterable, Sequence
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+from rag_app.evaluate.dataset import QAItem
+from rag_app.evaluate.metrics import answer_in_text
+from rag_app.prompts import ABSTAIN, build_messages, format_answer
+from rag_app.retriever import Retriever
+from rag_app.store import Chunk, IndexStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class RaftConfig:
+    """How examples are built.
+
+    Attributes:
+        p_gold: probability the gold chunk is shown (RAFT's P); otherwise the target abstains.
+        distractors: hard-negative chunks per example (RAFT's D).
+        quote: target quotes the supporting sentence before the answer (RAFT's chain of thought).
+        max_source_chars: longer sources are trimmed around the answer, at sentence
+            boundaries, to keep examples ~650 tokens (training cost grows with length).
+        seed: makes gold dropping, distractor order and shuffling reproducible.
+    """
+
+    p_gold: float = 0.8
+    distractors: int = 3
+    quote: bool = False
+    max_source_chars: int = 1000
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.p_gold <= 1.0:
+            raise ValueError(f"p_gold must be in [0, 1], got {self.p_gold}")
+        if self.distractors < 0:
+            raise ValueError(f"distractors must be >= 0, got {self.distractors}")
+
+
+@dataclass
+class SourceText:
+    """A source as the prompt shows it (a chunk, possibly trimmed)."""
+
+    text: str
+    source: str
+    doc_id: str
+    page: int | None = None
+    heading: str | None = None
+
+    @property
+    def location(self) -> str:
+        return Chunk(0, self.text, self.source, self.doc_id, page=self.page, heading=self.heading).location
+
+
+@dataclass
+class RaftExample:
+    id: str
+    dataset: str
+    question: str
+    sources: list[SourceText]
+    target: str
+    gold_numbers: list[int]  # 1-based positions of the gold sources ([] when dropped)
+    gold_kept: bool
+    answer_type: str | None = None
+    answers: list[str] = field(default_factory=list)
+
+    def messages(self) -> list[dict[str, str]]:
+        return build_messages(self.question, self.sources)
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), ensure_ascii=False)
+
+    @classmethod
+    def from_json(cls, line: str) -> RaftExample:
+        d = json.loads(line)
+        d["sources"] = [SourceText(**s) for s in d["sources"]]
+        return cls(**d)
+
+
+def _trim(text: str, answers: Sequence[str], limit: int) -> str:
+    """Cut ``text`` to ``limit`` chars around the first answer occurrence, on sentence edges."""
+    if len(text) <= limit:
+        return text
+    low = text.lower()
+    hit = min((low.find(a.lower()) for a in answers if a and low.find(a.lower()) >= 0), default=0)
+    start = max(0, hit - limit // 2)
+    if start:
+        dot = text.rfind(". ", 0, start)
+        start = dot + 2 if dot >= 0 and start - dot < limit // 4 else start
+    end = min(len(text), start + limit)
+    dot = text.rfind(". ", start, end)
+    if dot > start + limit // 2:
+        end = dot + 1
+    return text[start:end].strip()
+
+
+def _as_source(chunk: Chunk, answers: Sequence[str], limit: int) -> SourceText:
+    return SourceText(_trim(chunk.text, answers, limit), chunk.source, chunk.doc_id, chunk.page, chunk.heading)
+
+
+def _short_answer(item: QAItem) -> str:
+    """The reply's answer text: a capitalised yes/no decision, else the first acceptable answer."""
+    answer = item.answers[0].strip()
+    if item.is_yes_no:
+        return answer.capitalize()
+    return answer
+
+
+def _quote(text: str, answers: Sequence[str]) -> str | None:
+    """The sentence of ``text`` holding an answer, for ``--quote`` targets."""
+    for sentence in text.replace("\n", " ").split(". "):
+        if answer_in_text(answers, sentence):
+            return sentence.strip().rstrip(".") + "."
+    return None
+
+
+def gold_chunks(item: QAItem, store: IndexStore, retriever: Retriever) -> list[Chunk]:
+    """Chunks of the gold docs that contain an answer; else each gold doc's best match for the question."""
+    found: list[Chunk] = []
+    for doc_id in item.gold_doc_ids:
+        chunks = list(store.iter_chunks(doc_id=doc_id))
+        with_answer = [c for c in chunks if not item.is_yes_no and answer_in_text(item.answers, c.text)]
+        candidates = with_answer or chunks
+        if len(candidates) == 1:
+            found.append(candidates[0])
+        elif candidates:
+            # Several (or no) chunks hold the answer string: the one closest to the question.
+            sims = store.get_vectors([c.id for c in candidates]) @ retriever.embedder.embed_query(item.question)
+            found.append(candidates[int(sims.argmax())])
+    return found
+
+
+def build_example(item: QAItem, dataset: str, store: IndexStore, retriever: Retriever, cfg: RaftConfig, rng: random.Random) -> RaftExample | None:
+    """One RAFT example for ``item``; None when no gold chunk can be found."""
+    golds = gold_chunks(item, store, retriever)
+    if not golds:
+        return None
+    hits = retriever.retrieve(item.question, k=cfg.distractors + len(item.gold_doc_ids) + 4, exclude_doc_ids=item.gold_doc_ids)
+    # Multi-hop questions need every gold doc; show them all or none.
+    keep_gold = rng.random() < cfg.p_gold
+    pool = [h.chunk for h in hits]
+    if not keep_gold and not item.is_yes_no:
+        pool = [c for c in pool if not answer_in_text(item.answers, c.text)]
+    distractors = pool[: cfg.distractors]
+    shown: list[tuple[Chunk, bool]] = [(c, False) for c in distractors]
+    if keep_gold:
+        shown += [(c, True) for c in golds]
+    rng.shuffle(shown)
+    sources = [_as_source(c, item.answers, cfg.max_source_chars) for c, _ in shown]
+    gold_numbers = [n for n, (_, is_gold) in enumerate(shown, start=1) if is_gold]
+    if keep_gold:
+        # Cite the gold sources that hold the answer (all of them for yes/no and multi-hop bridges).
+        holding = [n for n in gold_numbers if answer_in_text(item.answers, sources[n - 1].text)]
+        cited = holding or gold_numbers
+        quote = _quote(sources[cited[0] - 1].text, item.answers) if cfg.quote else None
+        target = format_answer(_short_answer(item), cited, quote=quote)
+    else:
+        target = ABSTAIN
+    return RaftExample(item.id, dataset, item.question, sources, target, gold_numbers, keep_gold,
+                       item.answer_type, list(item.answers))
+
+
+def build_examples(items: Iterable[QAItem], dataset: str, store: IndexStore, retriever: Retriever, cfg: RaftConfig) -> list[RaftExample]:
+    """Examples for every item (seeded); items whose gold cannot be found are skipped and counted."""
+    rng = random.Random(f"{cfg.seed}-{dataset}")
+    out, skipped = [], 0
+    for item in items:
+        ex = build_example(item, dataset, store, retriever, cfg, rng)
+        if ex is None:
+            skipped += 1
+        else:
+            out.append(ex)
+    if skipped:
+        log.warning("%s: %d questions skipped (gold document not in the index)", dataset, skipped)
+    return out
+
+
+def split_by_document(items: Sequence[QAItem], val_fraction: float, seed: int = 0) -> tuple[list[QAItem], list[QAItem]]:
+    """Train/validation split by gold document, so validation documents are never trained on."""
+    docs = sorted({d for i in items for d in i.gold_doc_ids})
+    rng = random.Random(f"split-{seed}")
+    val_docs = set(rng.sample(docs, max(1, round(val_fraction * len(docs))))) if val_fraction > 0 and docs else set()
+    train = [i for i in items if not val_docs.intersection(i.gold_doc_ids)]
+    val = [i for i in items if set(i.gold_doc_ids) <= val_docs]
+    return train, val
+
+
+def examples_from_triples(path: Path, cfg: RaftConfig) -> list[RaftExample]:
+    """Examples from a JSONL of ``{question, answer, context}``: other contexts act as distractors.
+
+    Without an index the distractors are the contexts sharing most words with
+    the question (a lexical stand-in for hard negatives).
+    """
+    rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+    rng = random.Random(f"{cfg.seed}-triples")
+    contexts = [r["context"] for r in rows]
+    words = [set(c.lower().split()) for c in contexts]
+    out = []
+    for n, row in enumerate(rows):
+        q = set(row["question"].lower().split())
+        ranked = sorted((i for i in range(len(rows)) if contexts[i] != row["context"]), key=lambda i: -len(q & words[i]))
+        keep_gold = rng.random() < cfg.p_gold
+        shown = [(contexts[i], False) for i in ranked[: cfg.distractors]] + ([(row["context"], True)] if keep_gold else [])
+        rng.shuffle(shown)
+        sources = [SourceText(_trim(t, [row["answer"]], cfg.max_source_chars), f"context-{n}", f"context-{n}") for t, _ in shown]
+        gold = [k for k, (_, g) in enumerate(shown, start=1) if g]
+        target = format_answer(row["answer"], gold) if keep_gold else ABSTAIN
+        out.append(RaftExample(str(row.get("id", n)), path.stem, row["question"], sources, target, gold, keep_gold, None, [row["answer"]]))
+    return out
+
+
+def write_jsonl(examples: Iterable[RaftExample], path: Path) -> None:
+    path.write_text("".join(ex.to_json() + "\n" for ex in examples), encoding="utf-8")
+
+
+def read_jsonl(path: Path) -> list[RaftExample]:
+    return [RaftExample.from_json(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]

@@ -1,0 +1,152 @@
+"""``rag finetune`` end to end: QA sets + their indexes -> RAFT examples -> adapter.
+
+The CLI (the front door) ingests each dataset's docs and hands the indexes
+here; this module never builds an index. It splits each set's training
+questions by document (validation documents are never trained on), builds
+examples, balances sets so one large set does not drown the others, then
+runs :func:`finetune.train.train`.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from finetune.dataset import RaftConfig, RaftExample, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
+from finetune.train import TrainConfig, dump_examples, train
+from rag_app.config import Settings
+from rag_app.errors import ConfigError
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class FinetuneRequest:
+    datasets: list[Path] = field(default_factory=list)
+    out: Path = Path("runs/adapter")
+    split: str = "train"
+    max_examples: int | None = None
+    val_fraction: float = 0.1
+    p_gold: float = 0.8
+    distractors: int = 3
+    quote: bool = False
+    triples: Path | None = None
+    examples: Path | None = None
+    save_examples: Path | None = None
+    epochs: float = 1.0
+    max_steps: int | None = None
+    lr: float = 3e-4
+    lora_r: int = 16
+    lora_alpha: int = 32
+    grad_accum: int = 8
+    quant: str = "auto"
+    layers: str = "auto"
+    resume: bool = False
+    dry_run: bool = False
+    merge: bool = False
+    seed: int = 0
+
+    def __post_init__(self) -> None:
+        sources = sum(bool(x) for x in (self.datasets, self.triples, self.examples))
+        if sources != 1:
+            raise ConfigError("give QA set folders, or --triples FILE, or --examples FILE (exactly one)")
+        if not 0 <= self.val_fraction < 1:
+            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
+        if self.quant not in ("auto", "nf4", "none"):
+            raise ConfigError(f"--quant must be auto, nf4 or none, got {self.quant!r}")
+        if self.layers not in ("auto", "all", "top-half"):
+            raise ConfigError(f"--layers must be auto, all or top-half, got {self.layers!r}")
+
+
+def balanced(groups: Mapping[str, list[RaftExample]], cap: int | None, seed: int) -> list[RaftExample]:
+    """Round-robin across sets up to ``cap`` examples, then shuffled: every set is represented."""
+    rng = random.Random(f"balance-{seed}")
+    pools = {name: rng.sample(exs, len(exs)) for name, exs in groups.items()}
+    out: list[RaftExample] = []
+    while any(pools.values()) and (cap is None or len(out) < cap):
+        for name in sorted(pools):
+            if pools[name] and (cap is None or len(out) < cap):
+                out.append(pools[name].pop())
+    rng.shuffle(out)
+    return out
+
+
+def build_training_data(request: FinetuneRequest, settings: Settings, indexes: Mapping[Path, Path]) -> tuple[list[RaftExample], list[RaftExample], dict[str, Any]]:
+    """(train, validation, stats) from the request's sources."""
+    from rag_app.embeddings import load_embedder
+    from rag_app.evaluate.dataset import load_dataset
+    from rag_app.retriever import Retriever
+    from rag_app.store import IndexStore
+
+    cfg = RaftConfig(p_gold=request.p_gold, distractors=request.distractors, quote=request.quote, seed=request.seed)
+    if request.examples:
+        examples = read_jsonl(request.examples)
+        val = [e for e in examples if e.id.startswith("val:")]
+        train_ex = [e for e in examples if not e.id.startswith("val:")]
+        return train_ex, val, {"source": str(request.examples), "train": len(train_ex), "val": len(val)}
+    if request.triples:
+        examples = examples_from_triples(request.triples, cfg)
+        cut = int(len(examples) * (1 - request.val_fraction))
+        return examples[:cut], examples[cut:], {"source": str(request.triples), "train": cut, "val": len(examples) - cut}
+    embedder = load_embedder(settings.embedding_model)
+    train_groups: dict[str, list[RaftExample]] = {}
+    val_all: list[RaftExample] = []
+    stats: dict[str, Any] = {"raft": {"p_gold": cfg.p_gold, "distractors": cfg.distractors, "quote": cfg.quote},
+                             "split": request.split, "sets": {}}
+    for dataset_dir in request.datasets:
+        ds = load_dataset(dataset_dir, split=request.split, seed=request.seed)
+        train_items, val_items = split_by_document(ds.items, request.val_fraction, request.seed)
+        with IndexStore.open(indexes[dataset_dir], embedding_model=embedder.model_name) as store:
+            retriever = Retriever(store, embedder, settings.retrieve.model_copy(update={"mode": "dense", "mmr": False}))
+            train_groups[ds.name] = build_examples(train_items, ds.name, store, retriever, cfg)
+            val_ex = build_examples(val_items, ds.name, store, retriever, cfg)
+        for ex in val_ex:
+            ex.id = f"val:{ex.id}"
+        val_all += val_ex
+        stats["sets"][ds.name] = {"questions": len(ds.items), "train_questions": len(train_items),
+                                  "val_questions": len(val_items), "train_examples": len(train_groups[ds.name])}
+    train_ex = balanced(train_groups, request.max_examples, request.seed)
+    val_ex = balanced({"val": val_all}, None, request.seed)
+    stats["train_examples"] = len(train_ex)
+    stats["val_examples"] = len(val_ex)
+    stats["abstain_targets"] = sum(not e.gold_kept for e in train_ex)
+    return train_ex, val_ex, stats
+
+
+def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:
+    """Base + adapter folded into one plain model folder (for backends without LoRA support)."""
+    from rag_app.models import apply_adapter, load_model
+
+    loaded = apply_adapter(load_model(settings.generate.model, settings.cache_dir, dtype="bfloat16", device="cpu"), adapter_dir)
+    merged = loaded.model.merge_and_unload()
+    merged.save_pretrained(str(out), safe_serialization=True)
+    loaded.tokenizer.save_pretrained(str(out))
+    return out
+
+
+def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[Path, Path]) -> str:
+    """Build data, then dry-run or train (and merge); returns a summary for the terminal."""
+    train_ex, val_ex, stats = build_training_data(request, settings, indexes)
+    if request.save_examples:
+        write_jsonl([*train_ex, *val_ex], request.save_examples)
+    cfg = TrainConfig(
+        base_model=settings.generate.model, out_dir=request.out, cache_dir=settings.cache_dir, quant=request.quant,  # type: ignore[arg-type]
+        lora_r=request.lora_r, lora_alpha=request.lora_alpha, layers=request.layers, lr=request.lr,  # type: ignore[arg-type]
+        epochs=request.epochs, max_steps=request.max_steps, grad_accum=request.grad_accum, seed=request.seed,
+    )
+    if request.dry_run:
+        from rag_app.models import load_model
+
+        tokenizer = load_model(settings.generate.model, settings.cache_dir, device="cpu").tokenizer
+        return dump_examples(train_ex, tokenizer)
+    card = train(cfg, train_ex, val_ex, resume=request.resume, data_stats=stats)
+    lines = [f"Adapter written to {request.out} ({card['steps']['examples_seen']} examples, "
+             f"{card['time_s']:.0f} s, {card['tokens_per_s']:.0f} tokens/s, val loss {card['val_loss']}).",
+             f"Use it: rag ask \"...\" --adapter {request.out}"]
+    if request.merge:
+        lines.append(f"Merged model: {merge_adapter(settings, request.out, request.out / 'merged')}")
+    return "\n".join(lines)

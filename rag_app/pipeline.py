@@ -1,0 +1,214 @@
+"""retrieve -> build_prompt -> generate -> Answer, for every front door.
+
+The CLI (``rag ask``/``rag chat``), the UI and the evaluation all go through
+:class:`RagPipeline`, so what is measured is what users get.
+
+Chat follow-ups: the retrieval query is the current question with the
+previous user question prepended. A 135M model rewrites follow-ups into
+standalone queries unreliably (it drops or invents entities), while the
+previous question reliably carries the entity a pronoun refers to ("When did
+he die?"). The generator sees the earlier turns as chat history.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from collections.abc import Iterator, Sequence
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from rag_app.config import Settings
+from rag_app.embeddings import Embedder, load_embedder
+from rag_app.errors import EmptyQuestionError
+from rag_app.generation import Generator, load_generator
+from rag_app.prompts import ABSTAIN, build_messages, is_abstention, pack_sources, parse_citations
+from rag_app.retriever import RetrievedChunk, Retriever
+from rag_app.store import Chunk, IndexStore
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class Source:
+    """One numbered source, shown to the model as ``[number]`` and to the user beside the answer."""
+
+    number: int
+    chunk: Chunk
+    score: float
+    dense_score: float | None
+
+    @property
+    def text(self) -> str:
+        return self.chunk.text
+
+    @property
+    def location(self) -> str:
+        return self.chunk.location
+
+
+@dataclass
+class Timings:
+    retrieve_ms: float = 0.0
+    ttft_ms: float | None = None  # request start to first token, as the user waits
+    generate_ms: float = 0.0
+    total_ms: float = 0.0
+    tokens: int = 0
+    tokens_per_s: float | None = None
+
+
+@dataclass
+class Answer:
+    question: str
+    text: str
+    sources: list[Source]
+    citations: list[int]
+    invalid_citations: list[int]  # cited numbers with no such source
+    abstained: bool
+    skipped_generation: bool  # best source under retrieve.min_score: abstained without the model
+    timings: Timings = field(default_factory=Timings)
+    model: str = ""
+    adapter: str | None = None
+
+    @property
+    def cited_sources(self) -> list[Source]:
+        return [s for s in self.sources if s.number in self.citations]
+
+    def to_dict(self) -> dict[str, Any]:
+        d = asdict(self)
+        for s, src in zip(d["sources"], self.sources):
+            s["location"] = src.location
+        return d
+
+    def render_markdown(self) -> str:
+        """The answer and its sources as Markdown (conversation export, ``rag ask`` output)."""
+        lines = [self.text, "", "**Sources**", ""]
+        for s in self.sources:
+            mark = " (cited)" if s.number in self.citations else ""
+            first = s.text.strip().splitlines()[0] if s.text.strip() else ""
+            lines.append(f"[{s.number}] {s.location} — score {s.score:.3f}{mark}  \n> {first[:200]}")
+        if self.invalid_citations:
+            lines.append(f"\nWarning: cites missing source(s) {self.invalid_citations}")
+        return "\n".join(lines)
+
+
+def retrieval_query(question: str, history: Sequence[tuple[str, str]]) -> str:
+    """The text to embed: the question, with the previous user question for a follow-up."""
+    return f"{history[-1][0]} {question}" if history else question
+
+
+class RagPipeline:
+    """Answers questions from an index.
+
+    Args:
+        settings: all settings; ``settings.index`` is opened unless ``store`` is given.
+        store, embedder, generator: injected instances (tests, the UI's cached
+            resources); each is loaded from settings when omitted. The
+            generator loads lazily, on the first question that needs it.
+
+    Example::
+
+        rag = RagPipeline(load_settings())
+        print(rag.answer("Who won Super Bowl 50?").render_markdown())
+    """
+
+    def __init__(
+        self,
+        settings: Settings,
+        store: IndexStore | None = None,
+        embedder: Embedder | None = None,
+        generator: Generator | None = None,
+    ) -> None:
+        self.settings = settings
+        self.embedder = embedder or load_embedder(settings.embedding_model)
+        self.store = store or IndexStore.open(settings.index, embedding_model=self.embedder.model_name)
+        self.retriever = Retriever(self.store, self.embedder, settings.retrieve)
+        self._generator = generator
+
+    @property
+    def generator(self) -> Generator:
+        if self._generator is None:
+            self._generator = load_generator(self.settings.generate, self.settings.cache_dir)
+        return self._generator
+
+    def retrieve(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> list[RetrievedChunk]:
+        return self.retriever.retrieve(retrieval_query(question, history), exclude_doc_ids=exclude_doc_ids)
+
+    def _prepare(self, question: str, history: Sequence[tuple[str, str]], exclude_doc_ids: Sequence[str]) -> tuple[list[Source], list[dict[str, str]] | None, float]:
+        if not question or not question.strip():
+            raise EmptyQuestionError("the question is empty; type a question about your documents")
+        t0 = time.perf_counter()
+        hits = self.retrieve(question, history, exclude_doc_ids)
+        retrieve_ms = (time.perf_counter() - t0) * 1000
+        sources = [Source(h.rank, h.chunk, h.score, h.dense_score) for h in hits]
+        best = max((h.dense_score or 0.0 for h in hits), default=0.0)
+        if not hits or best < self.settings.retrieve.min_score:
+            log.info("best source scores %.3f < min_score %.3f: abstaining without the model", best, self.settings.retrieve.min_score)
+            return sources, None, retrieve_ms
+        gen = self.generator
+        budget = gen.context_window - self.settings.generate.max_new_tokens
+        kept = pack_sources(sources, lambda s: gen.count_tokens(build_messages(question, s, history)), budget)
+        if len(kept) < len(sources):
+            log.info("context budget %d tokens: kept %d of %d sources", budget, len(kept), len(sources))
+        return list(kept), build_messages(question, kept, history), retrieve_ms
+
+    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> Iterator[str | Answer]:
+        """Yield the answer's text pieces as they are generated, then the final :class:`Answer`.
+
+        Raises:
+            EmptyQuestionError: blank question.
+        """
+        start = time.perf_counter()
+        sources, messages, retrieve_ms = self._prepare(question, history, exclude_doc_ids)
+        timings = Timings(retrieve_ms=retrieve_ms)
+        if messages is None:
+            timings.total_ms = (time.perf_counter() - start) * 1000
+            yield ABSTAIN
+            yield self._finish(question, ABSTAIN, sources, timings, skipped=True)
+            return
+        cfg = self.settings.generate
+        pieces: list[str] = []
+        t_gen = time.perf_counter()
+        t_first = t_gen
+        for piece in self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p):
+            if timings.ttft_ms is None:
+                t_first = time.perf_counter()
+                timings.ttft_ms = (t_first - start) * 1000
+            pieces.append(piece)
+            yield piece
+        end = time.perf_counter()
+        text = "".join(pieces).strip()
+        timings.generate_ms = (end - t_gen) * 1000
+        timings.total_ms = (end - start) * 1000
+        counter = getattr(self.generator, "count_text_tokens", None)
+        timings.tokens = counter(text) if counter else len(text.split())
+        decode_s = end - t_first  # after the first token: decode speed, prefill excluded
+        if timings.tokens > 1 and decode_s > 0:
+            timings.tokens_per_s = (timings.tokens - 1) / decode_s
+        yield self._finish(question, text, sources, timings, skipped=False)
+
+    def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> Answer:
+        """Retrieve, generate and return the whole :class:`Answer` (no streaming)."""
+        final = None
+        for item in self.stream(question, history, exclude_doc_ids):
+            if isinstance(item, Answer):
+                final = item
+        assert final is not None
+        return final
+
+    def _finish(self, question: str, text: str, sources: list[Source], timings: Timings, skipped: bool) -> Answer:
+        cited = parse_citations(text)
+        valid = {s.number for s in sources}
+        gen = self._generator
+        return Answer(
+            question=question,
+            text=text,
+            sources=sources,
+            citations=[n for n in cited if n in valid],
+            invalid_citations=[n for n in cited if n not in valid],
+            abstained=skipped or is_abstention(text),
+            skipped_generation=skipped,
+            timings=timings,
+            model=getattr(gen, "name", self.settings.generate.model),
+            adapter=getattr(gen, "adapter", self.settings.generate.adapter_path),
+        )

@@ -1,0 +1,72 @@
+import json
+
+import pytest
+from helpers import build_index
+
+from finetune.dataset import RaftConfig, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
+from rag_app.config import RetrieveConfig
+from rag_app.evaluate.dataset import QAItem
+from rag_app.evaluate.metrics import answer_in_text
+from rag_app.prompts import ABSTAIN, build_messages
+from rag_app.retriever import Retriever
+
+DOCS = {f"city{n}": [f"City {n} has {n * 1000 + 7} inhabitants and a river called R{n}.", f"City {n} hosts a festival in spring."] for n in range(8)}
+ITEMS = [QAItem(f"q{n}", f"How many inhabitants does City {n} have?", (f"{n * 1000 + 7}",), (f"city{n}",), "span") for n in range(8)]
+
+
+@pytest.fixture
+def setup(tmp_path, fake_embedder):
+    store = build_index(tmp_path / "idx", fake_embedder, DOCS)
+    return store, Retriever(store, fake_embedder, RetrieveConfig(top_k=4))
+
+
+def test_gold_kept_examples_cite_the_gold_and_distractors_are_other_docs(setup):
+    store, retriever = setup
+    examples = build_examples(ITEMS, "cities", store, retriever, RaftConfig(p_gold=1.0, distractors=3))
+    assert len(examples) == 8
+    for ex, item in zip(examples, ITEMS):
+        assert len(ex.sources) == 4 and ex.gold_kept
+        (n,) = ex.gold_numbers
+        gold = ex.sources[n - 1]
+        assert gold.doc_id == item.gold_doc_ids[0] and item.answers[0] in gold.text
+        assert all(s.doc_id != item.gold_doc_ids[0] for i, s in enumerate(ex.sources, 1) if i != n)
+        assert ex.target == f"{item.answers[0]} [{n}]"
+        assert ex.messages() == build_messages(item.question, ex.sources)  # the serving prompt
+
+
+def test_gold_dropped_at_the_set_rate_with_a_fixed_seed(setup):
+    store, retriever = setup
+    items = ITEMS * 25  # 200 questions
+    cfg = RaftConfig(p_gold=0.8, distractors=2, seed=3)
+    examples = build_examples(items, "cities", store, retriever, cfg)
+    dropped = [ex for ex in examples if not ex.gold_kept]
+    assert 0.12 < len(dropped) / len(examples) < 0.28
+    for ex in dropped:
+        assert ex.target == ABSTAIN and ex.gold_numbers == []
+        assert not any(answer_in_text(ex.answers, s.text) for s in ex.sources)  # abstain only when truly absent
+    again = build_examples(items, "cities", store, retriever, cfg)
+    assert [e.to_json() for e in again] == [e.to_json() for e in examples]
+
+
+def test_quote_targets_copy_the_supporting_sentence(setup):
+    store, retriever = setup
+    (ex,) = build_examples(ITEMS[:1], "cities", store, retriever, RaftConfig(p_gold=1.0, quote=True))
+    n = ex.gold_numbers[0]
+    assert ex.target.startswith('"City 0 has 7 inhabitants') and ex.target.endswith(f"7 [{n}]")
+
+
+def test_split_by_document_never_shares_a_document():
+    items = [QAItem(f"q{i}", "q?", ("a",), (f"d{i % 10}",)) for i in range(50)]
+    train, val = split_by_document(items, 0.2, seed=1)
+    assert train and val and len(train) + len(val) == 50
+    assert not {d for i in train for d in i.gold_doc_ids} & {d for i in val for d in i.gold_doc_ids}
+
+
+def test_triples_and_jsonl_roundtrip(tmp_path):
+    rows = [{"question": f"Q{i} colour?", "answer": f"colour{i}", "context": f"The thing {i} is colour{i}."} for i in range(6)]
+    path = tmp_path / "t.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows))
+    examples = examples_from_triples(path, RaftConfig(p_gold=1.0, distractors=2))
+    assert all(len(e.sources) == 3 and e.answers[0] in e.sources[e.gold_numbers[0] - 1].text for e in examples)
+    write_jsonl(examples, tmp_path / "out.jsonl")
+    assert [e.to_json() for e in read_jsonl(tmp_path / "out.jsonl")] == [e.to_json() for e in examples]

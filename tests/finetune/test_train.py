@@ -1,0 +1,93 @@
+"""The recipe on tiny random models: loss falls, files written, adapter reloads, resume, QLoRA on CPU."""
+
+import json
+
+import pytest
+import torch
+
+from finetune.dataset import RaftExample, SourceText
+from finetune.train import TrainConfig, answer_loss, encode, train
+from rag_app.models import apply_adapter, load_model
+
+
+def examples(n=12):
+    return [
+        RaftExample(str(i), "toy", f"What colour is item {i}?",
+                    [SourceText(f"Item {i} is painted {c}.", f"i{i}.txt", f"i{i}")], f"{c} [1]", [1], True)
+        for i, c in zip(range(n), ["red", "blue", "green"] * n)
+    ]
+
+
+def config(model, out, **kw):
+    base = dict(base_model=str(model), out_dir=out, cache_dir=out / "cache", lr=2e-2, epochs=3, grad_accum=2,
+                eval_every=3, save_every_s=1e9, lora_r=4, lora_alpha=8, layers="all")
+    return TrainConfig(**{**base, **kw})
+
+
+def test_only_answer_tokens_carry_loss(tiny_smollm, tmp_path):
+    loaded = load_model(str(tiny_smollm), tmp_path, dtype="float32")
+    ex = examples(1)[0]
+    ids, n = encode(ex, loaded.tokenizer)
+    target = loaded.tokenizer(ex.target + "<|im_end|>", add_special_tokens=False)["input_ids"]
+    assert ids[-n:] == target
+    with torch.no_grad():
+        full = loaded.model(torch.tensor([ids])).logits[0]
+        expected = torch.nn.functional.cross_entropy(full[-n - 1 : -1], torch.tensor(ids[-n:]))
+        got = answer_loss(loaded.model, ids, n, "cpu")
+    assert got.item() == pytest.approx(expected.item(), rel=1e-4)
+
+
+def test_training_lowers_loss_and_writes_a_loadable_adapter(tiny_smollm, tmp_path):
+    out = tmp_path / "run"
+    card = train(config(tiny_smollm, out), examples(), examples(4), progress=False)
+    for name in ("adapter_config.json", "adapter_model.safetensors", "training_card.json", "training_card.md", "loss_curve.png"):
+        assert (out / name).is_file(), name
+    assert card["losses"][-1][1] < card["losses"][0][1]
+    assert card["val_losses"][-1][1] < card["val_losses"][0][1]
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == card["base_model_id"]
+    assert card["quantization"].startswith("none") and card["steps"]["examples_seen"] == 36
+
+    # The adapter changes the model's answer distribution the way training pushed it.
+    base = load_model(str(tiny_smollm), tmp_path, dtype="float32")
+    ids, n = encode(examples(1)[0], base.tokenizer)
+    with torch.no_grad():
+        before = answer_loss(base.model, ids, n, "cpu").item()
+        tuned = apply_adapter(load_model(str(tiny_smollm), tmp_path, dtype="float32"), out)
+        after = answer_loss(tuned.model, ids, n, "cpu").item()
+    assert after < before - 0.5
+
+
+def test_qlora_nf4_on_cpu(tiny_smollm, tmp_path):
+    card = train(config(tiny_smollm, tmp_path / "q", quant="nf4", epochs=1), examples(8), progress=False)
+    assert card["quantization"] == "nf4 (QLoRA)"
+    assert (tmp_path / "q" / "adapter_model.safetensors").is_file()
+    assert card["losses"][-1][1] < card["losses"][0][1]
+
+
+def test_llama32_shaped_model_trains(tiny_llama32, tmp_path):
+    card = train(config(tiny_llama32, tmp_path / "l", epochs=1), examples(6), progress=False)
+    assert card["steps"]["optimizer_steps"] == 3
+
+
+def test_resume_continues_from_the_saved_step(tiny_smollm, tmp_path, monkeypatch):
+    import finetune.train as recipe
+
+    out = tmp_path / "r"
+    calls = {"n": 0}
+    real = recipe.answer_loss
+
+    def crash_after_five(*a, **kw):
+        calls["n"] += 1
+        if calls["n"] > 5:
+            raise KeyboardInterrupt
+        return real(*a, **kw)
+
+    monkeypatch.setattr(recipe, "answer_loss", crash_after_five)
+    with pytest.raises(KeyboardInterrupt):
+        train(config(tiny_smollm, out, save_every_s=0.0, epochs=1), examples(), progress=False)
+    saved = json.loads((out / "checkpoint" / "state.json").read_text())
+    assert saved["micro_step"] == 4 and saved["opt_step"] == 2  # rolled back to the last step boundary
+    monkeypatch.setattr(recipe, "answer_loss", real)
+    card = train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
+    assert card["steps"] == {"examples_seen": 12, "optimizer_steps": 6}
+    assert [s for s, _ in card["losses"]] == [1, 2, 3, 4, 5, 6]

@@ -1,0 +1,78 @@
+import pytest
+from conftest import FakeGenerator
+from helpers import build_index
+
+from rag_app.config import load_settings
+from rag_app.errors import EmptyQuestionError
+from rag_app.pipeline import Answer, RagPipeline, retrieval_query
+from rag_app.prompts import ABSTAIN
+
+DOCS = {
+    "france": ["Paris is the capital of France.", "France exports wine and cheese."],
+    "japan": ["Tokyo is the capital of Japan.", "Japan has many islands."],
+}
+
+
+@pytest.fixture
+def rag(tmp_path, fake_embedder):
+    def make(reply="Tokyo is the capital [1].", **settings):
+        store = build_index(tmp_path / "idx", fake_embedder, DOCS)
+        gen = FakeGenerator(reply)
+        s = load_settings(index=tmp_path / "idx", retrieve={"top_k": 2, "min_score": 0.2, **settings.get("retrieve", {})})
+        return RagPipeline(s, store=store, embedder=fake_embedder, generator=gen), gen
+
+    return make
+
+
+def test_answer_carries_sources_citations_and_timings(rag):
+    pipe, gen = rag("Tokyo is the capital [1], not Paris [3].")
+    answer = pipe.answer("What is the capital of Japan?")
+    assert answer.sources[0].chunk.doc_id == "japan" and answer.sources[0].number == 1
+    assert answer.citations == [1] and answer.invalid_citations == [3]
+    assert not answer.abstained and not answer.skipped_generation
+    assert answer.timings.retrieve_ms > 0 and answer.timings.ttft_ms is not None
+    # The model saw exactly the sources the user is shown, numbered the same way.
+    user = gen.calls[0][-1]["content"]
+    assert "[1] (japan.txt)\nTokyo is the capital of Japan." in user
+
+
+def test_stream_yields_pieces_then_the_answer(rag):
+    pipe, _ = rag("Tokyo [1].")
+    items = list(pipe.stream("capital of Japan?"))
+    assert isinstance(items[-1], Answer)
+    assert "".join(items[:-1]) == "Tokyo [1]." == items[-1].text
+
+
+def test_low_scores_abstain_without_calling_the_model(rag):
+    pipe, gen = rag(retrieve={"min_score": 0.99})
+    answer = pipe.answer("Quantum chromodynamics of gluons?")
+    assert answer.text == ABSTAIN and answer.abstained and answer.skipped_generation
+    assert gen.calls == []
+
+
+def test_empty_question_is_refused(rag):
+    pipe, _ = rag()
+    with pytest.raises(EmptyQuestionError, match="empty"):
+        pipe.answer("   ")
+
+
+def test_sources_are_dropped_whole_to_fit_the_context(rag):
+    pipe, gen = rag()
+    gen.context_window = pipe.settings.generate.max_new_tokens + 60  # room for about one source
+    answer = pipe.answer("capital of Japan?")
+    assert len(answer.sources) == 1
+    assert "[2]" not in gen.calls[0][-1]["content"]
+
+
+def test_follow_up_retrieves_with_the_previous_question(rag):
+    assert retrieval_query("And its islands?", [("Tell me about Japan", "...")]) == "Tell me about Japan And its islands?"
+    pipe, gen = rag("Many [1].")
+    answer = pipe.answer("How many islands?", history=[("Tell me about Japan", "Japan is a country [1].")])
+    assert answer.sources[0].chunk.doc_id == "japan"
+    assert gen.calls[0][1] == {"role": "user", "content": "Tell me about Japan"}
+
+
+def test_exclude_doc_ids_withholds_gold(rag):
+    pipe, _ = rag()
+    answer = pipe.answer("capital of Japan?", exclude_doc_ids=["japan"])
+    assert all(s.chunk.doc_id != "japan" for s in answer.sources)

@@ -1,0 +1,59 @@
+import numpy as np
+import pytest
+
+from rag_app.config import RetrieveConfig
+from rag_app.retriever import Retriever, mmr, rrf
+from helpers import build_index
+
+
+def test_rrf_sums_reciprocal_ranks():
+    fused = rrf([[1, 2, 3], [3, 1]], k=60)
+    assert [i for i, _ in fused] == [1, 3, 2]
+    assert fused[0][1] == pytest.approx(1 / 61 + 1 / 62)
+
+
+def test_mmr_skips_near_duplicates():
+    q = np.array([1.0, 0.0, 0.0], np.float32)
+    v = np.array([[0.99, 0.14, 0.0], [0.99, 0.14, 0.0], [0.8, 0.0, 0.6]], np.float32)
+    v /= np.linalg.norm(v, axis=1, keepdims=True)
+    assert mmr(q, v, 2, lam=0.5) == [0, 2]
+    assert mmr(q, v, 2, lam=1.0)[:2] == [0, 1]
+
+
+def test_dense_finds_the_chunk_and_excludes_docs(tmp_path, fake_embedder):
+    store = build_index(tmp_path / "idx", fake_embedder, {
+        "france": ["Paris is the capital of France.", "France exports wine and cheese."],
+        "japan": ["Tokyo is the capital of Japan."],
+    })
+    hits = Retriever(store, fake_embedder, RetrieveConfig(top_k=2)).retrieve("What is the capital of Japan?")
+    assert hits[0].chunk.doc_id == "japan" and hits[0].rank == 1
+    assert hits[0].dense_score == pytest.approx(hits[0].score)
+    hits = Retriever(store, fake_embedder, RetrieveConfig(top_k=2)).retrieve("capital of Japan", exclude_doc_ids={"japan"})
+    assert all(h.chunk.doc_id != "japan" for h in hits) and len(hits) == 2
+
+
+def test_hybrid_finds_exact_keyword_that_dense_ranks_lower(tmp_path, fake_embedder):
+    # Wordy chunks share the question's common words, so dense ranks them first; only one
+    # chunk has the part number, which BM25 (stop words dropped) matches exactly.
+    filler = [f"It is the one {n}, and it is for the thing, the one that it is for." for n in range(6)]
+    store = build_index(tmp_path / "idx", fake_embedder, {"faq": filler, "parts": ["XK-4471 ships with a brass valve."]})
+    question = "What is the XK-4471 and what is it for?"
+    dense = Retriever(store, fake_embedder, RetrieveConfig(top_k=3, mode="dense")).retrieve(question)
+    hybrid = Retriever(store, fake_embedder, RetrieveConfig(top_k=3, mode="hybrid")).retrieve(question)
+    bm25 = Retriever(store, fake_embedder, RetrieveConfig(top_k=3, mode="bm25")).retrieve(question)
+    assert "parts" not in [h.chunk.doc_id for h in dense]
+    assert bm25[0].chunk.doc_id == "parts"
+    assert hybrid[0].chunk.doc_id == "parts"
+    assert all(h.dense_score is not None for h in hybrid)
+
+
+def test_mmr_option_drops_duplicate_chunks(tmp_path, fake_embedder):
+    store = build_index(tmp_path / "idx", fake_embedder, {
+        "a": ["Solar panels convert sunlight into electricity."],
+        "b": ["Solar panels convert sunlight into electricity!"],
+        "c": ["Wind turbines convert wind into electricity."],
+    })
+    plain = Retriever(store, fake_embedder, RetrieveConfig(top_k=2)).retrieve("solar panels electricity")
+    diverse = Retriever(store, fake_embedder, RetrieveConfig(top_k=2, mmr=True, mmr_lambda=0.3)).retrieve("solar panels electricity")
+    assert {h.chunk.doc_id for h in plain} == {"a", "b"}
+    assert "c" in {h.chunk.doc_id for h in diverse}
