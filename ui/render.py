@@ -1,0 +1,225 @@
+"""Pure formatting for the chat page: citations, source cards, timings, the Markdown export.
+
+Nothing here imports Streamlit, so every string the page shows can be
+unit-tested. Text that comes from documents or from the model is escaped
+before it reaches ``st.markdown``: a stray ``$`` would otherwise start LaTeX
+and ``[x](y)`` would become a link the document never had.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Iterable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timezone
+from pathlib import PurePosixPath
+from typing import Any
+
+# Same shape as rag_app.prompts' citation pattern: [1] or [1, 3].
+_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+_MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#$|~{}])")
+CURSOR = "▌"
+
+
+def escape_markdown(text: str) -> str:
+    """Backslash-escape the characters that Streamlit's Markdown would interpret.
+
+    Keeps line breaks and ordinary punctuation, so prose reads as written.
+    """
+    return _MD_SPECIAL.sub(r"\\\1", text)
+
+
+def citation_badge(number: int, valid: bool = True) -> str:
+    """The inline marker for ``[n]``: a blue badge, or a red one with a warning sign when no such source exists."""
+    return f":blue-badge[{number}]" if valid else f":red-badge[⚠ {number}]"
+
+
+def mark_citations(text: str, valid: Collection[int] | None = None) -> str:
+    """Answer text as Markdown, each ``[n]`` replaced by a badge matching its source card.
+
+    Args:
+        text: the model's reply (raw, unescaped).
+        valid: source numbers that exist; None while streaming, when every
+            citation is shown as valid because the sources are not known yet.
+
+    Returns:
+        Markdown safe for ``st.markdown``: the text between citations escaped.
+    """
+    out: list[str] = []
+    last = 0
+    for match in _CITATION.finditer(text):
+        out.append(escape_markdown(text[last : match.start()]))
+        numbers = [int(part) for part in match.group(1).split(",")]
+        out.append(" ".join(citation_badge(n, valid is None or n in valid) for n in numbers))
+        last = match.end()
+    out.append(escape_markdown(text[last:]))
+    return "".join(out)
+
+
+def format_score(score: float) -> str:
+    """Two decimals for cosine and BM25 scores; three for the small RRF scores of hybrid search."""
+    return f"{score:.2f}" if abs(score) >= 0.1 else f"{score:.3f}"
+
+
+def source_where(source: Any) -> str:
+    """``p. 3 · § Setup`` (what follows the file name), or empty."""
+    chunk = source.chunk
+    parts = []
+    if chunk.page is not None:
+        parts.append(f"p. {chunk.page}")
+    if chunk.heading:
+        parts.append(f"§ {chunk.heading}")
+    return " · ".join(parts)
+
+
+def source_label(source: Any, cited: bool) -> str:
+    """The one-line header of a source card (an expander label).
+
+    Its number wears the same badge as the citation in the answer (blue when
+    cited, gray when not), so the eye matches ``[2]`` in the text to its card:
+    ``:blue-badge[2] **report.pdf** · p. 3 · score 0.62 · **cited**``.
+    """
+    name = PurePosixPath(source.chunk.source).name
+    badge = citation_badge(source.number) if cited else f":gray-badge[{source.number}]"
+    parts = [f"{badge} **{escape_markdown(name)}**"]
+    where = source_where(source)
+    if where:
+        parts.append(escape_markdown(where))
+    parts.append(f"score {format_score(source.score)}")
+    if source.dense_score is not None and abs(source.dense_score - source.score) > 1e-6:
+        parts.append(f"similarity {source.dense_score:.2f}")
+    if cited:
+        parts.append("**cited**")
+    return " · ".join(parts)
+
+
+def source_body(source: Any) -> str:
+    """The chunk text as a Markdown quote, with its full path and character span under it."""
+    chunk = source.chunk
+    quoted = "\n".join("> " + escape_markdown(line) if line.strip() else ">" for line in chunk.text.strip().splitlines())
+    origin = f"`{chunk.source}`, characters {chunk.start}–{chunk.end}"
+    return f"{quoted}\n\n:small[:gray[{origin}]]"
+
+
+def invalid_citation_note(invalid: Sequence[int], n_sources: int) -> str:
+    """The warning under an answer that cites sources that were not shown to the model."""
+    cites = ", ".join(f"[{n}]" for n in invalid)
+    plural = "s" if len(invalid) > 1 else ""
+    return (
+        f"The answer cites {cites}, but only {n_sources} source{'s' if n_sources != 1 else ''} "
+        f"{'were' if n_sources != 1 else 'was'} given: that citation{plural} cannot be checked."
+    )
+
+
+def abstain_note(answer: Any, min_score: float | None = None) -> str:
+    """Why the assistant did not answer: nothing relevant retrieved, or the model declined."""
+    if answer.skipped_generation:
+        threshold = f" (retrieve.min_score {min_score:g})" if min_score is not None else ""
+        return (
+            f"No passage in the index was close enough to the question{threshold}, so the model was not asked. "
+            "Try other words, or add the document that holds the answer."
+        )
+    return "The model found no answer in the sources below. Rephrase the question, or add the document that holds it."
+
+
+@dataclass(frozen=True)
+class TimingRow:
+    label: str
+    value: str
+
+
+def timing_rows(timings: Any) -> list[TimingRow]:
+    """Retrieve, first token, speed and total of one answer, formatted for the sidebar."""
+    ms = timings.retrieve_ms
+    rows = [TimingRow("Retrieve", f"{ms:.0f} ms" if ms < 1000 else f"{ms / 1000:.2f} s")]
+    rows.append(TimingRow("First token", f"{timings.ttft_ms / 1000:.2f} s" if timings.ttft_ms is not None else "—"))
+    rows.append(
+        TimingRow("Speed", f"{timings.tokens_per_s:.1f} tok/s" if timings.tokens_per_s is not None else "—")
+    )
+    rows.append(TimingRow("Total", f"{timings.total_ms / 1000:.2f} s"))
+    return rows
+
+
+def time_ago(iso: str, now: datetime | None = None) -> str:
+    """``3 min ago`` from an ISO timestamp (the manifest's ``updated``); the raw string if unparsable."""
+    if not iso:
+        return "never"
+    try:
+        then = datetime.fromisoformat(iso)
+    except ValueError:
+        return iso
+    if then.tzinfo is None:
+        then = then.replace(tzinfo=timezone.utc)
+    seconds = int(((now or datetime.now(timezone.utc)) - then).total_seconds())
+    if seconds < 60:
+        return "just now"
+    if seconds < 3600:
+        return f"{seconds // 60} min ago"
+    if seconds < 86400:
+        return f"{seconds // 3600} h ago"
+    days = seconds // 86400
+    return f"{days} day{'s' if days > 1 else ''} ago"
+
+
+def report_lines(report: Any) -> list[str]:
+    """What an ingest run did, one Markdown line per non-empty category.
+
+    Works on the fields of ``ingest.pipeline.IngestReport`` (lists named
+    added/updated/unchanged/removed/skipped/failed); an item is a path or a
+    (path, reason) pair.
+    """
+    lines = []
+    for field in ("added", "updated", "unchanged", "removed", "skipped", "failed"):
+        items = list(getattr(report, field, None) or [])
+        if not items:
+            continue
+        shown = ", ".join(_report_item(i) for i in items[:8])
+        more = f" and {len(items) - 8} more" if len(items) > 8 else ""
+        lines.append(f"**{field.capitalize()}** ({len(items)}): {shown}{more}")
+    return lines
+
+
+def _report_item(item: Any) -> str:
+    if isinstance(item, (tuple, list)) and len(item) == 2:
+        return f"{escape_markdown(str(item[0]))} ({escape_markdown(str(item[1]))})"
+    for name, reason in (("source", "reason"), ("path", "reason"), ("source", "error"), ("path", "error")):
+        if hasattr(item, name) and hasattr(item, reason):
+            return f"{escape_markdown(str(getattr(item, name)))} ({escape_markdown(str(getattr(item, reason)))})"
+    return escape_markdown(str(item))
+
+
+def conversation_markdown(turns: Iterable[Any], index: str, now: datetime | None = None) -> str:
+    """The whole chat as a Markdown document: each question, its answer and its sources in full.
+
+    Args:
+        turns: objects with ``question`` and ``answer`` (an Answer, or None
+            when the turn failed) and ``error`` (the message shown instead).
+        index: the index path, recorded in the header.
+    """
+    stamp = (now or datetime.now(timezone.utc)).astimezone().strftime("%Y-%m-%d %H:%M")
+    out = [f"# Chat with your documents\n\nIndex `{index}` · exported {stamp}\n"]
+    for i, turn in enumerate(turns, start=1):
+        out.append(f"## {i}. {turn.question.strip()}\n")
+        answer = turn.answer
+        if answer is None:
+            out.append(f"_Error: {turn.error}_\n")
+            continue
+        out.append(answer.text.strip() + "\n")
+        if answer.abstained:
+            out.append("_(no answer in the documents)_\n")
+        if answer.invalid_citations:
+            out.append(f"_Warning: {invalid_citation_note(answer.invalid_citations, len(answer.sources))}_\n")
+        if answer.sources:
+            out.append("**Sources**\n")
+            for source in answer.sources:
+                chunk = source.chunk
+                where = source_where(source)
+                cited = " — cited" if source.number in answer.citations else ""
+                quote = "\n".join("   > " + line if line.strip() else "   >" for line in chunk.text.strip().splitlines())
+                out.append(
+                    f"{source.number}. `{chunk.source}`{' ' + where if where else ''} "
+                    f"(score {format_score(source.score)}){cited}\n{quote}\n"
+                )
+        adapter = f" + {answer.adapter}" if answer.adapter else ""
+        out.append(f"<sub>{answer.model}{adapter} · {answer.timings.total_ms / 1000:.1f} s</sub>\n")
+    return "\n".join(out)
