@@ -138,12 +138,17 @@ def _quote(text: str, answers: Sequence[str]) -> str | None:
     return None
 
 
+def _holds(item: QAItem, text: str) -> bool:
+    """Does ``text`` hold the answer (every span of a multi-span answer)?"""
+    return answer_in_text(item.answers, text) or bool(item.answer_spans) and answer_in_text(item.answers, text, item.answer_spans)
+
+
 def gold_chunks(item: QAItem, store: IndexStore, retriever: Retriever) -> list[Chunk]:
     """Chunks of the gold docs that contain an answer; else each gold doc's best match for the question."""
     found: list[Chunk] = []
     for doc_id in item.gold_doc_ids:
         chunks = list(store.iter_chunks(doc_id=doc_id))
-        with_answer = [c for c in chunks if not item.is_yes_no and answer_in_text(item.answers, c.text)]
+        with_answer = [c for c in chunks if not item.is_yes_no and _holds(item, c.text)]
         candidates = with_answer or chunks
         if len(candidates) == 1:
             found.append(candidates[0])
@@ -159,12 +164,14 @@ def build_example(item: QAItem, dataset: str, store: IndexStore, retriever: Retr
     golds = gold_chunks(item, store, retriever)
     if not golds:
         return None
+    if not item.is_yes_no and not any(_holds(item, c.text) for c in golds):
+        return None  # a free-text answer nowhere in the gold: training on it teaches invention
     hits = retriever.retrieve(item.question, k=cfg.distractors + len(item.gold_doc_ids) + 4, exclude_doc_ids=item.gold_doc_ids)
     # Multi-hop questions need every gold doc; show them all or none.
     keep_gold = rng.random() < cfg.p_gold
     pool = [h.chunk for h in hits]
     if not keep_gold and not item.is_yes_no:
-        pool = [c for c in pool if not answer_in_text(item.answers, c.text)]
+        pool = [c for c in pool if not _holds(item, c.text)]
     distractors = pool[: cfg.distractors]
     shown: list[tuple[Chunk, bool]] = [(c, False) for c in distractors]
     if keep_gold:
@@ -174,7 +181,7 @@ def build_example(item: QAItem, dataset: str, store: IndexStore, retriever: Retr
     gold_numbers = [n for n, (_, is_gold) in enumerate(shown, start=1) if is_gold]
     if keep_gold:
         # Cite the gold sources that hold the answer (all of them for yes/no and multi-hop bridges).
-        holding = [n for n in gold_numbers if answer_in_text(item.answers, sources[n - 1].text)]
+        holding = [n for n in gold_numbers if _holds(item, sources[n - 1].text)]
         cited = holding or gold_numbers
         quote = _quote(sources[cited[0] - 1].text, item.answers) if cfg.quote else None
         target = format_answer(_short_answer(item), cited, quote=quote)

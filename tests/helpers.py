@@ -14,3 +14,18 @@ def build_index(path, embedder, docs: dict[str, list[str]]) -> IndexStore:
             writer.add_file(f"{doc_id}.txt", doc_id, 1, chunks, embedder.embed_documents([c.text for c in chunks]))
         writer.commit()
     return IndexStore.open(path, embedding_model=embedder.model_name)
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the real console entry point (``rag = rag_app.cli:main``), which maps RagError to exit 2."""
+    import sys
+
+    import pytest
+
+    from rag_app.cli import main
+
+    monkeypatch.setattr(sys, "argv", ["rag", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err

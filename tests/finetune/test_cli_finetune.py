@@ -1,0 +1,48 @@
+"""`rag finetune` through the console entry point: dry run, a short real run, and its errors."""
+
+import json
+
+import pytest
+from helpers import run_main
+
+
+@pytest.fixture
+def qa_set(tmp_path, monkeypatch, fake_embedder):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "fake-embedder")
+    monkeypatch.setattr("rag_app.embeddings.load_embedder", lambda name: fake_embedder)
+    root = tmp_path / "cities"
+    (root / "docs").mkdir(parents=True)
+    lines = []
+    for n in range(10):
+        (root / "docs" / f"city{n}.txt").write_text(f"City {n} has {n * 1000 + 7} inhabitants. It lies on river R{n}.")
+        lines.append(json.dumps({"id": f"q{n}", "question": f"How many inhabitants does City {n} have?",
+                                 "answers": [str(n * 1000 + 7)], "gold_doc_ids": [f"city{n}"], "answer_type": "span",
+                                 "split_hint": "train" if n < 8 else "test"}))
+    (root / "qa.jsonl").write_text("\n".join(lines) + "\n")
+    return root
+
+
+def test_dry_run_prints_examples_and_token_stats(qa_set, tiny_smollm, monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--model", str(tiny_smollm), "--dry-run", "--val-fraction", "0.25")
+    assert code == 0
+    assert out.count("<|im_start|>user\nSources:\n[1] (") == 3
+    stats = json.loads(out[out.rindex("{"):])
+    assert stats["examples"] == 6 and stats["tokens_max"] < 400  # 8 train questions, 2 of 8 docs held out
+
+
+def test_short_run_writes_an_adapter_rag_ask_accepts(qa_set, tiny_smollm, monkeypatch, capsys, tmp_path):
+    code, out, _ = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--model", str(tiny_smollm),
+                            "--out", "run", "--max-steps", "2", "--grad-accum", "2")
+    assert code == 0 and "Adapter written to run" in out
+    card = json.loads((tmp_path / "run" / "training_card.json").read_text())
+    assert card["steps"]["optimizer_steps"] == 2 and card["data"]["sets"]["cities"]["train_questions"] == 7
+    from rag_app.models import check_adapter, load_model
+
+    assert check_adapter(tmp_path / "run", load_model(str(tiny_smollm), tmp_path).base_id)
+
+
+def test_conflicting_sources_is_one_line(qa_set, monkeypatch, capsys, tmp_path):
+    (tmp_path / "t.jsonl").write_text("")
+    code, _, err = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--triples", str(tmp_path / "t.jsonl"))
+    assert code == 2 and err.splitlines() == ["Error: give QA set folders, or --triples FILE, or --examples FILE (exactly one)"]

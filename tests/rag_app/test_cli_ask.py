@@ -1,0 +1,54 @@
+"""`rag ask` and `rag chat` as a user runs them: fakes for the models, a real index and pipeline."""
+
+import json
+
+import pytest
+from conftest import FakeGenerator
+from helpers import build_index, run_main
+
+
+@pytest.fixture
+def env(tmp_path, monkeypatch, fake_embedder):
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "fake-embedder")
+    monkeypatch.setattr("rag_app.pipeline.load_embedder", lambda name: fake_embedder)
+    gen = FakeGenerator("Tokyo is the capital of Japan [1].")
+    monkeypatch.setattr("rag_app.pipeline.load_generator", lambda cfg, cache: gen)
+    build_index(tmp_path / ".rag" / "index", fake_embedder, {
+        "japan": ["Tokyo is the capital of Japan."], "france": ["Paris is the capital of France."]})
+    return gen
+
+
+def test_ask_streams_the_answer_then_the_sources(env, monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?")
+    assert code == 0
+    assert out.startswith("Tokyo is the capital of Japan [1].\n")
+    assert "japan.txt" in out and "Sources" in out
+
+
+def test_ask_json_prints_the_whole_answer(env, monkeypatch, capsys):
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "capital of Japan?", "--json", "--k", "2")
+    data = json.loads(out)
+    assert code == 0 and data["citations"] == [1] and data["invalid_citations"] == []
+    assert [s["chunk"]["doc_id"] for s in data["sources"]][0] == "japan" and len(data["sources"]) == 2
+    assert data["sources"][0]["location"] == "japan.txt"
+
+
+def test_ask_errors_are_one_line(env, monkeypatch, capsys, tmp_path):
+    code, _, err = run_main(monkeypatch, capsys, "ask", "  ")
+    assert code == 2 and err.splitlines() == ['Error: the question is empty; pass a question, e.g. rag ask "What is ...?"']
+    code, _, err = run_main(monkeypatch, capsys, "ask", "hi?", "--index", "nowhere")
+    assert code == 2 and err.splitlines() == ["Error: no index at nowhere; build one with: rag ingest DIR --index nowhere"]
+    code, _, err = run_main(monkeypatch, capsys, "ask", "hi?", "--k", "0")
+    assert code == 2 and err.splitlines() == ["Error: invalid setting: retrieve.top_k must be >= 1, got 0"]
+
+
+def test_chat_keeps_history_and_handles_commands(env, monkeypatch, capsys):
+    lines = iter(["What is the capital of Japan?", "/sources", "And its size?", "/reset", "/exit"])
+    monkeypatch.setattr("rich.console.Console.input", lambda self, prompt="": next(lines))
+    code, out, _ = run_main(monkeypatch, capsys, "chat")
+    assert code == 0
+    assert out.count("Tokyo is the capital of Japan [1].") == 2 and "History cleared." in out
+    assert "japan.txt" in out  # /sources table
+    second = env.calls[1]
+    assert second[1] == {"role": "user", "content": "What is the capital of Japan?"}  # history passed on
