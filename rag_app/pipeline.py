@@ -3,11 +3,13 @@
 The CLI (``rag ask``/``rag chat``), the UI and the evaluation all go through
 :class:`RagPipeline`, so what is measured is what users get.
 
-Chat follow-ups: the retrieval query is the current question with the
-previous user question prepended. A 135M model rewrites follow-ups into
-standalone queries unreliably (it drops or invents entities), while the
-previous question reliably carries the entity a pronoun refers to ("When did
-he die?"). The generator sees the earlier turns as chat history.
+Chat follow-ups: a 135M model rewrites follow-ups into standalone queries
+unreliably (it drops or invents entities), so instead the pipeline retrieves
+twice, with the question alone and with the previous user question prepended,
+and fuses the two rankings by reciprocal rank. The prefixed query carries the
+entity a pronoun refers to ("When did he die?"); the bare one keeps a change
+of topic from being dragged back to the last one. The generator sees the
+earlier turns as chat history.
 """
 
 from __future__ import annotations
@@ -15,7 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Iterator, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from typing import Any
 
 from rag_app.config import Settings
@@ -23,7 +25,7 @@ from rag_app.embeddings import Embedder, load_embedder
 from rag_app.errors import EmptyQuestionError
 from rag_app.generation import Generator, load_generator
 from rag_app.prompts import ABSTAIN, build_messages, is_abstention, pack_sources, parse_citations
-from rag_app.retriever import RetrievedChunk, Retriever
+from rag_app.retriever import RetrievedChunk, Retriever, rrf
 from rag_app.store import Chunk, IndexStore
 
 log = logging.getLogger(__name__)
@@ -132,7 +134,15 @@ class RagPipeline:
         return self._generator
 
     def retrieve(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> list[RetrievedChunk]:
-        return self.retriever.retrieve(retrieval_query(question, history), exclude_doc_ids=exclude_doc_ids)
+        """The sources for ``question``; a follow-up fuses the bare and the history-prefixed query."""
+        k = self.settings.retrieve.top_k
+        bare = self.retriever.retrieve(question, k=k, exclude_doc_ids=exclude_doc_ids)
+        if not history:
+            return bare
+        prefixed = self.retriever.retrieve(retrieval_query(question, history), k=k, exclude_doc_ids=exclude_doc_ids)
+        by_id = {h.chunk.id: h for h in [*prefixed, *bare]}
+        fused = rrf([[h.chunk.id for h in bare], [h.chunk.id for h in prefixed]], k=self.settings.retrieve.rrf_k)[:k]
+        return [replace(by_id[i], rank=rank) for rank, (i, _) in enumerate(fused, start=1)]
 
     def _prepare(self, question: str, history: Sequence[tuple[str, str]], exclude_doc_ids: Sequence[str]) -> tuple[list[Source], list[dict[str, str]] | None, float]:
         if not question or not question.strip():

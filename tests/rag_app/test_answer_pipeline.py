@@ -72,6 +72,13 @@ def test_follow_up_retrieves_with_the_previous_question(rag):
     assert gen.calls[0][1] == {"role": "user", "content": "Tell me about Japan"}
 
 
+def test_a_change_of_topic_is_not_dragged_back_by_history(rag):
+    pipe, _ = rag("Paris [1].")
+    answer = pipe.answer("What is the capital of France?", history=[("Tell me about Japan and its islands", "...")])
+    assert answer.sources[0].chunk.doc_id == "france"
+    assert [s.number for s in answer.sources] == [1, 2]
+
+
 def test_exclude_doc_ids_withholds_gold(rag):
     pipe, _ = rag()
     answer = pipe.answer("capital of Japan?", exclude_doc_ids=["japan"])
