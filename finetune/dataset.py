@@ -26,6 +26,8 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+import numpy as np
+
 from rag_app.evaluate.dataset import QAItem
 from rag_app.evaluate.metrics import answer_in_text
 from rag_app.prompts import ABSTAIN, build_messages, format_answer
@@ -143,7 +145,7 @@ def _holds(item: QAItem, text: str) -> bool:
     return answer_in_text(item.answers, text) or bool(item.answer_spans) and answer_in_text(item.answers, text, item.answer_spans)
 
 
-def gold_chunks(item: QAItem, store: IndexStore, retriever: Retriever) -> list[Chunk]:
+def gold_chunks(item: QAItem, store: IndexStore, retriever: Retriever, qvec: np.ndarray | None = None) -> list[Chunk]:
     """Chunks of the gold docs that contain an answer; else each gold doc's best match for the question."""
     found: list[Chunk] = []
     for doc_id in item.gold_doc_ids:
@@ -154,19 +156,24 @@ def gold_chunks(item: QAItem, store: IndexStore, retriever: Retriever) -> list[C
             found.append(candidates[0])
         elif candidates:
             # Several (or no) chunks hold the answer string: the one closest to the question.
-            sims = store.get_vectors([c.id for c in candidates]) @ retriever.embedder.embed_query(item.question)
+            qvec = retriever.embedder.embed_query(item.question) if qvec is None else qvec
+            sims = store.get_vectors([c.id for c in candidates]) @ qvec
             found.append(candidates[int(sims.argmax())])
     return found
 
 
-def build_example(item: QAItem, dataset: str, store: IndexStore, retriever: Retriever, cfg: RaftConfig, rng: random.Random) -> RaftExample | None:
-    """One RAFT example for ``item``; None when no gold chunk can be found."""
-    golds = gold_chunks(item, store, retriever)
+def build_example(
+    item: QAItem, dataset: str, store: IndexStore, retriever: Retriever, cfg: RaftConfig, rng: random.Random,
+    qvec: np.ndarray | None = None,
+) -> RaftExample | None:
+    """One RAFT example for ``item``; None when no gold chunk holds its answer."""
+    golds = gold_chunks(item, store, retriever, qvec)
     if not golds:
         return None
     if not item.is_yes_no and not any(_holds(item, c.text) for c in golds):
         return None  # a free-text answer nowhere in the gold: training on it teaches invention
-    hits = retriever.retrieve(item.question, k=cfg.distractors + len(item.gold_doc_ids) + 4, exclude_doc_ids=item.gold_doc_ids)
+    hits = retriever.retrieve(item.question, k=cfg.distractors + len(item.gold_doc_ids) + 4,
+                              exclude_doc_ids=item.gold_doc_ids, query_vector=qvec)
     # Multi-hop questions need every gold doc; show them all or none.
     keep_gold = rng.random() < cfg.p_gold
     pool = [h.chunk for h in hits]
@@ -194,15 +201,17 @@ def build_example(item: QAItem, dataset: str, store: IndexStore, retriever: Retr
 def build_examples(items: Iterable[QAItem], dataset: str, store: IndexStore, retriever: Retriever, cfg: RaftConfig) -> list[RaftExample]:
     """Examples for every item (seeded); items whose gold cannot be found are skipped and counted."""
     rng = random.Random(f"{cfg.seed}-{dataset}")
+    items = list(items)
+    vectors = retriever.embedder.embed_documents([i.question for i in items])  # one batch, not one call each
     out, skipped = [], 0
-    for item in items:
-        ex = build_example(item, dataset, store, retriever, cfg, rng)
+    for item, qvec in zip(items, vectors):
+        ex = build_example(item, dataset, store, retriever, cfg, rng, qvec)
         if ex is None:
             skipped += 1
         else:
             out.append(ex)
     if skipped:
-        log.warning("%s: %d questions skipped (gold document not in the index)", dataset, skipped)
+        log.warning("%s: %d questions skipped (answer not found in a gold document)", dataset, skipped)
     return out
 
 

@@ -10,6 +10,7 @@ runs :func:`finetune.train.train`.
 from __future__ import annotations
 
 import logging
+import math
 import random
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -100,6 +101,13 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     for dataset_dir in request.datasets:
         ds = load_dataset(dataset_dir, split=request.split, seed=request.seed)
         train_items, val_items = split_by_document(ds.items, request.val_fraction, request.seed)
+        if request.max_examples:
+            # Balancing keeps about cap/sets per set: build only those (and a margin for the ones
+            # filtered out), since each example costs a retrieval.
+            budget = math.ceil(1.5 * request.max_examples / len(request.datasets))
+            rng = random.Random(f"sample-{request.seed}-{ds.name}")
+            train_items = sorted(rng.sample(train_items, min(budget, len(train_items))), key=lambda i: i.line)
+            val_items = sorted(rng.sample(val_items, min(budget // 5 + 1, len(val_items))), key=lambda i: i.line)
         with IndexStore.open(indexes[dataset_dir], embedding_model=embedder.model_name) as store:
             retriever = Retriever(store, embedder, settings.retrieve.model_copy(update={"mode": "dense", "mmr": False}))
             train_groups[ds.name] = build_examples(train_items, ds.name, store, retriever, cfg)

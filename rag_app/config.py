@@ -65,7 +65,9 @@ class IngestConfig(_Section):
 
     def chunking_signature(self) -> dict[str, Any]:
         """The settings that change chunk boundaries; stored in the manifest and hashed into chunk ids."""
-        return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap, "chunk_unit": self.chunk_unit}
+        # "splitter" versions the splitting rules: bumping it re-chunks existing indexes.
+        return {"chunk_size": self.chunk_size, "chunk_overlap": self.chunk_overlap, "chunk_unit": self.chunk_unit,
+                "splitter": 2}
 
 
 class RetrieveConfig(_Section):

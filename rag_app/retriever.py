@@ -118,19 +118,23 @@ class Retriever:
                 return pairs[:n]
             fetch = min(len(ids), fetch * 4)
 
-    def retrieve(self, query: str, k: int | None = None, exclude_doc_ids: Collection[str] = ()) -> list[RetrievedChunk]:
+    def retrieve(
+        self, query: str, k: int | None = None, exclude_doc_ids: Collection[str] = (), query_vector: np.ndarray | None = None
+    ) -> list[RetrievedChunk]:
         """The best ``k`` chunks (default ``top_k``), best first.
 
         Args:
             query: the text to search for.
             k: how many to return.
             exclude_doc_ids: doc ids to leave out (evaluation withholds gold documents with it).
+            query_vector: ``query`` already embedded (batch callers embed many at once).
         """
         cfg = self.config
         k = k or cfg.top_k
         exclude = set(exclude_doc_ids)
         pool = max(cfg.fetch_k, k)
-        qvec = self.embedder.embed_query(query)  # also for bm25: the threshold is on cosine
+        # Also for bm25: the no-good-source threshold is on cosine.
+        qvec = query_vector if query_vector is not None else self.embedder.embed_query(query)
         dense = self._dense(qvec, pool, exclude) if cfg.mode in ("dense", "hybrid") else []
         sparse = self._bm25(query, pool, exclude) if cfg.mode in ("bm25", "hybrid") else []
         if cfg.mode == "dense":

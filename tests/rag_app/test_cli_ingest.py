@@ -1,0 +1,86 @@
+"""`rag ingest` and `rag index-info` as a user runs them (fake embedder, temp folders)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from rag_app.cli import app, main
+
+
+def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
+    """Run the real console entry point (``rag = rag_app.cli:main``), which maps RagError to exit 2."""
+    monkeypatch.setattr(sys, "argv", ["rag", *args])
+    with pytest.raises(SystemExit) as exit_info:
+        main()
+    out = capsys.readouterr()
+    return exit_info.value.code, out.out, out.err
+
+
+@pytest.fixture
+def env(tmp_path: Path, monkeypatch, fake_embedder) -> Path:
+    """A docs folder, cwd in tmp (no stray rag.toml), and the fake embedder as the configured model."""
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "fake-embedder")
+    monkeypatch.setattr("rag_app.embeddings.load_embedder", lambda name: fake_embedder)
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "a.txt").write_text("The Rhine flows into the North Sea.", encoding="utf-8")
+    (docs / "b.md").write_text("# Moon\n\nApollo 11 landed in 1969.", encoding="utf-8")
+    (docs / "c.bin").write_bytes(b"\x00\x01")
+    return docs
+
+
+def test_missing_folder_is_one_error_line_and_exit_2(env: Path, monkeypatch, capsys) -> None:
+    code, out, err = run_main(monkeypatch, capsys, "ingest", "missing_dir")
+    assert code == 2 and out == ""
+    assert err.splitlines() == ["Error: folder missing_dir does not exist; pass a folder of documents: rag ingest DIR"]
+
+
+def test_unsupported_only_folder_is_an_error(env: Path, monkeypatch, capsys, tmp_path: Path) -> None:
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "x.csv").write_text("a,b", encoding="utf-8")
+    code, _, err = run_main(monkeypatch, capsys, "ingest", str(other))
+    assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"Error: nothing to ingest in {other}")
+
+
+def test_ingest_then_up_to_date_then_index_info(env: Path, monkeypatch, capsys) -> None:
+    code, out, _ = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
+    assert code == 0
+    assert "Indexed docs -> idx (generation 1)" in out
+    assert "files: 2 added, 0 updated, 0 unchanged, 0 removed, 1 skipped, 0 failed" in out
+    assert "skipped: c.bin: unsupported type .bin" in out
+    code, out, _ = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
+    assert code == 0 and out.startswith("index is up to date")
+
+    result = CliRunner().invoke(app, ["index-info", "--index", "idx", "--json"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(result.stdout)
+    assert (info["documents"], info["embedding_model"], info["generation"]) == (2, "fake-embedder", 1)
+    assert info["source_dir"] == str(env.resolve()) and info["chunks"] >= 2
+
+    result = CliRunner().invoke(app, ["index-info", "--index", "idx"])
+    assert "embedding_model  fake-embedder" in result.stdout
+
+
+def test_chunk_flags_reach_the_index(env: Path) -> None:
+    result = CliRunner().invoke(app, ["ingest", "docs", "--index", "idx", "--chunk-size", "20", "--chunk-overlap", "5"])
+    assert result.exit_code == 0, result.output
+    info = json.loads(CliRunner().invoke(app, ["index-info", "--index", "idx", "--json"]).stdout)
+    assert info["chunking"] == {"chunk_size": 20, "chunk_overlap": 5, "chunk_unit": "chars", "splitter": 2}
+    assert info["chunks"] > 2
+
+
+def test_bad_flag_value_is_one_error_line(env: Path, monkeypatch, capsys) -> None:
+    code, _, err = run_main(monkeypatch, capsys, "ingest", "docs", "--chunk-size", "100", "--chunk-overlap", "100")
+    assert code == 2 and err.startswith("Error: invalid setting: ingest.chunk_overlap") and len(err.splitlines()) == 1
+
+
+def test_index_info_without_index(env: Path, monkeypatch, capsys) -> None:
+    code, _, err = run_main(monkeypatch, capsys, "index-info", "--index", "nowhere")
+    assert code == 2 and err.splitlines() == ["Error: no index at nowhere; build one with: rag ingest DIR --index nowhere"]
