@@ -1,0 +1,331 @@
+"""Loaders: one file -> a list of :class:`Section` (text + where it sits in the file).
+
+A section is the unit the chunker cuts: a PDF page, a Markdown/HTML/DOCX
+heading section, or a whole plain-text file. Each one remembers where its
+text starts in the file's *loaded text* so every chunk can point back to an
+exact character span, which is what the UI shows beside an answer.
+
+The loaded text of a file is:
+
+- ``.txt``: the decoded file with newlines normalised to ``\\n``;
+- ``.md``: the same; sections are cut at ATX (``## x``) and setext headings
+  outside code fences, each carrying its heading path (``Guide > Install``);
+- ``.html``: visible text (``script``, ``style``, ``nav`` ... dropped), block
+  elements on their own lines, ``<hN>`` rendered as ``#``-headings, then cut
+  like Markdown;
+- ``.docx``: paragraphs and table rows separated by blank lines, cut at
+  ``Title``/``Heading N`` styles;
+- ``.pdf``: each page's extracted text, stripped; pages joined by a blank line.
+  Chunk spans of a PDF are relative to the page text (the store's convention),
+  while :attr:`Section.offset` still places the page in the whole file.
+
+A file that cannot be read raises :class:`~rag_app.errors.LoaderError` with the
+reason; ingest reports it and goes on with the other files.
+"""
+
+from __future__ import annotations
+
+import codecs
+import logging
+import re
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from rag_app.errors import LoaderError
+
+log = logging.getLogger(__name__)
+
+#: extension -> loader kind. Everything else is "skipped: unsupported type".
+SUPPORTED_TYPES = {
+    ".txt": "text",
+    ".md": "markdown",
+    ".markdown": "markdown",
+    ".html": "html",
+    ".htm": "html",
+    ".pdf": "pdf",
+    ".docx": "docx",
+}
+
+# HTML elements whose text is never content a question could be about.
+_HTML_DROP = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "form", "button")
+_HTML_BLOCKS = (
+    "p", "div", "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "ul", "ol",
+    "dl", "dt", "dd", "table", "tr", "figure", "figcaption", "address", "hr",
+)  # fmt: skip
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
+_FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
+# A line above "---" that is a list item, quote, table row or heading is not a setext title.
+_NOT_SETEXT_TEXT = re.compile(r"^(?:[-*+] |\d+[.)] |>|\||#)")
+_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+
+
+@dataclass(frozen=True)
+class Section:
+    """A contiguous piece of a file's loaded text.
+
+    Attributes:
+        text: the section text, stripped of surrounding whitespace.
+        offset: where ``text`` starts in the file's loaded text (characters).
+        page: 1-based page number for PDFs, else None.
+        heading: heading path (``"Guide > Install"``) for Markdown/HTML/DOCX sections under a heading.
+    """
+
+    text: str
+    offset: int = 0
+    page: int | None = None
+    heading: str | None = None
+
+
+@dataclass(frozen=True)
+class _Heading:
+    start: int  # first character of the heading line(s)
+    body: int  # first character after them
+    level: int
+    title: str
+
+
+def is_supported(path: str | Path) -> bool:
+    """True for the extensions :func:`load` reads (case-insensitive)."""
+    return Path(path).suffix.lower() in SUPPORTED_TYPES
+
+
+def load(path: str | Path) -> list[Section]:
+    """Read one file into sections.
+
+    Args:
+        path: a ``.txt .md .markdown .html .htm .pdf .docx`` file.
+
+    Returns:
+        Sections in file order; empty when the file holds no text (an empty file).
+
+    Raises:
+        LoaderError: unsupported type, unreadable, binary content under a text
+            extension, corrupt or encrypted PDF, invalid DOCX.
+    """
+    path = Path(path)
+    kind = SUPPORTED_TYPES.get(path.suffix.lower())
+    if kind is None:
+        raise LoaderError(f"unsupported type {path.suffix or '(no extension)'}")
+    try:
+        data = path.read_bytes()
+    except OSError as err:
+        raise LoaderError(f"cannot read file: {err.strerror or err}") from None
+    if kind == "text":
+        return _whole(decode_text(data))
+    if kind == "markdown":
+        return _markdown_sections(decode_text(data), setext=True)
+    if kind == "html":
+        _reject_binary(data)
+        return _markdown_sections(_html_to_text(data), setext=False)
+    if kind == "pdf":
+        return _load_pdf(path, data)
+    return _load_docx(path)
+
+
+def decode_text(data: bytes) -> str:
+    """Bytes of a text file -> str, never failing on an encoding.
+
+    Tries a UTF-16/32 byte-order mark, then UTF-8 (with or without BOM), then
+    cp1252 (what "ANSI" files from Windows editors are), then latin-1, which
+    maps every byte. Newlines are normalised to ``\\n``.
+
+    Raises:
+        LoaderError: the bytes are binary (NUL bytes or many control characters).
+    """
+    text = None
+    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
+                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
+        if data.startswith(bom):
+            text = data.decode(codec, errors="replace")
+            break
+    if text is None:
+        _reject_binary(data)
+        for codec in ("utf-8-sig", "cp1252"):
+            try:
+                text = data.decode(codec)
+                break
+            except UnicodeDecodeError:
+                log.debug("not %s, trying the next encoding", codec)
+        else:
+            text = data.decode("latin-1")
+    return text.replace("\r\n", "\n").replace("\r", "\n")
+
+
+def _reject_binary(data: bytes) -> None:
+    head = data[:65536]
+    if b"\x00" in head:
+        raise LoaderError("binary content (NUL bytes), not text")
+    if head and len(_CONTROL.findall(head.decode("latin-1"))) > 0.05 * len(head):
+        raise LoaderError("binary content (control characters), not text")
+
+
+def _strip_span(text: str, start: int, end: int) -> tuple[str, int]:
+    """``text[start:end]`` without surrounding whitespace, and where that begins."""
+    piece = text[start:end]
+    lead = len(piece) - len(piece.lstrip())
+    return piece.strip(), start + lead
+
+
+def _whole(text: str) -> list[Section]:
+    stripped, offset = _strip_span(text, 0, len(text))
+    return [Section(stripped, offset)] if stripped else []
+
+
+def _find_headings(text: str, setext: bool) -> list[_Heading]:
+    """ATX and (optionally) setext headings outside code fences and YAML front matter."""
+    heads: list[_Heading] = []
+    lines = text.split("\n")
+    starts = [0]
+    for line in lines:
+        starts.append(starts[-1] + len(line) + 1)
+    first = 0
+    if lines and lines[0].strip() == "---":  # front matter: skip to its closing line
+        for j in range(1, len(lines)):
+            if lines[j].strip() in ("---", "..."):
+                first = j + 1
+                break
+    fence: str | None = None
+    for i in range(first, len(lines)):
+        line = lines[i]
+        m = _FENCE.match(line)
+        if m:
+            mark = m.group(1)
+            if fence is None:
+                fence = mark[0] * len(mark)
+            elif mark.startswith(fence):
+                fence = None
+            continue
+        if fence is not None:
+            continue
+        m = _ATX.match(line)
+        if m:
+            heads.append(_Heading(starts[i], starts[i + 1], len(m.group(1)), (m.group(2) or "").strip()))
+            continue
+        m = _SETEXT.match(line) if setext and i > first else None
+        prev = lines[i - 1].strip() if i > 0 else ""
+        if m and prev and not _NOT_SETEXT_TEXT.match(prev) and not (heads and heads[-1].body > starts[i - 1]):
+            heads.append(_Heading(starts[i - 1], starts[i + 1], 1 if m.group(1)[0] == "=" else 2, prev))
+    return heads
+
+
+def _split_at_headings(text: str, heads: Sequence[_Heading]) -> list[Section]:
+    """Cut ``text`` before each heading; each section keeps its heading path.
+
+    A section is its heading line(s) plus the body up to the next heading; one
+    whose body is blank (a heading directly followed by a sub-heading) is
+    dropped, since a chunk of a lone title retrieves nothing useful.
+    """
+    sections: list[Section] = []
+    stack: list[tuple[int, str]] = []
+    bounds = [h.start for h in heads] + [len(text)]
+    pre, offset = _strip_span(text, 0, bounds[0])
+    if pre:
+        sections.append(Section(pre, offset))
+    for i, head in enumerate(heads):
+        while stack and stack[-1][0] >= head.level:
+            stack.pop()
+        if head.title:
+            stack.append((head.level, head.title))
+        if not text[head.body : bounds[i + 1]].strip():
+            continue
+        body, offset = _strip_span(text, head.start, bounds[i + 1])
+        path = " > ".join(title for _, title in stack) or None
+        sections.append(Section(body, offset, heading=path))
+    return sections
+
+
+def _markdown_sections(text: str, setext: bool) -> list[Section]:
+    return _split_at_headings(text, _find_headings(text, setext))
+
+
+def _html_to_text(data: bytes) -> str:
+    """Visible text of an HTML page, with ``#``-headings so it can be cut like Markdown."""
+    from bs4 import BeautifulSoup, NavigableString
+
+    soup = BeautifulSoup(data, "html.parser")  # bytes: bs4 sniffs the charset (meta tag, BOM, then guesses)
+    title = " ".join(soup.title.get_text(" ").split()) if soup.title else ""
+    for tag in soup.find_all(["head", "title", *_HTML_DROP]):
+        tag.decompose()
+    for level in range(1, 7):
+        for tag in soup.find_all(f"h{level}"):
+            words = " ".join(tag.get_text(" ").split())
+            tag.replace_with(NavigableString(f"\n\n{'#' * level} {words}\n\n" if words else "\n"))
+    for tag in soup.find_all("br"):
+        tag.replace_with(NavigableString("\n"))
+    for tag in soup.find_all("li"):
+        tag.insert_before(NavigableString("\n- "))
+    for tag in soup.find_all(["td", "th"]):
+        tag.insert_after(NavigableString(" | "))
+    for tag in soup.find_all(_HTML_BLOCKS):
+        tag.insert_before(NavigableString("\n\n" if tag.name == "p" else "\n"))
+        tag.insert_after(NavigableString("\n\n" if tag.name == "p" else "\n"))
+    lines = [" ".join(line.replace("\xa0", " ").split()).removesuffix(" |") for line in soup.get_text().split("\n")]
+    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
+    if title and not re.search(r"^# ", text, re.MULTILINE):
+        text = f"# {title}\n\n{text}"  # the page title heads the page when it has no <h1>
+    return text
+
+
+def _load_pdf(path: Path, data: bytes) -> list[Section]:
+    if b"%PDF" not in data[:1024]:
+        raise LoaderError("not a PDF (no %PDF header); corrupt or misnamed file")
+    from pypdf import PdfReader
+
+    try:
+        reader = PdfReader(path)
+        if reader.is_encrypted and not reader.decrypt(""):
+            raise LoaderError("encrypted PDF; save an unprotected copy to index it")
+        pages = [page.extract_text() or "" for page in reader.pages]
+    except LoaderError:
+        raise
+    except Exception as err:  # pypdf raises many types on damaged files; any of them means "unreadable"
+        raise LoaderError(f"corrupt or unreadable PDF ({type(err).__name__}: {err})") from None
+    sections: list[Section] = []
+    base = 0
+    for number, raw in enumerate(pages, start=1):
+        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
+        text = raw.strip()
+        if text:
+            sections.append(Section(text, base, page=number))
+            base += len(text) + 2  # pages are joined by a blank line in the loaded text
+    if not sections and pages:
+        raise LoaderError(f"no extractable text in {len(pages)} page(s); a scanned PDF needs OCR first")
+    return sections
+
+
+def _load_docx(path: Path) -> list[Section]:
+    try:
+        import docx
+        from docx.table import Table
+
+        document = docx.Document(str(path))
+        blocks: list[tuple[int | None, str]] = []  # (heading level or None, text)
+        for item in document.iter_inner_content():
+            if isinstance(item, Table):
+                rows = [" | ".join(" ".join(c.text.split()) for c in row.cells) for row in item.rows]
+                text, level = "\n".join(r for r in rows if r.strip(" |")), None
+            else:
+                text, level = item.text.strip(), _docx_heading_level(item.style.name if item.style else "")
+            if text.strip():
+                blocks.append((level, text))
+    except Exception as err:  # not a zip, missing parts, bad XML: all mean "not a readable .docx"
+        raise LoaderError(f"not a readable .docx ({type(err).__name__}: {err})") from None
+    parts: list[str] = []
+    heads: list[_Heading] = []
+    pos = 0
+    for level, text in blocks:
+        if level is not None:
+            heads.append(_Heading(pos, pos + len(text) + 2, level, " ".join(text.split())))
+        parts.append(text)
+        pos += len(text) + 2
+    return _split_at_headings("\n\n".join(parts), heads)
+
+
+def _docx_heading_level(style: str) -> int | None:
+    """``Title`` -> 0 (so ``Heading 1`` nests under it), ``Heading N`` -> N, else None."""
+    if style == "Title":
+        return 0
+    m = re.fullmatch(r"Heading (\d)", style)
+    return int(m.group(1)) if m else None

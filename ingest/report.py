@@ -1,0 +1,89 @@
+"""What one ingest did, and the summary ``rag ingest`` prints."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from rich.text import Text
+
+_SHOWN = 10  # skipped/failed files listed one by one in the summary; the rest are counted
+
+
+@dataclass
+class IngestReport:
+    """What one ingest did; ``summary()`` is what ``rag ingest`` prints.
+
+    ``skipped`` and ``failed`` hold ``(source, reason)`` pairs: skipped files
+    were never candidates (unsupported type, no text), failed ones could not
+    be read (corrupt, binary, encrypted). Times are seconds of wall clock;
+    ``chunks_per_s`` is over the whole run, model loading included.
+    """
+
+    folder: Path
+    index: Path
+    added: list[str] = field(default_factory=list)
+    updated: list[str] = field(default_factory=list)
+    unchanged: list[str] = field(default_factory=list)
+    removed: list[str] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
+    chunks_embedded: int = 0
+    total_chunks: int = 0
+    documents: int = 0
+    bytes_embedded: int = 0
+    seconds: float = 0.0
+    embed_seconds: float = 0.0
+    read_seconds: float = 0.0  # loading + chunking files
+    write_seconds: float = 0.0  # the commit: FAISS, BM25, fsync
+    model_seconds: float = 0.0
+    generation: int | None = None
+    committed: bool = False
+    notes: list[str] = field(default_factory=list)
+
+    @property
+    def chunks_per_s(self) -> float:
+        return self.chunks_embedded / self.seconds if self.seconds > 0 else 0.0
+
+    @property
+    def mb_per_s(self) -> float:
+        return self.bytes_embedded / 1e6 / self.seconds if self.seconds > 0 else 0.0
+
+    def summary(self) -> Text:
+        """A multi-line rich ``Text`` (plain via ``.plain``); file names are never read as markup."""
+        t = Text()
+        if self.committed:
+            t.append(f"Indexed {self.folder} -> {self.index} (generation {self.generation})\n", style="bold")
+        else:
+            t.append("index is up to date", style="bold green")
+            t.append(f": nothing embedded, {self.total_chunks} chunks from {self.documents} documents in {self.index}\n")
+        t.append(
+            f"files: {len(self.added)} added, {len(self.updated)} updated, {len(self.unchanged)} unchanged, "
+            f"{len(self.removed)} removed, {len(self.skipped)} skipped, {len(self.failed)} failed\n"
+        )
+        if self.committed:
+            t.append(f"chunks: {self.chunks_embedded} embedded, {self.total_chunks} in the index ({self.documents} documents)\n")
+        t.append(f"time: {self.seconds:.1f} s")
+        if self.chunks_embedded:
+            t.append(
+                f", {self.chunks_per_s:.1f} chunks/s, {_rate(self.bytes_embedded, self.seconds)} "
+                f"(embedding {self.embed_seconds:.1f} s, model load {self.model_seconds:.1f} s)"
+            )
+        t.append("\n")
+        for label, items, style in (("failed", self.failed, "red"), ("skipped", self.skipped, "yellow")):
+            for source, reason in items[:_SHOWN]:
+                t.append(f"{label}: {source}: {reason}\n", style=style)
+            if len(items) > _SHOWN:
+                t.append(f"{label}: ... and {len(items) - _SHOWN} more\n", style=style)
+        for note in self.notes:
+            t.append(f"note: {note}\n", style="dim")
+        t.rstrip()
+        return t
+
+    def __str__(self) -> str:
+        return self.summary().plain
+
+
+def _rate(n_bytes: int, seconds: float) -> str:
+    per_s = n_bytes / seconds if seconds > 0 else 0.0
+    return f"{per_s / 1e6:.2f} MB/s" if per_s >= 1e5 else f"{per_s / 1e3:.1f} kB/s"

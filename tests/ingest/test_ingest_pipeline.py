@@ -1,0 +1,354 @@
+"""ingest_folder end to end with the fake embedder: incremental, atomic, one bad file never aborts.
+
+(Named test_ingest_pipeline.py, not test_pipeline.py: test files are imported by
+base name, and tests/rag_app/test_pipeline.py tests rag_app/pipeline.py.)
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ingest.pipeline import ingest_files, ingest_folder, upload_dir
+from rag_app.config import load_settings
+from rag_app.errors import ConfigError, EmbeddingMismatchError, IndexLockedError, IngestError
+from rag_app.store import IndexStore, IndexWriter, Manifest
+
+DOCS = {
+    "rivers.txt": "The Rhine rises in the Swiss Alps and flows into the North Sea. " * 3,
+    "space/apollo.txt": "Apollo 11 landed on the Moon in July 1969. Neil Armstrong walked first. " * 3,
+    "guide.md": "# Guide\n\nIntro to the guide.\n\n## Install\n\nRun pip install to set it up.\n",
+}
+
+
+class CountingEmbedder:
+    """Wraps the fake embedder and counts the texts it embeds."""
+
+    def __init__(self, inner, model_name: str | None = None) -> None:
+        self.inner = inner
+        self.model_name = model_name or inner.model_name
+        self.dim = inner.dim
+        self.texts = 0
+
+    def embed_documents(self, texts, batch_size: int = 32) -> np.ndarray:
+        self.texts += len(texts)
+        return self.inner.embed_documents(texts, batch_size)
+
+    def embed_query(self, text: str) -> np.ndarray:
+        return self.inner.embed_query(text)
+
+
+@pytest.fixture
+def docs(tmp_path: Path) -> Path:
+    folder = tmp_path / "docs"
+    for name, text in DOCS.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_text(text, encoding="utf-8")
+    return folder
+
+
+@pytest.fixture
+def settings(tmp_path: Path):
+    return load_settings(index=tmp_path / "index", ingest={"chunk_size": 120, "chunk_overlap": 20, "embed_batch_size": 4})
+
+
+@pytest.fixture
+def embedder(fake_embedder) -> CountingEmbedder:
+    return CountingEmbedder(fake_embedder)
+
+
+def _chunk_ids(index: Path) -> dict[str, set[int]]:
+    with IndexStore.open(index) as store:
+        out: dict[str, set[int]] = {}
+        for c in store.iter_chunks():
+            out.setdefault(c.source, set()).add(c.id)
+        return out
+
+
+def _top_texts(index: Path, embedder, queries: list[str], k: int = 3) -> list[list[str]]:
+    with IndexStore.open(index) as store:
+        _, ids = store.search(np.stack([embedder.embed_query(q) for q in queries]), k)
+        return [[c.text for c in store.get_chunks(row)] for row in ids]
+
+
+def _live(index: Path) -> str:
+    return (index / "CURRENT").read_text(encoding="utf-8")
+
+
+def test_first_ingest_indexes_every_file(docs: Path, settings, embedder) -> None:
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert sorted(report.added) == sorted(DOCS) and report.committed and report.generation == 1
+    assert report.chunks_embedded == report.total_chunks == embedder.texts > 3
+    assert report.documents == 3 and report.chunks_per_s > 0
+    with IndexStore.open(settings.index, embedding_model="fake-embedder") as store:
+        m = store.manifest
+        assert (m.embedding_model, m.dim, m.chunking) == ("fake-embedder", 64, settings.ingest.chunking_signature())
+        assert m.source_dir == str(docs.resolve())
+        assert set(store.files()) == set(DOCS)
+        chunk = next(c for c in store.iter_chunks("space/apollo.txt"))
+        assert chunk.doc_id == "apollo"
+        assert DOCS["space/apollo.txt"][chunk.start : chunk.end] == chunk.text
+        headings = {c.heading for c in store.iter_chunks("guide.md")}
+        assert headings == {"Guide", "Guide > Install"}
+    assert "files: 3 added, 0 updated, 0 unchanged" in report.summary().plain
+
+
+def test_unchanged_folder_embeds_nothing_and_writes_no_generation(docs: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    before = (_live(settings.index), embedder.texts, sorted(p.name for p in settings.index.iterdir()))
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.chunks_embedded == 0 and not report.committed
+    assert sorted(report.unchanged) == sorted(DOCS)
+    assert (_live(settings.index), embedder.texts, sorted(p.name for p in settings.index.iterdir())) == before
+    assert report.summary().plain.startswith("index is up to date")
+    assert report.total_chunks > 0 and report.documents == 3
+
+
+def test_up_to_date_and_removal_runs_load_no_model(docs: Path, settings, embedder, monkeypatch) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+
+    def no_model(name):
+        raise AssertionError("the embedder must not be loaded for an up-to-date folder")
+
+    monkeypatch.setattr("rag_app.embeddings.load_embedder", no_model)
+    monkeypatch.setenv("RAG_EMBEDDING_MODEL", "fake-embedder")
+    plain = load_settings(index=settings.index, ingest=settings.ingest.model_dump())
+    assert not ingest_folder(docs, plain).committed
+    (docs / "guide.md").unlink()  # a removal needs no embedding either
+    report = ingest_folder(docs, plain)
+    assert report.committed and report.removed == ["guide.md"] and report.model_seconds == 0
+    with IndexStore.open(settings.index, embedding_model="fake-embedder") as store:
+        assert store.manifest.dim == 64 and set(store.files()) == {"rivers.txt", "space/apollo.txt"}
+
+
+def test_edited_file_replaces_only_its_chunks(docs: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    before = _chunk_ids(settings.index)
+    (docs / "rivers.txt").write_text("The Rhine is 1,230 km long and passes Basel and Cologne.", encoding="utf-8")
+    embedded_before = embedder.texts
+    report = ingest_folder(docs, settings, embedder=embedder)
+    after = _chunk_ids(settings.index)
+    assert report.updated == ["rivers.txt"] and sorted(report.unchanged) == ["guide.md", "space/apollo.txt"]
+    assert report.chunks_embedded == len(after["rivers.txt"]) == embedder.texts - embedded_before
+    assert after["guide.md"] == before["guide.md"] and after["space/apollo.txt"] == before["space/apollo.txt"]
+    assert not after["rivers.txt"] & before["rivers.txt"]
+    assert _top_texts(settings.index, embedder, ["How long is the Rhine, Basel Cologne?"], k=1)[0][0].startswith(
+        "The Rhine is 1,230 km"
+    )
+
+
+def test_deleted_file_loses_its_chunks(docs: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    (docs / "space" / "apollo.txt").unlink()
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.removed == ["space/apollo.txt"] and report.chunks_embedded == 0 and report.committed
+    assert set(_chunk_ids(settings.index)) == {"rivers.txt", "guide.md"}
+    with IndexStore.open(settings.index) as store:
+        assert store.faiss_index.ntotal == len(store) == report.total_chunks
+
+
+def test_bad_files_are_reported_and_the_rest_ingested(docs: Path, settings, embedder, make_pdf) -> None:
+    (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R")
+    (docs / "photo.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
+    (docs / "data.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    (docs / "empty.txt").write_text("   \n", encoding="utf-8")
+    make_pdf(docs / "paper.pdf", ["Page one is about glaciers.", "Page two is about fjords."])
+    report = ingest_folder(docs, settings, embedder=embedder)
+    failed = dict(report.failed)
+    assert set(failed) == {"broken.pdf", "photo.txt"}
+    assert "corrupt or unreadable PDF" in failed["broken.pdf"] and "binary content" in failed["photo.txt"]
+    assert dict(report.skipped) == {"data.csv": "unsupported type .csv", "empty.txt": "no text"}
+    assert sorted(report.added) == sorted([*DOCS, "paper.pdf"])
+    text = report.summary().plain
+    assert "failed: broken.pdf: corrupt or unreadable PDF" in text and "skipped: data.csv: unsupported type" in text
+    with IndexStore.open(settings.index) as store:
+        pages = [(c.page, c.text) for c in store.iter_chunks("paper.pdf")]
+    assert pages == [(1, "Page one is about glaciers."), (2, "Page two is about fjords.")]
+
+
+def test_previous_version_of_a_file_that_turns_corrupt_is_kept(docs: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    before = _chunk_ids(settings.index)
+    (docs / "rivers.txt").write_bytes(b"\x00\x01\x02 garbage")
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.failed == [("rivers.txt", "binary content (NUL bytes), not text; the previous version stays indexed")]
+    assert not report.committed and _chunk_ids(settings.index) == before
+
+
+def test_cp1252_file_is_ingested(docs: Path, settings, embedder) -> None:
+    (docs / "menu.txt").write_bytes("Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e costs \u20ac7.".encode("cp1252"))
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert "menu.txt" in report.added and not report.failed
+    with IndexStore.open(settings.index) as store:
+        assert [c.text for c in store.iter_chunks("menu.txt")] == ["Caf\u00e9 cr\u00e8me br\u00fbl\u00e9e costs \u20ac7."]
+
+
+def test_hidden_files_other_globs_and_an_inner_index_are_ignored(docs: Path, tmp_path: Path, embedder) -> None:
+    (docs / ".git").mkdir()
+    (docs / ".git" / "notes.txt").write_text("git internals", encoding="utf-8")
+    (docs / ".draft.md").write_text("# hidden", encoding="utf-8")
+    settings = load_settings(index=docs / "idx", ingest={"globs": ["**/*.txt"]})
+    ingest_folder(docs, settings, embedder=embedder)
+    report = ingest_folder(docs, settings, embedder=embedder)  # the index now lives inside the folder
+    assert sorted(report.unchanged) == ["rivers.txt", "space/apollo.txt"] and not report.skipped
+
+
+@pytest.mark.parametrize("kind", ["missing", "file", "empty", "unsupported_only"])
+def test_folders_with_nothing_to_ingest_are_one_line_errors(tmp_path: Path, settings, embedder, kind: str) -> None:
+    folder = tmp_path / "in"
+    if kind == "file":
+        folder.write_text("x", encoding="utf-8")
+    elif kind != "missing":
+        folder.mkdir()
+        if kind == "unsupported_only":
+            (folder / "a.csv").write_text("a,b", encoding="utf-8")
+    expected = {"missing": "does not exist", "file": "is a file, not a folder", "empty": "nothing to ingest",
+                "unsupported_only": r"nothing to ingest .* \(1 files of other types\)"}[kind]  # fmt: skip
+    with pytest.raises(IngestError, match=expected) as err:
+        ingest_folder(folder, settings, embedder=embedder)
+    assert "\n" not in str(err.value)
+    assert not settings.index.exists()
+
+
+def test_a_folder_where_no_file_can_be_read_is_an_error(tmp_path: Path, settings, embedder) -> None:
+    folder = tmp_path / "bad"
+    folder.mkdir()
+    (folder / "a.pdf").write_bytes(b"nope")
+    with pytest.raises(IngestError, match=r"no document .* could be read \(a.pdf: not a PDF"):
+        ingest_folder(folder, settings, embedder=embedder)
+    assert not (settings.index / "CURRENT").exists()
+
+
+def test_unwritable_index_dir_is_an_error(docs: Path, tmp_path: Path, embedder) -> None:
+    (tmp_path / "afile").write_text("x", encoding="utf-8")
+    settings = load_settings(index=tmp_path / "afile" / "index")
+    with pytest.raises(IngestError, match="cannot create the index directory"):
+        ingest_folder(docs, settings, embedder=embedder)
+
+
+def test_other_embedding_model_is_refused_unless_rebuild(docs: Path, settings, embedder, fake_embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    other = CountingEmbedder(fake_embedder, model_name="other-model")
+    with pytest.raises(EmbeddingMismatchError, match="--rebuild"):
+        ingest_folder(docs, settings, embedder=other)
+    assert other.texts == 0
+    report = ingest_folder(docs, settings, embedder=other, rebuild=True)
+    assert report.committed and sorted(report.added) == sorted(DOCS)
+    with IndexStore.open(settings.index, embedding_model="other-model") as store:
+        assert store.manifest.embedding_model == "other-model"
+
+
+def test_second_writer_gets_a_lock_error(docs: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    (docs / "new.txt").write_text("A new file.", encoding="utf-8")
+    manifest = Manifest(embedding_model="fake-embedder", dim=64, chunking=settings.ingest.chunking_signature())
+    with IndexWriter(settings.index, manifest):
+        with pytest.raises(IndexLockedError, match="another process is writing"):
+            ingest_folder(docs, settings, embedder=embedder)
+    assert "new.txt" in ingest_folder(docs, settings, embedder=embedder).added  # the lock was released
+
+
+@pytest.mark.parametrize("where", ["build_bm25", "write_index", "embedding"])
+def test_crash_mid_ingest_leaves_the_old_index_usable(docs: Path, settings, embedder, monkeypatch, where: str) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    queries = ["Where does the Rhine rise?", "Who walked on the Moon?", "How to install?"]
+    before = (_live(settings.index), _top_texts(settings.index, embedder, queries), _chunk_ids(settings.index))
+    (docs / "rivers.txt").write_text("Completely new text about the Danube river in Vienna.", encoding="utf-8")
+    (docs / "guide.md").unlink()
+
+    def boom(*args, **kwargs):
+        error = {"build_bm25": RuntimeError, "write_index": OSError, "embedding": KeyboardInterrupt}[where]
+        raise error(f"crash in {where}")
+
+    if where == "build_bm25":
+        monkeypatch.setattr(IndexWriter, "_build_bm25", boom)
+    elif where == "write_index":
+        import faiss
+
+        monkeypatch.setattr(faiss, "write_index", boom)
+    else:
+        monkeypatch.setattr(embedder, "embed_documents", boom)
+    with pytest.raises((RuntimeError, IngestError, KeyboardInterrupt)):
+        ingest_folder(docs, settings, embedder=embedder)
+    assert (_live(settings.index), _top_texts(settings.index, embedder, queries), _chunk_ids(settings.index)) == before
+    assert not any(p.name == "gen-000002" for p in settings.index.iterdir())  # the staged generation is gone
+    monkeypatch.undo()
+    report = ingest_folder(docs, settings, embedder=embedder)  # lock released, next run applies the changes
+    assert report.updated == ["rivers.txt"] and report.removed == ["guide.md"]
+
+
+def test_changed_chunking_settings_rechunk_every_file(docs: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    wider = load_settings(index=settings.index, ingest={"chunk_size": 400, "chunk_overlap": 0})
+    report = ingest_folder(docs, wider, embedder=embedder)
+    assert sorted(report.updated) == sorted(DOCS) and report.committed
+    assert any("chunking changed" in n for n in report.notes)
+    with IndexStore.open(settings.index) as store:
+        assert store.manifest.chunking == wider.ingest.chunking_signature()
+
+
+def test_token_chunks_need_a_tokenizer(docs: Path, tmp_path: Path, embedder) -> None:
+    settings = load_settings(index=tmp_path / "index", ingest={"chunk_unit": "tokens", "chunk_size": 64, "chunk_overlap": 8})
+    with pytest.raises(ConfigError, match="tokenizer"):
+        ingest_folder(docs, settings, embedder=embedder)
+    assert not (settings.index / "CURRENT").exists()
+
+
+def test_uploads_land_in_the_indexed_folder(docs: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    assert upload_dir(settings) == docs.resolve()
+    report = ingest_files(
+        [("../../evil name.txt", b"Uploaded text about volcanoes in Iceland."), ("sheet.xlsx", b"PK")],
+        settings,
+        embedder=embedder,
+    )
+    assert report.added == ["evil name.txt"] and sorted(report.unchanged) == sorted(DOCS)
+    assert ("sheet.xlsx", "unsupported type .xlsx") in report.skipped
+    assert (docs / "evil name.txt").is_file() and not (docs / "sheet.xlsx").exists()
+    assert not list(docs.glob(".*.part"))
+    assert _top_texts(settings.index, embedder, ["volcanoes in Iceland"], k=1)[0][0].startswith("Uploaded text")
+
+
+def test_first_upload_without_an_index_goes_to_the_uploads_folder(tmp_path: Path, settings, embedder) -> None:
+    source = tmp_path / "mine.md"
+    source.write_text("# Notes\n\nMy notes.", encoding="utf-8")
+    report = ingest_files([source], settings, embedder=embedder)
+    assert report.added == ["mine.md"] and (settings.index.parent / "uploads" / "mine.md").is_file()
+    with pytest.raises(IngestError, match="none of the files can be indexed"):
+        ingest_files([("x.exe", b"MZ")], settings, embedder=embedder)
+
+
+def test_same_files_from_another_folder_record_the_new_source_dir(docs: Path, tmp_path: Path, settings, embedder) -> None:
+    ingest_folder(docs, settings, embedder=embedder)
+    moved = tmp_path / "moved"
+    docs.rename(moved)
+    report = ingest_folder(moved, settings, embedder=embedder)
+    assert sorted(report.unchanged) == sorted(DOCS) and report.chunks_embedded == 0 and report.committed
+    assert upload_dir(settings) == moved.resolve() and any("now mirrors" in n for n in report.notes)
+    assert not ingest_folder(moved, settings, embedder=embedder).committed
+
+
+@pytest.mark.slow
+def test_real_minilm_on_the_sample_finds_the_sentence(tmp_path: Path) -> None:
+    """Bundled all-MiniLM-L6-v2 over data/sample: a question retrieves the chunk holding its answer."""
+    import json
+
+    from rag_app.config import REPO_ROOT
+    from rag_app.embeddings import load_embedder
+
+    settings = load_settings(index=tmp_path / "index")
+    embedder = load_embedder(settings.embedding_model)
+    report = ingest_folder(REPO_ROOT / "data" / "sample" / "docs", settings, embedder=embedder)
+    assert len(report.added) == 30 and not report.failed
+    sentence = "The company installed electrical arc light based illumination systems designed by Tesla"
+    [top] = _top_texts(settings.index, embedder, ["What did Tesla Electric Light & Manufacturing do?"], k=1)
+    assert sentence in top[0]
+    # And over all 150 sample questions, the top chunk comes from the gold paragraph most of the time.
+    questions = [json.loads(line) for line in (REPO_ROOT / "data" / "sample" / "qa.jsonl").open(encoding="utf-8")]
+    with IndexStore.open(settings.index, embedding_model=embedder.model_name) as store:
+        _, ids = store.search(np.stack([embedder.embed_query(q["question"]) for q in questions]), 1)
+        hits = sum(store.get_chunks(row)[0].doc_id in q["gold_doc_ids"] for row, q in zip(ids, questions))
+    assert hits / len(questions) > 0.8  # 131/150 when written
+    assert not ingest_folder(REPO_ROOT / "data" / "sample" / "docs", settings, embedder=embedder).committed

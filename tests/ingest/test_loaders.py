@@ -1,0 +1,182 @@
+"""Loaders: every supported type, odd encodings, and files that must fail with a reason."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from ingest.loaders import Section, decode_text, is_supported, load
+from rag_app.errors import LoaderError
+
+
+def _assert_exact(sections: list[Section], loaded: str) -> None:
+    for s in sections:
+        assert loaded[s.offset : s.offset + len(s.text)] == s.text
+
+
+def test_plain_text_is_one_section_with_its_offset(tmp_path: Path) -> None:
+    path = tmp_path / "a.txt"
+    path.write_text("\n\n  Hello world.\r\nSecond line.\n\n", encoding="utf-8", newline="")
+    [section] = load(path)
+    assert section.text == "Hello world.\nSecond line."  # CRLF normalised, outer whitespace stripped
+    assert section.offset == 4 and section.page is None and section.heading is None
+
+
+def test_cp1252_text_loads_with_its_characters(tmp_path: Path) -> None:
+    path = tmp_path / "ansi.txt"
+    path.write_bytes("Caf\u00e9 cr\u00e8me costs \u20ac5 \u2013 \u201cquoted\u201d.".encode("cp1252"))
+    [section] = load(path)
+    assert section.text == "Caf\u00e9 cr\u00e8me costs \u20ac5 \u2013 \u201cquoted\u201d."
+
+
+def test_bytes_undefined_in_cp1252_fall_back_to_latin1() -> None:
+    assert decode_text(b"caf\xe9 \x81") == "caf\u00e9 \x81"
+
+
+@pytest.mark.parametrize(
+    ("data", "expected"),
+    [
+        ("\ufeffbom text".encode("utf-8"), "bom text"),
+        ("utf-16 text \u00e9".encode("utf-16"), "utf-16 text \u00e9"),
+        ("plain \u00e9 utf-8".encode("utf-8"), "plain \u00e9 utf-8"),
+    ],
+)
+def test_decode_text_handles_boms_and_utf8(data: bytes, expected: str) -> None:
+    assert decode_text(data) == expected
+
+
+def test_binary_file_with_text_extension_fails_with_reason(tmp_path: Path) -> None:
+    path = tmp_path / "image.txt"
+    path.write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR" + bytes(range(256)))
+    with pytest.raises(LoaderError, match="binary content"):
+        load(path)
+
+
+def test_empty_file_has_no_sections(tmp_path: Path) -> None:
+    (tmp_path / "empty.md").write_text("  \n", encoding="utf-8")
+    assert load(tmp_path / "empty.md") == []
+
+
+def test_unsupported_type_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "a.csv").write_text("x,y", encoding="utf-8")
+    assert not is_supported(tmp_path / "a.csv") and is_supported("A.PDF")
+    with pytest.raises(LoaderError, match="unsupported type .csv"):
+        load(tmp_path / "a.csv")
+
+
+MARKDOWN = """Intro before any heading.
+
+# Guide
+
+Some guide text.
+
+## Install
+
+Run the installer.
+
+```bash
+# this is a comment, not a heading
+pip install rag-app
+```
+
+## Empty
+
+### Deep
+Deep text.
+
+Usage
+-----
+Setext body.
+"""
+
+
+def test_markdown_sections_carry_heading_paths_and_exact_offsets(tmp_path: Path) -> None:
+    path = tmp_path / "guide.md"
+    path.write_text(MARKDOWN, encoding="utf-8")
+    sections = load(path)
+    assert [s.heading for s in sections] == [
+        None,
+        "Guide",
+        "Guide > Install",
+        "Guide > Empty > Deep",  # "## Empty" has no body of its own, so it is not a section
+        "Guide > Usage",
+    ]
+    assert "# this is a comment, not a heading" in sections[2].text
+    assert sections[3].text == "### Deep\nDeep text."
+    _assert_exact(sections, MARKDOWN)
+
+
+def test_markdown_front_matter_is_not_a_heading(tmp_path: Path) -> None:
+    text = "---\ntitle: Notes\n---\nBody text.\n"
+    (tmp_path / "n.md").write_text(text, encoding="utf-8")
+    [section] = load(tmp_path / "n.md")
+    assert section.heading is None and section.text.endswith("Body text.")
+
+
+def test_html_drops_scripts_styles_nav_and_keeps_headings(tmp_path: Path) -> None:
+    html = (
+        "<html><head><title>Rivers</title><style>p {color: red}</style><script>var secret = 1;</script></head>"
+        "<body><nav>Home | About | Login</nav><h1>The Rhine</h1><p>The <b>Rhine</b> flows <a href='#'>north</a>."
+        "</p><h2>Course</h2><ul><li>Alps</li><li>North Sea</li></ul><table><tr><td>length</td><td>1,230 km</td>"
+        "</tr></table><p>Caf\xe9</p></body></html>"
+    )
+    path = tmp_path / "rhine.html"
+    path.write_bytes(html.encode("cp1252"))
+    sections = load(path)
+    joined = "\n".join(s.text for s in sections)
+    for gone in ("secret", "color", "Login"):
+        assert gone not in joined
+    assert [s.heading for s in sections] == ["The Rhine", "The Rhine > Course"]
+    assert "The Rhine flows north." in sections[0].text  # inline tags do not break the sentence
+    assert "- Alps\n- North Sea" in sections[1].text
+    assert "length | 1,230 km" in sections[1].text
+    assert "Caf\u00e9" in sections[1].text
+
+
+def test_html_title_heads_a_page_without_h1(tmp_path: Path) -> None:
+    (tmp_path / "p.htm").write_text("<title>Notes</title><h2>Part</h2><p>Body.</p>", encoding="utf-8")
+    [section] = load(tmp_path / "p.htm")
+    assert section.heading == "Notes > Part"
+
+
+def test_pdf_pages_are_numbered_and_blank_pages_skipped(tmp_path: Path, make_pdf) -> None:
+    path = make_pdf(tmp_path / "report.pdf", ["First page says hello.\nIt has (two) lines.", "", "Third page: 42."])
+    sections = load(path)
+    assert [s.page for s in sections] == [1, 3]
+    assert sections[0].text == "First page says hello.\nIt has (two) lines."
+    assert sections[1].text == "Third page: 42."
+    assert sections[1].offset == len(sections[0].text) + 2  # pages joined by a blank line
+
+
+def test_corrupt_pdf_fails_with_reason(tmp_path: Path, make_pdf) -> None:
+    good = make_pdf(tmp_path / "good.pdf", ["Some text."]).read_bytes()
+    (tmp_path / "truncated.pdf").write_bytes(good[: len(good) // 3])
+    with pytest.raises(LoaderError, match="corrupt or unreadable PDF"):
+        load(tmp_path / "truncated.pdf")
+    (tmp_path / "fake.pdf").write_bytes(b"this is not a pdf at all")
+    with pytest.raises(LoaderError, match="not a PDF"):
+        load(tmp_path / "fake.pdf")
+
+
+def test_pdf_without_text_says_it_needs_ocr(tmp_path: Path, make_pdf) -> None:
+    with pytest.raises(LoaderError, match="OCR"):
+        load(make_pdf(tmp_path / "scan.pdf", ["", ""]))
+
+
+def test_docx_headings_paragraphs_and_tables(tmp_path: Path, make_docx) -> None:
+    path = make_docx(
+        tmp_path / "r.docx",
+        [("Title", "Annual Report"), ("", "Lead paragraph."), ("Heading 1", "Results"), ("", "Revenue grew."),
+         ("table", "year|revenue;2024|10"), ("Heading 2", "Detail"), ("", "Deep dive.")],
+    )  # fmt: skip
+    sections = load(path)
+    assert [s.heading for s in sections] == ["Annual Report", "Annual Report > Results", "Annual Report > Results > Detail"]
+    assert "year | revenue\n2024 | 10" in sections[1].text
+    assert sections[2].text == "Detail\n\nDeep dive."
+
+
+def test_corrupt_docx_fails_with_reason(tmp_path: Path) -> None:
+    (tmp_path / "broken.docx").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(LoaderError, match="not a readable .docx"):
+        load(tmp_path / "broken.docx")
