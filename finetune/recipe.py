@@ -18,6 +18,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.dataset import RaftConfig, RaftExample, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
+from finetune.artifacts import write_card
 from finetune.train import TrainConfig, dump_examples, train
 from rag_app.config import Settings
 from rag_app.errors import ConfigError
@@ -49,6 +50,7 @@ class FinetuneRequest:
     resume: bool = False
     dry_run: bool = False
     merge: bool = False
+    eval_examples: int = 40
     seed: int = 0
 
     def __post_init__(self) -> None:
@@ -136,6 +138,19 @@ def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:
     return out
 
 
+def validate_adapter(settings: Settings, adapter_dir: Path, examples: list[RaftExample]) -> dict[str, Any]:
+    """Base vs adapter on held-out validation examples (same sources and prompt); for the training card."""
+    from finetune.validate import compare
+    from rag_app.generation import HFGenerator
+    from rag_app.models import apply_adapter, load_model
+
+    base = load_model(settings.generate.model, settings.cache_dir, device="cpu")
+    tuned = apply_adapter(load_model(settings.generate.model, settings.cache_dir, device="cpu"), adapter_dir)
+    gens = {"base": HFGenerator(base, "base", None), "adapter": HFGenerator(tuned, "adapter", str(adapter_dir))}
+    return {"examples": "validation split (documents not trained on), sources as built, greedy",
+            **compare(examples, gens)}
+
+
 def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[Path, Path]) -> str:
     """Build data, then dry-run or train (and merge); returns a summary for the terminal."""
     train_ex, val_ex, stats = build_training_data(request, settings, indexes)
@@ -152,6 +167,9 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
         tokenizer = load_model(settings.generate.model, settings.cache_dir, device="cpu").tokenizer
         return dump_examples(train_ex, tokenizer)
     card = train(cfg, train_ex, val_ex, resume=request.resume, data_stats=stats)
+    if request.eval_examples and val_ex:
+        card["eval"] = validate_adapter(settings, request.out, val_ex[: request.eval_examples])
+        write_card(request.out, card)
     lines = [f"Adapter written to {request.out} ({card['steps']['examples_seen']} examples, "
              f"{card['time_s']:.0f} s, {card['tokens_per_s']:.0f} tokens/s, val loss {card['val_loss']}).",
              f"Use it: rag ask \"...\" --adapter {request.out}"]

@@ -8,6 +8,7 @@ library function and prints. Heavy imports happen inside the commands so
 
 from __future__ import annotations
 
+import contextlib
 import json
 import logging
 import sys
@@ -109,12 +110,13 @@ def index_info(
 def _generation_overrides(
     index: Path | None, k: int | None, mode: str | None, hybrid: bool, mmr: bool | None, model: str | None,
     adapter: str | None, no_adapter: bool, max_new_tokens: int | None, temperature: float | None,
+    backend: str | None = None,
 ) -> dict[str, Any]:
     return {
         "index": index,
         "retrieve": {"top_k": k, "mode": "hybrid" if hybrid else mode, "mmr": mmr},
         "generate": {"model": model, "adapter": "none" if no_adapter else adapter,
-                     "max_new_tokens": max_new_tokens, "temperature": temperature},
+                     "max_new_tokens": max_new_tokens, "temperature": temperature, "backend": backend},
     }
 
 
@@ -127,6 +129,8 @@ AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="LoRA adapt
 NoAdapterOpt = Annotated[bool, typer.Option("--no-adapter", help="Answer with the base model alone.")]
 MaxTokOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
 TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy (default).")]
+BackendOpt = Annotated[Optional[str], typer.Option(
+    "--backend", help="auto (llama.cpp for the bundled model when installed), hf (transformers) or llamacpp.")]
 
 
 def _print_sources(answer: Any, console: Any) -> None:
@@ -171,7 +175,7 @@ def ask(
     question: Annotated[str, typer.Argument(help="The question to answer from your documents.")],
     index: IndexOpt = None, k: KOpt = None, mode: ModeOpt = None, hybrid: HybridOpt = False, mmr: MmrOpt = None,
     model: ModelOpt = None, adapter: AdapterOpt = None, no_adapter: NoAdapterOpt = False,
-    max_new_tokens: MaxTokOpt = None, temperature: TempOpt = None,
+    max_new_tokens: MaxTokOpt = None, temperature: TempOpt = None, backend: BackendOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole Answer as JSON.")] = False,
     config: ConfigOpt = None, verbose: VerboseOpt = False,
 ) -> None:
@@ -183,7 +187,7 @@ def ask(
     if not question.strip():
         raise EmptyQuestionError("the question is empty; pass a question, e.g. rag ask \"What is ...?\"")
     settings = settings_from_flags(config, verbose, **_generation_overrides(
-        index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature))
+        index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature, backend))
     rag = RagPipeline(settings)
     if as_json:
         typer.echo(json.dumps(rag.answer(question).to_dict(), indent=2, ensure_ascii=False))
@@ -196,7 +200,7 @@ def ask(
 def chat(
     index: IndexOpt = None, k: KOpt = None, mode: ModeOpt = None, hybrid: HybridOpt = False, mmr: MmrOpt = None,
     model: ModelOpt = None, adapter: AdapterOpt = None, no_adapter: NoAdapterOpt = False,
-    max_new_tokens: MaxTokOpt = None, temperature: TempOpt = None,
+    max_new_tokens: MaxTokOpt = None, temperature: TempOpt = None, backend: BackendOpt = None,
     config: ConfigOpt = None, verbose: VerboseOpt = False,
 ) -> None:
     """Chat in the terminal: follow-ups keep context; /sources, /reset, /exit."""
@@ -204,7 +208,7 @@ def chat(
     from rag_app.pipeline import RagPipeline
 
     settings = settings_from_flags(config, verbose, **_generation_overrides(
-        index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature))
+        index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature, backend))
     rag = RagPipeline(settings)
     console = _console()
     console.print("[dim]Ask about your documents. /sources shows the last answer's sources, /reset starts over, /exit quits.[/dim]")
@@ -287,6 +291,7 @@ def finetune(
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print 3 formatted examples and token stats; no training.")] = False,
     merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = False,
+    eval_examples: Annotated[int, typer.Option(help="Validation examples to score base vs adapter on after training (0: skip).")] = 40,
     seed: Annotated[int, typer.Option(help="Seed for examples, split and order.")] = 0,
     model: ModelOpt = None,
     config: ConfigOpt = None,
@@ -302,10 +307,29 @@ def finetune(
         p_gold=p_gold, distractors=distractors, quote=quote, triples=triples, examples=examples,
         save_examples=save_examples, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
         grad_accum=grad_accum, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
-        merge=merge, seed=seed,
+        merge=merge, eval_examples=eval_examples, seed=seed,
     )
     indexes = {d: dataset_index(d, settings) for d in request.datasets} if not (examples or triples) else {}
     typer.echo(run_finetune(request, settings, indexes))
+
+
+@contextlib.contextmanager
+def _sigterm_as_interrupt() -> Any:
+    """Treat SIGTERM like Ctrl-C inside the block (main thread only), so cleanup code runs."""
+    import signal
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, interrupt)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
 
 
 def _eval_indexes(docs: Path, runs: list[Any], index: Path | None, out_dir: Path) -> list[Any]:
@@ -377,10 +401,11 @@ def eval_(
     ds = load_dataset(dataset, split=split, limit=limit, seed=seed, known_doc_ids=known)
     out_dir = out or Path("eval-out") / ds.name
     runs = _eval_indexes(ds.docs_dir, runs, index, out_dir)
-    console = _console(stderr=True)
-    report, interrupted = evaluate(ds, runs, eval_config, out_dir, console=console,
-                                   command=" ".join(["rag", *sys.argv[1:]]))
-    _console().print(summary_table(report))
+    with _sigterm_as_interrupt():  # `timeout`, a job scheduler: also leave the report of what finished
+        report, interrupted = evaluate(ds, runs, eval_config, out_dir, console=_console(stderr=True),
+                                       command=" ".join(["rag", *sys.argv[1:]]))
+    console = _console()
+    console.print(summary_table(report), width=None if console.is_terminal else 160)  # logs: don't squeeze
     typer.echo(f"Report: {out_dir / 'report.md'} (per question: {out_dir / 'report.json'})")
     if interrupted:
         typer.echo("Interrupted: the report covers the questions that finished; run the same command to resume.", err=True)

@@ -37,6 +37,7 @@ def test_short_run_writes_an_adapter_rag_ask_accepts(qa_set, tiny_smollm, monkey
     assert code == 0 and "Adapter written to run" in out
     card = json.loads((tmp_path / "run" / "training_card.json").read_text())
     assert card["steps"]["optimizer_steps"] == 2 and card["data"]["sets"]["cities"]["train_questions"] == 7
+    assert set(card["eval"]) >= {"base", "adapter"} and card["eval"]["adapter"]["n"] == card["data"]["val_examples"]
     from rag_app.models import check_adapter, load_model
 
     assert check_adapter(tmp_path / "run", load_model(str(tiny_smollm), tmp_path).base_id)
