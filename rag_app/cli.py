@@ -405,7 +405,9 @@ def eval_(
         report, interrupted = evaluate(ds, runs, eval_config, out_dir, console=_console(stderr=True),
                                        command=" ".join(["rag", *sys.argv[1:]]))
     console = _console()
-    console.print(summary_table(report), width=None if console.is_terminal else 160)  # logs: don't squeeze
+    if not console.is_terminal:
+        console.width = 160  # a log file or pipe: don't squeeze the table to 80 columns
+    console.print(summary_table(report))
     typer.echo(f"Report: {out_dir / 'report.md'} (per question: {out_dir / 'report.json'})")
     if interrupted:
         typer.echo("Interrupted: the report covers the questions that finished; run the same command to resume.", err=True)
