@@ -247,22 +247,28 @@ def chat(
         history = history[-4:]  # keep the prompt short for a small context window
 
 
-def dataset_index(dataset: Path, settings: Any, out_root: Path | None = None) -> Path:
-    """Ingest DATASET/docs into its own cached index (incremental: reused when unchanged); return its path.
+def dataset_index(dataset: Path, settings: Any) -> Path:
+    """Ingest DATASET/docs into a cached index of its own and return the index path.
 
-    ``rag eval`` and ``rag finetune`` take an index, never build one: this front door builds it.
+    ``rag eval`` and ``rag finetune`` take an index, never build one: this
+    front door builds it. Indexes live under ``.rag/datasets/``, one per
+    corpus, embedding model and chunking, shared by every eval and fine-tune
+    of that corpus; ingest is incremental, so an unchanged corpus costs a hash check.
     """
     import hashlib
 
     from ingest.pipeline import ingest_folder
+    from rag_app.embeddings import load_embedder
     from rag_app.errors import DatasetError
+    from rag_app.evaluate import index_key
 
     docs = dataset / "docs"
     if not docs.is_dir():
         raise DatasetError(f"{dataset} has no docs/ folder; a dataset is a folder with docs/ and qa.jsonl")
-    tag = hashlib.sha256(str(docs.resolve()).encode()).hexdigest()[:8]
-    index = (out_root or Path(".rag") / "datasets") / f"{dataset.resolve().name}-{tag}"
-    ingest_folder(docs, settings.model_copy(update={"index": index}), console=_console(stderr=True))
+    tag = hashlib.sha256(f"{docs.resolve()}|{index_key(settings)}".encode()).hexdigest()[:8]
+    index = Path(".rag") / "datasets" / f"{dataset.resolve().name}-{tag}"
+    ingest_folder(docs, settings.model_copy(update={"index": index}), console=_console(stderr=True),
+                  embedder=load_embedder(settings.embedding_model))
     return index
 
 
@@ -332,31 +338,18 @@ def _sigterm_as_interrupt() -> Any:
         signal.signal(signal.SIGTERM, previous)
 
 
-def _eval_indexes(docs: Path, runs: list[Any], index: Path | None, out_dir: Path) -> list[Any]:
-    """Point every eval run at an index: ``--index``, or DATASET/docs ingested under OUT (incremental, cached).
+def _eval_indexes(docs: Path, runs: list[Any], index: Path | None) -> list[Any]:
+    """Point every eval run at an index: ``--index``, or the dataset's cached index (see :func:`dataset_index`).
 
-    Runs that share embedding model and chunking share ``OUT/index``; a
-    configuration that chunks differently gets ``OUT/index-<hash>`` of its own.
+    Runs that share embedding model and chunking share one index; a
+    configuration that chunks differently gets its own.
     """
     from dataclasses import replace
 
-    from rag_app.embeddings import load_embedder
-    from rag_app.evaluate import index_key
-
     if index is not None:
         return [replace(r, settings=r.settings.model_copy(update={"index": index})) for r in runs]
-    from ingest.pipeline import ingest_folder
-
-    paths: dict[str, Path] = {}
-    out = []
-    for r in runs:
-        key = index_key(r.settings)
-        if key not in paths:
-            paths[key] = out_dir / ("index" if not paths else f"index-{key}")
-            settings = r.settings.model_copy(update={"index": paths[key]})
-            ingest_folder(docs, settings, console=_console(stderr=True), embedder=load_embedder(settings.embedding_model))
-        out.append(replace(r, settings=r.settings.model_copy(update={"index": paths[key]})))
-    return out
+    return [replace(r, settings=r.settings.model_copy(update={"index": dataset_index(docs.parent, r.settings)}))
+            for r in runs]
 
 
 @app.command("eval")
@@ -400,7 +393,7 @@ def eval_(
             known = {Path(source).stem for source in store.files()}
     ds = load_dataset(dataset, split=split, limit=limit, seed=seed, known_doc_ids=known)
     out_dir = out or Path("eval-out") / ds.name
-    runs = _eval_indexes(ds.docs_dir, runs, index, out_dir)
+    runs = _eval_indexes(ds.docs_dir, runs, index)
     with _sigterm_as_interrupt():  # `timeout`, a job scheduler: also leave the report of what finished
         report, interrupted = evaluate(ds, runs, eval_config, out_dir, console=_console(stderr=True),
                                        command=" ".join(["rag", *sys.argv[1:]]))

@@ -54,7 +54,8 @@ def test_eval_ingests_evaluates_and_resumes(tmp_path, fakes):
     out = tmp_path / "eval-out" / "tiny"
     for name in ("report.json", "report.md", "records.jsonl", "recall_at_k.png", "answers.png"):
         assert (out / name).is_file(), name
-    assert (out / "index" / "CURRENT").is_file()  # ingested under the output folder
+    (index,) = (tmp_path / ".rag" / "datasets").glob("tiny-*")  # the dataset's cached index
+    assert (index / "CURRENT").is_file()
     report = json.loads((out / "report.json").read_text())
     assert [c["name"] for c in report["configs"]] == ["dense", "hybrid"]
     assert report["dataset"]["questions_evaluated"] == 6 and report["eval"]["ks"] == [1, 5]
