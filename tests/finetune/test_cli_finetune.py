@@ -3,6 +3,8 @@
 import json
 
 import pytest
+
+pytestmark = pytest.mark.slow  # builds and trains on a tiny model through the CLI
 from helpers import run_main
 
 

@@ -3,6 +3,8 @@
 import json
 
 import pytest
+
+pytestmark = pytest.mark.slow  # trains tiny models for a few steps: ~1 min on 2 cores
 import torch
 
 from finetune.dataset import RaftExample, SourceText
