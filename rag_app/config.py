@@ -121,6 +121,7 @@ class GenerateConfig(_Section):
     context_window: int | None = None
     seed: int = 0
     backend: Literal["auto", "hf", "llamacpp"] = "auto"
+    threads: int | None = None  # llama.cpp CPU threads; None = half the cores (see rag_app.llamacpp.default_threads)
 
     @model_validator(mode="after")
     def _check(self) -> GenerateConfig:
@@ -130,6 +131,8 @@ class GenerateConfig(_Section):
             raise ValueError(f"generate.temperature must be >= 0, got {self.temperature}")
         if self.context_window is not None and self.context_window < 256:
             raise ValueError("generate.context_window must be >= 256 tokens")
+        if self.threads is not None and self.threads < 1:
+            raise ValueError(f"generate.threads must be >= 1, got {self.threads}")
         if self.backend == "llamacpp" and self.model != "bundled":
             raise ValueError(f"generate.backend llamacpp serves only the bundled model, not {self.model!r}; use backend hf")
         return self

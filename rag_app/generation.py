@@ -129,10 +129,44 @@ class HFGenerator:
         return self.tokenizer.decode(out[0, kwargs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
 
 
-def load_generator(config: GenerateConfig, cache_dir: Path) -> HFGenerator:
-    """Load (once per process) the generator the settings name, with its adapter."""
+def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None) -> str:
+    """``hf`` or ``llamacpp``: what serves these settings.
+
+    ``auto`` picks llama.cpp for the bundled model on CPU when llama-cpp-python
+    loads (it decodes the same GGUF several times faster), else transformers.
+
+    Args:
+        config: the generate settings.
+        llama_cpp_ok: whether llama-cpp-python loads; None checks (imports it).
+    """
+    if config.backend != "auto":
+        return config.backend
+    if config.model != BUNDLED or config.device.startswith("cuda"):
+        return "hf"
+    if llama_cpp_ok is None:
+        from rag_app.llamacpp import llama_cpp_available
+
+        llama_cpp_ok = llama_cpp_available()
+    return "llamacpp" if llama_cpp_ok else "hf"
+
+
+def load_generator(config: GenerateConfig, cache_dir: Path) -> Generator:
+    """Load (once per process) the generator the settings name, with its adapter, on its backend."""
+    if resolve_backend(config) == "llamacpp":
+        return _load_llamacpp(config.model, config.adapter_path, config.context_window, str(cache_dir), config.seed,
+                              config.threads)
     return _load_generator(config.model, config.adapter_path, config.dtype, config.device,
                            config.load_in_4bit, config.context_window, str(cache_dir))
+
+
+@lru_cache(maxsize=2)
+def _load_llamacpp(
+    model: str, adapter: str | None, context_window: int | None, cache_dir: str, seed: int, threads: int | None
+) -> Generator:
+    from rag_app.llamacpp import load_llamacpp_generator
+
+    log.info("Serving %s with llama.cpp%s", model, f" + adapter {adapter}" if adapter else "")
+    return load_llamacpp_generator(model, adapter, context_window, Path(cache_dir), seed=seed, n_threads=threads)
 
 
 @lru_cache(maxsize=2)

@@ -140,7 +140,10 @@ class RagPipeline:
         if not history:
             return bare
         prefixed = self.retriever.retrieve(retrieval_query(question, history), k=k, exclude_doc_ids=exclude_doc_ids)
-        by_id = {h.chunk.id: h for h in [*prefixed, *bare]}
+        by_id: dict[int, RetrievedChunk] = {}
+        for h in [*prefixed, *bare]:  # keep the closer cosine: it decides the no-good-source threshold
+            if h.chunk.id not in by_id or (h.dense_score or 0.0) > (by_id[h.chunk.id].dense_score or 0.0):
+                by_id[h.chunk.id] = h
         fused = rrf([[h.chunk.id for h in bare], [h.chunk.id for h in prefixed]], k=self.settings.retrieve.rrf_k)[:k]
         return [replace(by_id[i], rank=rank) for rank, (i, _) in enumerate(fused, start=1)]
 

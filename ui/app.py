@@ -362,7 +362,8 @@ def page(base: Settings, factory: ModelFactory) -> None:
         try:
             generator = load_generator(settings, factory)  # now, not at the first question: answers start fast
         except RagError as err:
-            hint = " In the page: switch off *Fine-tuned adapter* under Generation." if settings.generate.adapter_path else ""
+            about_adapter = settings.generate.adapter_path and "adapter" in str(err).lower()
+            hint = " In the page: switch off *Fine-tuned adapter* under Generation." if about_adapter else ""
             st.error(str(err) + hint, icon=":material/error:")
             generator = None
         chat(settings, store, embedder, generator)
