@@ -4,31 +4,41 @@ What it answers:
 
 * retrieval: p50/p95 of one question's dense retrieval (MiniLM query
   embedding + FAISS top-k) at 1k and 100k chunks, exact ``IndexFlatIP`` vs
-  ``IndexHNSWFlat`` (inner product), and HNSW's recall@k against exact search.
-  Chunk vectors are random unit vectors (embedding 100k real chunks takes ~1.5 h
-  here); the query embedding is real. Random vectors are the hard case for
-  HNSW recall: real embeddings cluster.
-* generation: time to first token and decode tokens/s of SmolLM2-135M on the
-  same prompts (``rag_app.prompts.build_messages``, four sources from
-  data/sample), greedy, in one process and interleaved (round robin, every
-  variant once per round) so a shared machine's load falls on all alike:
+  ``IndexHNSWFlat`` (inner product, M=32, efSearch 64 and 256), and HNSW's
+  recall@k against exact search. Chunk vectors are random unit vectors
+  (embedding 100k real chunks takes ~1.5 h here); the query embedding is real.
+  Random vectors are HNSW's worst case: its recall here is a floor, not what
+  real, clustered embeddings get.
+* thread probe: decode and prefill at 1 thread vs every core, for llama.cpp and
+  torch. On a shared machine a thread pool that meets at a barrier after each
+  op can be many times slower with every core than with one; the main runs
+  use the thread counts given (default 1).
+* generation: time to first token, decode tokens/s and the whole answer's time
+  for SmolLM2-135M on the same prompts (``rag_app.prompts.build_messages``,
+  four sources of 800 characters from data/sample), greedy, up to 200 new
+  tokens, each answer ending where the model ends it. One process; variants
+  interleaved round robin so a shared machine's load falls on all alike:
 
-  - ``hf_generate_bf16`` - plain ``model.generate`` (the baseline), and fp32;
-  - ``hf_static_compile`` - ``cache_implementation="static"`` + ``torch.compile`` (``--compile``);
-  - ``HFGenerator`` - what ``backend=hf`` serves (thread + TextIteratorStreamer);
-  - ``llamacpp_raw`` - the peer: llama.cpp (llama-cpp-python, raw completion on
-    the same prompt ids) on the bundled Q4_1 GGUF;
-  - ``LlamaCppGenerator`` - what ``backend=llamacpp`` serves, without and with a
-    LoRA adapter (r16 on q,k,v,o,gate,up,down of all 30 layers: the costliest
-    adapter ``rag finetune`` writes), and ``HFGenerator`` with the same adapter.
+  - ``hf_generate_bf16`` - plain ``model.generate``: the baseline; also fp32,
+    and bf16 with ``cache_implementation="static"``;
+  - ``hf_static_compile_bf16`` - static cache + ``torch.compile`` (``--compile``);
+  - ``HFGenerator`` - what ``backend=hf`` serves (static cache on CPU, thread +
+    TextIteratorStreamer), and with a LoRA adapter;
+  - ``llamacpp_raw_t1`` - the peer: llama.cpp (llama-cpp-python's raw
+    completion on the same prompt ids) on the bundled Q4_1 GGUF as shipped;
+    ``llamacpp_raw_q8_0`` the same on its Q8_0 rewrite;
+  - ``LlamaCppGenerator`` - what ``backend=llamacpp`` serves (the Q8_0 rewrite),
+    with a LoRA adapter (r16 on q,k,v,o,gate,up,down of all 30 layers: the
+    costliest one ``rag finetune`` writes; random, small), and on the Q4_1 file.
 
-  Greedy texts of the two backends are compared (Q4_1 vs its bf16
-  dequantization: small drift is expected).
+  Greedy texts of the two backends are compared (8-bit llama.cpp vs bf16
+  transformers: some drift is expected).
 
-    python bench/query.py                    # ~15 min on 2 busy cores
+    python bench/query.py                      # ~20 min on 2 busy cores
     python bench/query.py --skip-retrieval --rounds 1 --compile
 
-Writes ``bench/results/query.json``; prints one line per measurement. Asserts nothing.
+Writes ``bench/results/query.json`` (a section not run keeps its last values);
+prints one line per measurement. Asserts nothing.
 """
 
 from __future__ import annotations
@@ -102,10 +112,11 @@ def bench_retrieval(sizes: list[int], n_queries: int, k: int, threads: int, dim:
         hnsw.hnsw.efConstruction = 64
         hnsw.add(vecs)
         build_s = time.perf_counter() - tic
-        hnsw.hnsw.efSearch = 64
-        row: dict = {"hnsw": {"M": 32, "efConstruction": 64, "efSearch": 64, "build_s": build_s}}
-        exact = []
-        for name, index in (("flat", flat), ("hnsw", hnsw)):
+        row: dict = {"hnsw_build_s": build_s, "hnsw_params": {"M": 32, "efConstruction": 64}}
+        exact: list[set] = []
+        for name, index, ef in (("flat", flat, None), ("hnsw_ef64", hnsw, 64), ("hnsw_ef256", hnsw, 256)):
+            if ef:
+                hnsw.hnsw.efSearch = ef
             for i in range(3):
                 index.search(qmat[i : i + 1], k)
             search_ms, found = [], []
@@ -115,15 +126,15 @@ def bench_retrieval(sizes: list[int], n_queries: int, k: int, threads: int, dim:
                 search_ms.append((time.perf_counter() - tic) * 1000)
                 found.append(set(ids[0].tolist()))
             total = [e + s for e, s in zip(embed_ms, search_ms)]
-            row[name] = {**row.get(name, {}), "search_ms": {"p50": pct(search_ms, 50), "p95": pct(search_ms, 95)},
+            row[name] = {"search_ms": {"p50": pct(search_ms, 50), "p95": pct(search_ms, 95)},
                          "with_embed_ms": {"p50": pct(total, 50), "p95": pct(total, 95)}}
             if name == "flat":
                 exact = found
             else:
                 row[name]["recall_at_k"] = float(np.mean([len(f & e) / k for f, e in zip(found, exact)]))
-            print(f"[{threads}] {n:>7} chunks {name:4}: search p50 {pct(search_ms, 50):6.2f} ms p95 {pct(search_ms, 95):6.2f} ms; "
+            print(f"[{threads}] {n:>7} chunks {name:10}: search p50 {pct(search_ms, 50):6.2f} ms p95 {pct(search_ms, 95):6.2f} ms; "
                   f"with embedding p50 {pct(total, 50):6.1f} ms p95 {pct(total, 95):6.1f} ms"
-                  + (f"; recall@{k} {row[name]['recall_at_k']:.3f}, build {build_s:.1f} s" if name == "hnsw" else ""), flush=True)
+                  + (f"; recall@{k} {row[name]['recall_at_k']:.3f}, build {build_s:.1f} s" if ef else ""), flush=True)
         results["sizes"][str(n)] = row
     return results
 
@@ -177,39 +188,6 @@ def random_adapter(folder: Path, r: int = 16) -> Path:
     return folder
 
 
-def requantize_gguf(src: Path, dst: Path) -> Path:
-    """The bundled Q4_1 GGUF rewritten as Q8_0 (same metadata; 2-D tensors dequantized then requantized).
-
-    Not what serves: a probe of whether llama.cpp's prefill, slower than torch's
-    bf16 here, gains from 8-bit weights (its Q4_1 kernels prefill ~2x slower than Q8_0).
-    """
-    import gguf
-    from gguf import GGMLQuantizationType as Q
-    from gguf import GGUFValueType as V
-    from gguf import quants
-
-    reader = gguf.GGUFReader(str(src))
-    writer = gguf.GGUFWriter(str(dst), arch="llama")
-    for key, field in reader.fields.items():
-        if key.startswith("GGUF.") or key == "general.architecture":
-            continue
-        value = 7 if key == "general.file_type" else field.contents()  # 7 = MOSTLY_Q8_0
-        writer.add_key_value(key, value, field.types[0], sub_type=field.types[-1] if field.types[0] == V.ARRAY else None)
-    for t in reader.tensors:
-        data = np.asarray(t.data) if t.tensor_type == Q.F32 else quants.dequantize(t.data, t.tensor_type)
-        data = data.reshape([int(x) for x in reversed(t.shape)]).astype(np.float32)
-        if data.ndim == 2:
-            q = quants.quantize(data, Q.Q8_0)
-            writer.add_tensor(t.name, q, raw_shape=q.shape, raw_dtype=Q.Q8_0)
-        else:
-            writer.add_tensor(t.name, data)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    return dst
-
-
 class Clock:
     """A transformers streamer that only timestamps: plain generate's TTFT without TextIteratorStreamer's cost."""
 
@@ -258,7 +236,8 @@ def bench_generation(n_prompts: int, max_new: int, rounds: int, use_compile: boo
 
     from rag_app.config import GenerateConfig
     from rag_app.generation import load_generator
-    from rag_app.llamacpp import LlamaCppGenerator, default_threads, lora_gguf_for
+    from rag_app.gguf_export import lora_gguf_for, served_gguf
+    from rag_app.llamacpp import LlamaCppGenerator, default_threads
     from rag_app.models import bundled_gguf, load_model, stop_token_ids
 
     torch.set_num_threads(hf_threads[0])
@@ -313,15 +292,13 @@ def bench_generation(n_prompts: int, max_new: int, rounds: int, use_compile: boo
     variants["HFGenerator+adapter"] = (served(hf_gen_lora), hf_threads[0])
     for n in threads:
         variants[f"llamacpp_raw_t{n}"] = (llama_raw(n), None)
-    q8 = requantize_gguf(gguf, tmp / "q8_0.gguf")
-    variants["llamacpp_raw_q8_0_requantized"] = (llama_raw(threads[0], q8), None)
+    q8 = served_gguf(gguf, CACHE)  # what backend=llamacpp serves: the bundled Q4_1 requantized to Q8_0
+    variants["llamacpp_raw_q8_0"] = (llama_raw(threads[0], q8), None)
     served_threads = default_threads()
-    variants["LlamaCppGenerator"] = (served(LlamaCppGenerator(gguf, tok, "bundled", context_window=4096)), None)
+    variants["LlamaCppGenerator"] = (served(LlamaCppGenerator(q8, tok, "bundled", context_window=4096)), None)
     variants["LlamaCppGenerator+adapter"] = (served(LlamaCppGenerator(
-        gguf, tok, "bundled", adapter=str(adapter), lora_path=lora_gguf, context_window=4096)), None)
-    for n in threads:
-        if n != served_threads:
-            variants[f"LlamaCppGenerator_t{n}"] = (served(LlamaCppGenerator(gguf, tok, "bundled", context_window=4096, n_threads=n)), None)
+        q8, tok, "bundled", adapter=str(adapter), lora_path=lora_gguf, context_window=4096)), None)
+    variants["LlamaCppGenerator_q4_1"] = (served(LlamaCppGenerator(gguf, tok, "bundled", context_window=4096)), None)
     warmups: dict = {}
     if use_compile:
         from transformers import CompileConfig
@@ -398,15 +375,15 @@ def thread_probe(reps: int = 2, prompt_len: int = 200, new: int = 16) -> dict:
         for n in counts:
             llm = llms[n]
             llm.reset()
-            tic = time.perf_counter()
-            llm.eval(ids[0].tolist())
-            prefill = time.perf_counter() - tic
             got, tic = 0, time.perf_counter()
-            for _tok in llm.generate(ids[0].tolist(), temp=0.0, reset=False):
+            for _tok in llm.generate(ids[0].tolist(), temp=0.0):
                 got += 1
+                if got == 1:
+                    first = time.perf_counter()
                 if got >= new:
                     break
-            rate = got / (time.perf_counter() - tic)
+            prefill = first - tic
+            rate = (got - 1) / (time.perf_counter() - first)
             out["llamacpp"].setdefault(str(n), []).append({"prefill_tok_s": prompt_len / prefill, "decode_tok_s": rate})
             torch.set_num_threads(n)
             ttft, dec, got, _ = run_hf_generate(loaded.model, ids, [2], new, min_new_tokens=new)
@@ -464,7 +441,7 @@ def main() -> None:
     ap.add_argument("--k", type=int, default=4)
     ap.add_argument("--retrieval-threads", default="1", help="torch/FAISS threads for retrieval, one pass each")
     ap.add_argument("--prompts", type=int, default=4)
-    ap.add_argument("--max-new-tokens", type=int, default=96)
+    ap.add_argument("--max-new-tokens", type=int, default=200, help="the answer limit rag ask uses by default")
     ap.add_argument("--rounds", type=int, default=2)
     ap.add_argument("--threads", default="1", help="llama.cpp threads of the raw peer (the served generator: its default, plus these)")
     ap.add_argument("--hf-threads", default="1",
@@ -476,21 +453,24 @@ def main() -> None:
     ap.add_argument("--skip-generation", action="store_true")
     ap.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "query.json")
     args = ap.parse_args()
-    result: dict = {"command": "python bench/query.py " + " ".join(sys.argv[1:]), "machine": machine()}
+    # Sections not run this time keep their last values; each records the command and machine that made it.
+    result: dict = json.loads(args.out.read_text()) if args.out.is_file() else {}
+    run_info = {"command": "python bench/query.py " + " ".join(sys.argv[1:]), "machine": machine()}
     if not args.skip_retrieval:
-        result["retrieval"] = {f"threads_{t}": bench_retrieval([int(s) for s in args.sizes.split(",")], args.queries, args.k, int(t))
-                               for t in args.retrieval_threads.split(",")}
+        result["retrieval"] = {"run": run_info, **{
+            f"threads_{t}": bench_retrieval([int(s) for s in args.sizes.split(",")], args.queries, args.k, int(t))
+            for t in args.retrieval_threads.split(",")}}
     if not args.skip_generation and not args.skip_probe:
-        result["thread_probe"] = thread_probe()
+        result["thread_probe"] = {"run": run_info, **thread_probe()}
     if not args.skip_generation:
-        result["generation"] = bench_generation(args.prompts, args.max_new_tokens, args.rounds, args.compile,
+        result["generation"] = {"run": run_info, **bench_generation(args.prompts, args.max_new_tokens, args.rounds, args.compile,
                                                 [int(t) for t in args.threads.split(",")],
-                                                [int(t) for t in args.hf_threads.split(",")], args.adapter)
+                                                [int(t) for t in args.hf_threads.split(",")], args.adapter)}
         for name, row in result["generation"]["summary"].items():
             print(f"{name:30} ttft p50 {row['ttft_ms_p50']:6.0f} ms  answer p50 {row['answer_s_p50']:5.1f} s  "
                   f"decode {row['decode_tok_s']:6.1f} tok/s  "
                   f"x{row['ratio_vs_llamacpp']:.2f} of llama.cpp  x{row['speedup_vs_hf_generate_bf16']:.2f} of HF generate")
-    result["machine"]["loadavg_at_end"] = os.getloadavg()
+    run_info["machine"]["loadavg_at_end"] = os.getloadavg()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.write_text(json.dumps(result, indent=1, ensure_ascii=False))
     print(f"wrote {args.out}")

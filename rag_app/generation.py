@@ -60,6 +60,13 @@ class HFGenerator:
         # several sources while staying far from where its answers fall apart.
         self.context_window = min(context_window or 4096, limit)
         self.stop_ids = stop_token_ids(self.tokenizer)
+        # A preallocated KV cache instead of one grown by torch.cat each step:
+        # +30% decode tokens/s for the bundled model on CPU (bench/query.py), no
+        # warm-up. Not with torch.compile (minutes per prompt length, no gain
+        # measured here), and not on CUDA, where transformers would compile it.
+        self.static_cache = (
+            loaded.device == "cpu" and not loaded.quantized and getattr(self.model.config, "model_type", "") == "llama"
+        )
 
     def _encode(self, messages: Messages) -> list[int]:
         ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
@@ -89,6 +96,8 @@ class HFGenerator:
             kwargs.update(temperature=temperature, top_p=top_p)
         else:
             kwargs.update(temperature=None, top_p=None, top_k=None)
+        if self.static_cache:
+            kwargs["cache_implementation"] = "static"
         return kwargs
 
     def stream(

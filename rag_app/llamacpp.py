@@ -1,9 +1,10 @@
-"""llama.cpp as the generator backend for the bundled GGUF, with the LoRA adapter.
+"""llama.cpp as the generator backend for the bundled model, with the LoRA adapter.
 
-Why: on this CPU transformers decodes the bundled 135M model at ~20 tokens/s
-(bf16) while llama.cpp runs the very same Q4_1 GGUF at ~100; a person waits on
-generation more than on anything else. ``llama-cpp-python`` is an optional
-extra (``pip install '.[llamacpp]'``); without it ``backend=auto`` serves with
+Why: a person waits on generation more than on anything else, and on this
+CPU transformers decodes the bundled 135M model at ~10 tokens/s per core
+(bf16) where llama.cpp decodes the same weights at ~50 (bench/query.py,
+docs/BENCHMARKS.md). ``llama-cpp-python`` is an optional extra
+(``pip install '.[llamacpp]'``); without it ``backend=auto`` serves with
 transformers (:mod:`rag_app.generation`).
 
 What stays identical to the transformers path, so answers and fine-tuning do
@@ -14,24 +15,25 @@ not drift apart:
   handed to llama.cpp's raw completion as token ids;
 * the stop: ``<|im_end|>`` (and the other end-of-turn ids of
   :func:`rag_app.models.stop_token_ids`);
-* the adapter: the peft LoRA folder ``rag finetune`` writes is converted once
-  into a llama.cpp LoRA GGUF (:func:`convert_lora_adapter`, the layout of
-  llama.cpp's ``convert_lora_to_gguf.py``), cached by content hash, and applied
-  at run time, unmerged, on top of the quantized base.
+* the adapter: the peft LoRA folder, converted once into a llama.cpp LoRA GGUF
+  (:mod:`rag_app.gguf_export`) and applied at run time, unmerged.
 
-Not identical: llama.cpp computes with the Q4_1 weights, transformers with
-their bf16 dequantization, so greedy answers can drift after some tokens.
+Not identical: llama.cpp computes with the bundled Q4_1 weights requantized to
+Q8_0 (:func:`rag_app.gguf_export.served_gguf`, for a faster prefill) and 8-bit
+activations; transformers with the bf16 dequantization. Greedy answers agree
+for some tokens, then may drift.
+
+Trade-off measured here: llama.cpp decodes ~5x faster but prefills a
+1000-token prompt ~2x slower than torch's bf16 kernels on this AVX512-BF16 CPU,
+so its first token comes later; it wins on answers longer than a few dozen tokens.
 """
 
 from __future__ import annotations
 
-import hashlib
 import importlib.util
 import json
 import logging
-import math
 import os
-import re
 import threading
 from collections.abc import Iterator, Sequence
 from pathlib import Path
@@ -44,21 +46,6 @@ from rag_app.errors import AdapterMismatchError, ConfigError
 log = logging.getLogger(__name__)
 
 Messages = Sequence[dict[str, str]]
-
-# Bump when the converter's output changes: cached adapter GGUFs are keyed by it.
-CONVERTER_VERSION = 1
-
-# peft module name -> llama.cpp tensor name (LLaMA architecture, gguf's tensor map).
-GGUF_MODULES = {
-    "q_proj": "attn_q",
-    "k_proj": "attn_k",
-    "v_proj": "attn_v",
-    "o_proj": "attn_output",
-    "gate_proj": "ffn_gate",
-    "up_proj": "ffn_up",
-    "down_proj": "ffn_down",
-}
-_LORA_KEY = re.compile(r"^base_model\.model\.model\.layers\.(\d+)\.(?:self_attn|mlp)\.(\w+)\.lora_([AB])\.weight$")
 
 
 def llama_cpp_available() -> bool:
@@ -75,148 +62,6 @@ def llama_cpp_available() -> bool:
         log.warning("llama-cpp-python is installed but does not load (%s); serving with transformers", err)
         return False
     return True
-
-
-# ---------------------------------------------------------------- adapter -> GGUF
-
-
-def _rope_permute(weight: np.ndarray, n_head: int) -> np.ndarray:
-    """Reorder the output rows of a q/k projection from HF's half-split RoPE to GGUF's interleaved layout.
-
-    llama.cpp's converter applies this to the base q/k weights; a LoRA delta
-    ``B @ A`` must get the same row order, and only B carries the rows.
-    """
-    rows = weight.shape[0]
-    return weight.reshape(n_head, 2, rows // n_head // 2, *weight.shape[1:]).swapaxes(1, 2).reshape(weight.shape)
-
-
-def adapter_tensors(adapter_dir: Path, n_head: int, n_head_kv: int) -> tuple[dict[str, np.ndarray], float]:
-    """Read a peft LoRA folder and return llama.cpp-named float32 tensors plus the alpha to record.
-
-    Args:
-        adapter_dir: folder with ``adapter_config.json`` and ``adapter_model.safetensors``.
-        n_head, n_head_kv: attention heads of the base (for the RoPE row order of q and k).
-
-    Returns:
-        ``{"blk.N.attn_q.weight.lora_a": (r, in), "...lora_b": (out, r), ...}`` and alpha.
-        llama.cpp scales each delta by ``alpha / r`` with r read from the tensor
-        shapes, as peft does; rsLoRA's ``alpha / sqrt(r)`` is folded into B.
-
-    Raises:
-        AdapterMismatchError: the adapter uses something llama.cpp's LoRA cannot express
-            (DoRA, bias, per-module alpha, extra saved modules, non-LLaMA module names).
-    """
-    from safetensors.numpy import load_file
-
-    try:
-        cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
-    except (OSError, ValueError):
-        raise AdapterMismatchError(f"{adapter_dir} has no readable adapter_config.json; pass a folder written by rag finetune") from None
-    weights = adapter_dir / "adapter_model.safetensors"
-    if not weights.is_file():
-        raise AdapterMismatchError(f"{adapter_dir} has no adapter_model.safetensors; re-save it with safe_serialization or use --backend hf")
-    unsupported = [key for key in ("use_dora", "alpha_pattern", "modules_to_save", "lora_bias") if cfg.get(key)]
-    if cfg.get("bias", "none") != "none":
-        unsupported.append("bias")
-    if unsupported:
-        raise AdapterMismatchError(
-            f"adapter {adapter_dir} uses {', '.join(unsupported)}, which llama.cpp LoRA cannot apply; use --backend hf"
-        )
-    alpha = float(cfg["lora_alpha"])
-    rslora = bool(cfg.get("use_rslora"))
-    raw = _load_bf16_safe(load_file, weights)
-    pairs: dict[tuple[int, str], dict[str, np.ndarray]] = {}
-    for key, value in raw.items():
-        match = _LORA_KEY.match(key)
-        if not match or match.group(2) not in GGUF_MODULES:
-            raise AdapterMismatchError(
-                f"adapter tensor {key!r} has no llama.cpp equivalent (only q,k,v,o,gate,up,down LoRA); use --backend hf"
-            )
-        layer, module, which = int(match.group(1)), match.group(2), match.group(3)
-        pairs.setdefault((layer, module), {})[which] = value
-    out: dict[str, np.ndarray] = {}
-    for (layer, module), ab in sorted(pairs.items()):
-        if set(ab) != {"A", "B"}:
-            raise AdapterMismatchError(f"adapter {adapter_dir} lacks lora_A or lora_B for layer {layer} {module}")
-        a, b = ab["A"], ab["B"]
-        rank = a.shape[0]
-        if rslora:  # peft: alpha/sqrt(r); llama.cpp: alpha/r -> multiply B by sqrt(r)
-            b = b * math.sqrt(rank)
-        if module == "q_proj":
-            b = _rope_permute(b, n_head)
-        elif module == "k_proj":
-            b = _rope_permute(b, n_head_kv)
-        name = f"blk.{layer}.{GGUF_MODULES[module]}.weight"
-        out[name + ".lora_a"] = np.ascontiguousarray(a, dtype=np.float32)
-        out[name + ".lora_b"] = np.ascontiguousarray(b, dtype=np.float32)
-    if not out:
-        raise AdapterMismatchError(f"adapter {adapter_dir} holds no LoRA tensors")
-    return out, alpha
-
-
-def _load_bf16_safe(load_file: Any, path: Path) -> dict[str, np.ndarray]:
-    """safetensors' numpy loader cannot read bf16 (adapters are saved in bf16): go through torch then."""
-    try:
-        return dict(load_file(str(path)))
-    except (TypeError, ValueError):
-        from safetensors.torch import load_file as load_torch
-
-        return {k: v.float().numpy() for k, v in load_torch(str(path)).items()}
-
-
-def convert_lora_adapter(adapter_dir: str | Path, out_path: str | Path, n_head: int, n_head_kv: int) -> Path:
-    """Write a peft LoRA adapter as a llama.cpp LoRA GGUF (float32), atomically.
-
-    The file carries what llama.cpp's loader checks: ``general.architecture``
-    ``llama``, ``general.type`` ``adapter``, ``adapter.type`` ``lora``,
-    ``adapter.lora.alpha``, and per adapted matrix ``blk.N.<name>.weight.lora_a``
-    (ggml shape ``[in, r]``) and ``.lora_b`` (``[r, out]``).
-    """
-    import gguf
-
-    tensors, alpha = adapter_tensors(Path(adapter_dir), n_head, n_head_kv)
-    out_path = Path(out_path)
-    out_path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_path.with_name(out_path.name + f".tmp{os.getpid()}")
-    writer = gguf.GGUFWriter(str(tmp), arch="llama")
-    writer.add_type(gguf.GGUFType.ADAPTER)
-    writer.add_string(gguf.Keys.Adapter.TYPE, "lora")
-    writer.add_float32(gguf.Keys.Adapter.LORA_ALPHA, alpha)
-    writer.add_file_type(gguf.LlamaFileType.ALL_F32)
-    writer.add_name(f"LoRA {Path(adapter_dir).name}")
-    for name, value in tensors.items():
-        writer.add_tensor(name, value)
-    writer.write_header_to_file()
-    writer.write_kv_data_to_file()
-    writer.write_tensors_to_file()
-    writer.close()
-    tmp.replace(out_path)
-    return out_path
-
-
-def adapter_hash(adapter_dir: Path) -> str:
-    """Content hash of the adapter's config and weights (plus the converter version)."""
-    h = hashlib.sha256(f"v{CONVERTER_VERSION}".encode())
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
-        path = adapter_dir / name
-        if path.is_file():
-            with path.open("rb") as f:
-                for block in iter(lambda: f.read(1 << 20), b""):
-                    h.update(block)
-    return h.hexdigest()[:16]
-
-
-def lora_gguf_for(adapter_dir: str | Path, cache_dir: Path, n_head: int, n_head_kv: int) -> Path:
-    """The converted adapter for ``adapter_dir``, converting it on first use (~1 s), cached by content hash."""
-    adapter_dir = Path(adapter_dir)
-    target = Path(cache_dir) / "lora-gguf" / f"{adapter_dir.name}-{adapter_hash(adapter_dir)}.gguf"
-    if not target.is_file():
-        log.info("Converting adapter %s for llama.cpp into %s", adapter_dir, target)
-        convert_lora_adapter(adapter_dir, target, n_head, n_head_kv)
-    return target
-
-
-# ---------------------------------------------------------------- the generator
 
 
 def default_threads() -> int:
@@ -344,9 +189,13 @@ class LlamaCppGenerator:
 
 def load_llamacpp_generator(
     model: str, adapter: str | None, context_window: int | None, cache_dir: Path, seed: int = 0,
-    n_threads: int | None = None,
+    n_threads: int | None = None, weights: str = "q8_0",
 ) -> LlamaCppGenerator:
     """Build the llama.cpp generator for the bundled model, converting the adapter if one is set.
+
+    Args:
+        weights: ``q8_0`` (default: the bundled GGUF requantized once, faster
+            prefill) or ``q4_1`` (the bundled file as shipped).
 
     Raises:
         ConfigError: ``model`` is not ``bundled`` or ``llama-cpp-python`` is missing.
@@ -354,6 +203,7 @@ def load_llamacpp_generator(
     """
     from transformers import AutoTokenizer
 
+    from rag_app.gguf_export import lora_gguf_for, served_gguf
     from rag_app.models import BUNDLED, BUNDLED_ID, bundled_gguf, check_adapter, ensure_bundled_checkpoint
 
     if model != BUNDLED:
@@ -368,5 +218,6 @@ def load_llamacpp_generator(
     if adapter:
         lora = lora_gguf_for(check_adapter(adapter, BUNDLED_ID), cache_dir,
                              config["num_attention_heads"], config.get("num_key_value_heads") or config["num_attention_heads"])
-    return LlamaCppGenerator(bundled_gguf(), tokenizer, name="SmolLM2-135M-Instruct (bundled, llama.cpp)",
+    gguf_path = served_gguf(bundled_gguf(), cache_dir) if weights == "q8_0" else bundled_gguf()
+    return LlamaCppGenerator(gguf_path, tokenizer, name=f"SmolLM2-135M-Instruct (bundled, llama.cpp {weights.upper()})",
                              adapter=adapter, lora_path=lora, context_window=window, n_threads=n_threads, seed=seed)

@@ -17,7 +17,8 @@ import torch
 from rag_app.config import GenerateConfig
 from rag_app.errors import AdapterMismatchError, ConfigError
 from rag_app.generation import load_generator, resolve_backend
-from rag_app.llamacpp import adapter_hash, convert_lora_adapter, llama_cpp_available, lora_gguf_for
+from rag_app.gguf_export import adapter_hash, convert_lora_adapter, lora_gguf_for, requantize_gguf
+from rag_app.llamacpp import llama_cpp_available
 from rag_app.prompts import build_messages
 from rag_app.store import Chunk
 
@@ -140,6 +141,39 @@ def test_adapters_llamacpp_cannot_apply_are_refused(tiny_model, tmp_path):
         convert_lora_adapter(tmp_path / "empty", tmp_path / "y.gguf", 4, 2)
 
 
+def test_q8_0_rewrite_keeps_metadata_shapes_and_weights(tmp_path):
+    import gguf
+    from gguf import GGMLQuantizationType as Q
+    from gguf import quants
+
+    rng = np.random.default_rng(0)
+    weight = rng.standard_normal((8, 64)).astype(np.float32)  # numpy (out, in); ggml [64, 8]
+    src = tmp_path / "tiny-q4_1.gguf"
+    writer = gguf.GGUFWriter(str(src), arch="llama")
+    writer.add_block_count(1)
+    writer.add_token_list(["<a>", "b", "c"])
+    writer.add_file_type(gguf.LlamaFileType.MOSTLY_Q4_1)
+    packed = quants.quantize(weight, Q.Q4_1)
+    writer.add_tensor("blk.0.attn_q.weight", packed, raw_shape=packed.shape, raw_dtype=Q.Q4_1)
+    writer.add_tensor("blk.0.attn_norm.weight", np.ones(64, np.float32))
+    writer.write_header_to_file()
+    writer.write_kv_data_to_file()
+    writer.write_tensors_to_file()
+    writer.close()
+
+    out_fields, out = read_gguf(requantize_gguf(src, tmp_path / "tiny-q8_0.gguf"))
+    src_fields, before = read_gguf(src)
+    assert out_fields["general.file_type"] == int(gguf.LlamaFileType.MOSTLY_Q8_0)
+    assert {k: v for k, v in out_fields.items() if k != "general.file_type"} == \
+        {k: v for k, v in src_fields.items() if k != "general.file_type"}
+    assert out["blk.0.attn_q.weight"].tensor_type == Q.Q8_0 and out["blk.0.attn_norm.weight"].tensor_type == Q.F32
+    assert list(out["blk.0.attn_q.weight"].shape) == list(before["blk.0.attn_q.weight"].shape) == [64, 8]
+    q4 = quants.dequantize(before["blk.0.attn_q.weight"].data, Q.Q4_1).reshape(8, 64)
+    q8 = quants.dequantize(out["blk.0.attn_q.weight"].data, Q.Q8_0).reshape(8, 64)
+    step = np.abs(q4.reshape(-1, 32)).max(axis=1, keepdims=True) / 127  # Q8_0: blocks of 32, one scale each
+    assert np.all(np.abs(q8 - q4).reshape(-1, 32) <= step / 2 + 1e-3 * step)
+
+
 def test_backend_routing():
     assert resolve_backend(GenerateConfig(), llama_cpp_ok=True) == "llamacpp"
     assert resolve_backend(GenerateConfig(), llama_cpp_ok=False) == "hf"
@@ -211,10 +245,10 @@ def test_llamacpp_gets_the_hf_prompt_and_stops_at_turn_end(served, model_cache_d
     assert served.count_tokens(MESSAGES) == len(ids) and served.count_text_tokens(answer) >= 1
 
 
-def _llama_logits(llama_cpp, ids, lora=None):
+def _llama_logits(llama_cpp, ids, lora=None, model_path=None):
     from rag_app.models import bundled_gguf
 
-    llm = llama_cpp.Llama(model_path=str(bundled_gguf()), n_ctx=512, n_threads=1, logits_all=True,
+    llm = llama_cpp.Llama(model_path=str(model_path or bundled_gguf()), n_ctx=512, n_threads=1, logits_all=True,
                           lora_path=str(lora) if lora else None, verbose=False)
     llm.eval(ids)
     return np.array(llm.scores[llm.n_tokens - 1])
@@ -230,7 +264,7 @@ def test_adapter_moves_llamacpp_logits_as_it_moves_hfs(llama_cpp, model_cache_di
     well above it. q and k of every layer make the check sensitive to the RoPE
     row order: without it the two changes are uncorrelated (~0.2).
     """
-    import rag_app.llamacpp as llamacpp
+    import rag_app.gguf_export as gguf_export
     from rag_app.models import BUNDLED_ID, apply_adapter, load_model
 
     base = load_model("bundled", model_cache_dir, dtype="float32")
@@ -250,7 +284,7 @@ def test_adapter_moves_llamacpp_logits_as_it_moves_hfs(llama_cpp, model_cache_di
     assert np.corrcoef(hf_delta, delta)[0, 1] > 0.9
     assert 0.8 < np.linalg.norm(delta) / np.linalg.norm(hf_delta) < 1.25
 
-    monkeypatch.setattr(llamacpp, "_rope_permute", lambda weight, n_head: weight)  # the bug this test guards
+    monkeypatch.setattr(gguf_export, "_rope_permute", lambda weight, n_head: weight)  # the bug this test guards
     wrong = ll_delta(convert_lora_adapter(folder, tmp_path / "wrong.gguf", 9, 3))
     assert np.corrcoef(hf_delta, wrong)[0, 1] < 0.6
 
@@ -269,3 +303,15 @@ def test_adapter_is_served_on_llamacpp_through_settings(llama_cpp, model_cache_d
         assert isinstance(gen.generate(MESSAGES, max_new_tokens=8), str)
     finally:
         converted.unlink(missing_ok=True)  # the user cache holds real adapters, not this test's
+
+
+@pytest.mark.slow
+def test_served_q8_0_weights_predict_like_the_bundled_q4_1(llama_cpp, model_cache_dir, served):
+    from rag_app.gguf_export import served_gguf
+    from rag_app.models import bundled_gguf
+
+    ids = served.encode(MESSAGES)
+    q4 = _llama_logits(llama_cpp, ids)
+    q8 = _llama_logits(llama_cpp, ids, model_path=served_gguf(bundled_gguf(), model_cache_dir))
+    assert served.llm.model_path == str(served_gguf(bundled_gguf(), model_cache_dir))
+    assert np.argmax(q8) == np.argmax(q4) and np.corrcoef(q4, q8)[0, 1] > 0.995  # measured 0.998
