@@ -3,22 +3,14 @@
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 from typer.testing import CliRunner
 
-from rag_app.cli import app, main
+from helpers import run_main
 
-
-def run_main(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
-    """Run the real console entry point (``rag = rag_app.cli:main``), which maps RagError to exit 2."""
-    monkeypatch.setattr(sys, "argv", ["rag", *args])
-    with pytest.raises(SystemExit) as exit_info:
-        main()
-    out = capsys.readouterr()
-    return exit_info.value.code, out.out, out.err
+from rag_app.cli import app
 
 
 @pytest.fixture
