@@ -22,6 +22,7 @@ from __future__ import annotations
 import json
 import logging
 import random
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -132,11 +133,28 @@ def _short_answer(item: QAItem) -> str:
     return answer
 
 
-def _quote(text: str, answers: Sequence[str]) -> str | None:
-    """The sentence of ``text`` holding an answer, for ``--quote`` targets."""
-    for sentence in text.replace("\n", " ").split(". "):
-        if answer_in_text(answers, sentence):
-            return sentence.strip().rstrip(".") + "."
+def _quote(text: str, answers: Sequence[str], limit: int = 240) -> str | None:
+    """The sentence of ``text`` holding an answer, for ``--quote`` targets, at most ``limit`` chars.
+
+    A longer sentence (a table row, a run-on paragraph) is cut to a window
+    around the answer with "..." marks: copying 60 tokens costs a 135M model
+    more than it teaches, and the answer after it must fit the token budget.
+    """
+    for sentence in re.split(r"(?<=[.!?])\s+|\n+", text):
+        sentence = sentence.strip()
+        if not answer_in_text(answers, sentence):
+            continue
+        if len(sentence) <= limit:
+            return sentence
+        low = sentence.lower()
+        hit = min((i for a in answers if a and (i := low.find(a.lower())) >= 0), default=0)
+        start = max(0, min(hit - limit // 3, len(sentence) - limit))
+        start = sentence.find(" ", start) + 1 if start else 0
+        end = sentence.rfind(" ", start, start + limit)
+        window = sentence[start:end if end > start else start + limit].strip()
+        if not answer_in_text(answers, window):
+            return None
+        return ("..." if start else "") + window + "..."
     return None
 
 

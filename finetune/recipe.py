@@ -12,6 +12,7 @@ from __future__ import annotations
 import logging
 import math
 import random
+from collections import Counter
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -90,7 +91,7 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
         examples = read_jsonl(request.examples)
         val = [e for e in examples if e.id.startswith("val:")]
         train_ex = [e for e in examples if not e.id.startswith("val:")]
-        return train_ex, val, {"source": str(request.examples), "train": len(train_ex), "val": len(val)}
+        return train_ex, val, {"source": str(request.examples), **example_stats(train_ex, val)}
     if request.triples:
         examples = examples_from_triples(request.triples, cfg)
         cut = int(len(examples) * (1 - request.val_fraction))
@@ -121,10 +122,15 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
                                   "val_questions": len(val_items), "train_examples": len(train_groups[ds.name])}
     train_ex = balanced(train_groups, request.max_examples, request.seed)
     val_ex = balanced({"val": val_all}, None, request.seed)
-    stats["train_examples"] = len(train_ex)
-    stats["val_examples"] = len(val_ex)
-    stats["abstain_targets"] = sum(not e.gold_kept for e in train_ex)
-    return train_ex, val_ex, stats
+    return train_ex, val_ex, {**stats, **example_stats(train_ex, val_ex)}
+
+
+def example_stats(train_ex: list[RaftExample], val_ex: list[RaftExample]) -> dict[str, Any]:
+    """What the training card records of the data, whether built now or read from ``--examples``."""
+    return {"train_examples": len(train_ex), "val_examples": len(val_ex),
+            "train_per_set": dict(sorted(Counter(e.dataset for e in train_ex).items())),
+            "abstain_targets": sum(not e.gold_kept for e in train_ex),
+            "quoted_targets": sum(e.target.startswith('"') for e in train_ex)}
 
 
 def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:

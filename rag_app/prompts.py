@@ -123,6 +123,22 @@ def parse_citations(text: str) -> list[int]:
     return seen
 
 
+_QUOTED = re.compile(r'^\s*"[^\n]*"(?:\s*\[\d+(?:\s*,\s*\d+)*\])*\s*\n+(?=\S)')
+
+
+def split_quote(text: str) -> tuple[str | None, str]:
+    """``(quote, answer)`` of a reply in :func:`format_answer`'s quoted shape, else ``(None, text)``.
+
+    The quote is evidence copied from a source, not the answer: scoring the
+    whole reply against a short reference would count the quote's words as
+    wrong, so evaluation scores the answer line alone.
+    """
+    m = _QUOTED.match(text)
+    if not m:
+        return None, text
+    return m.group(0).strip(), text[m.end():]
+
+
 def strip_citations(text: str) -> str:
     """The reply without ``[n]`` markers, for scoring against reference answers."""
     return re.sub(r"\s+", " ", _CITATION.sub("", text)).strip()

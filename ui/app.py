@@ -263,7 +263,7 @@ def render_answer(answer: Answer, settings: Settings, latest: bool) -> None:
         st.info(render.mark_citations(answer.text, valid), icon=":material/search_off:")
         st.caption(render.abstain_note(answer, settings.retrieve.min_score))
     else:
-        st.markdown(render.mark_citations(answer.text, valid))
+        st.markdown(render.answer_markdown(answer.text, valid))
     if answer.invalid_citations:
         st.warning(render.invalid_citation_note(answer.invalid_citations, len(answer.sources)), icon=":material/warning:")
     render_sources(answer, latest)

@@ -15,6 +15,8 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
+from rag_app.prompts import split_quote
+
 # Same shape as rag_app.prompts' citation pattern: [1] or [1, 3].
 _CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#$|~{}])")
@@ -54,6 +56,15 @@ def mark_citations(text: str, valid: Collection[int] | None = None) -> str:
         last = match.end()
     out.append(escape_markdown(text[last:]))
     return "".join(out)
+
+
+def answer_markdown(text: str, valid: Collection[int] | None = None) -> str:
+    """The reply as Markdown; a quoted supporting sentence (the adapter's evidence) set apart as a block quote."""
+    quote, answer = split_quote(text)
+    if quote is None:
+        return mark_citations(text, valid)
+    quote = re.sub(r'^"(.*)"', r"\1", quote, flags=re.S)  # the block quote replaces the quotation marks
+    return f"> {mark_citations(quote, valid)}\n\n{mark_citations(answer.strip(), valid)}"
 
 
 def format_score(score: float) -> str:

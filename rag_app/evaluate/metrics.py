@@ -35,7 +35,7 @@ from collections import Counter
 from collections.abc import Collection, Iterable, Sequence
 from typing import TYPE_CHECKING, Any
 
-from rag_app.prompts import strip_citations
+from rag_app.prompts import split_quote, strip_citations
 
 if TYPE_CHECKING:
     from rag_app.evaluate.dataset import QAItem
@@ -271,7 +271,7 @@ def score_question(
         s[key] = None
     if answer is None:
         return s
-    reply = strip_citations(answer.text)
+    reply = strip_citations(split_quote(answer.text)[1])  # a quoted supporting sentence is not the answer
     abstained = float(bool(answer.abstained))
     s["abstained"] = abstained
     if answerable:

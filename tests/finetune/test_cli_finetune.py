@@ -39,10 +39,25 @@ def test_short_run_writes_an_adapter_rag_ask_accepts(qa_set, tiny_smollm, monkey
     assert code == 0 and "Adapter written to run" in out
     card = json.loads((tmp_path / "run" / "training_card.json").read_text())
     assert card["steps"]["optimizer_steps"] == 2 and card["data"]["sets"]["cities"]["train_questions"] == 7
+    assert card["data"]["train_per_set"] == {"cities": card["data"]["train_examples"]} and card["data"]["quoted_targets"] == 0
     assert set(card["eval"]) >= {"base", "adapter"} and card["eval"]["adapter"]["n"] == card["data"]["val_examples"]
     from rag_app.models import check_adapter, load_model
 
     assert check_adapter(tmp_path / "run", load_model(str(tiny_smollm), tmp_path).base_id)
+
+
+def test_saved_quoted_examples_train_with_their_stats_on_the_card(qa_set, tiny_smollm, monkeypatch, capsys, tmp_path):
+    saved = tmp_path / "examples.jsonl"
+    code, _, _ = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--model", str(tiny_smollm), "--quote",
+                          "--p-gold", "1.0", "--dry-run", "--save-examples", str(saved))
+    rows = [json.loads(line) for line in saved.read_text().splitlines()]
+    assert code == 0 and all(r["target"].startswith('"City ') for r in rows)  # the quote, then the answer
+    code, _, _ = run_main(monkeypatch, capsys, "finetune", "--examples", str(saved), "--model", str(tiny_smollm),
+                          "--out", "run", "--max-steps", "1", "--grad-accum", "2", "--eval-examples", "0")
+    data = json.loads((tmp_path / "run" / "training_card.json").read_text())["data"]
+    train_rows = [r for r in rows if not r["id"].startswith("val:")]
+    assert code == 0 and data["train_per_set"] == {"cities": len(train_rows)}
+    assert data["quoted_targets"] == len(train_rows) and data["abstain_targets"] == 0
 
 
 def test_conflicting_sources_is_one_line(qa_set, monkeypatch, capsys, tmp_path):

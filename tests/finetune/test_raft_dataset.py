@@ -55,6 +55,17 @@ def test_quote_targets_copy_the_supporting_sentence(setup):
     assert ex.target.startswith('"City 0 has 7 inhabitants') and ex.target.endswith(f"7 [{n}]")
 
 
+def test_quote_is_the_answer_sentence_cut_to_a_window_when_long():
+    from finetune.dataset import _quote
+
+    text = "Intro line. The city was founded in 1200 by traders! Another sentence follows."
+    assert _quote(text, ["1200"]) == "The city was founded in 1200 by traders!"
+    long = " ".join(f"word{i}" for i in range(100)) + " answer42 " + " ".join(f"tail{i}" for i in range(100))
+    quote = _quote(long, ["answer42"], limit=120)
+    assert quote.startswith("...") and quote.endswith("...") and "answer42" in quote and len(quote) <= 126
+    assert _quote("Nothing relevant here.", ["1200"]) is None
+
+
 def test_split_by_document_never_shares_a_document():
     items = [QAItem(f"q{i}", "q?", ("a",), (f"d{i % 10}",)) for i in range(50)]
     train, val = split_by_document(items, 0.2, seed=1)

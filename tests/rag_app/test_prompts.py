@@ -3,6 +3,7 @@ from rag_app.prompts import (
     SYSTEM_PROMPT,
     build_messages,
     format_answer,
+    split_quote,
     is_abstention,
     pack_sources,
     parse_citations,
@@ -46,6 +47,13 @@ def test_format_answer_plain_and_quoted():
     assert format_answer("308", [2]) == "308 [2]"
     quoted = format_answer("308", [1], quote="They gave up 308 points.")
     assert quoted == '"They gave up 308 points." [1]\n308 [1]'
+    assert split_quote(quoted) == ('"They gave up 308 points." [1]', "308 [1]")
+
+
+def test_split_quote_leaves_other_replies_whole():
+    for reply in ("308 [2]", '"308" is the number [1]', '"They gave up 308 points." [1]', ABSTAIN):
+        assert split_quote(reply) == (None, reply)  # no answer line after the quote: nothing to split
+    assert split_quote('"A "quoted" word here." [1][3]\n\nYes [1]')[1] == "Yes [1]"
 
 
 def test_pack_sources_drops_whole_sources_from_the_end():

@@ -35,6 +35,12 @@ def test_while_streaming_every_citation_is_drawn_as_valid():
     assert render.mark_citations("x [9]") == "x :blue-badge[9]"
 
 
+def test_a_quoted_reply_shows_its_evidence_as_a_block_quote():
+    md = render.answer_markdown('"Paris is the capital of France." [2]\nParis [2]', valid={1, 2})
+    assert md == "> Paris is the capital of France. :blue-badge[2]\n\nParis :blue-badge[2]"
+    assert render.answer_markdown("Paris [3]", valid={1}) == render.mark_citations("Paris [3]", valid={1})
+
+
 def test_model_text_cannot_inject_markdown():
     md = render.mark_citations("costs $5 and $10 [1] <b>x</b> [link](http://e.vil) `code`", valid={1})
     assert "\\$5" in md and "\\$10" in md

@@ -103,6 +103,23 @@ def test_f1_on_reply_with_citations_stripped():
     assert m.exact_match(reply, ["Denver Broncos"]) == 0.0  # "12" would be a token otherwise
 
 
+def test_a_quoted_reply_is_scored_on_its_answer_line():
+    from types import SimpleNamespace
+
+    from rag_app.evaluate.dataset import QAItem
+
+    item = QAItem("q1", "How many points?", ("308",), ("d1",))
+    chunk = SimpleNamespace(doc_id="d1", text="They gave up 308 points in all.")
+    hit = SimpleNamespace(chunk=chunk, score=0.9)
+    source = SimpleNamespace(number=1, chunk=chunk, text=chunk.text)
+    answer = SimpleNamespace(text='"They gave up 308 points in all." [1]\n308 [1]', abstained=False, citations=[1],
+                             invalid_citations=[], sources=[source], skipped_generation=False)
+    s = m.score_question(item, [hit], [chunk], answer, [1], withheld=False)
+    assert s["em"] == 1.0 and s["f1"] == 1.0 and s["citation_precision"] == 1.0
+    answer.text = "They gave up 308 points in all. [1]"  # the same words unquoted are a long answer
+    assert m.score_question(item, [hit], [chunk], answer, [1], withheld=False)["em"] == 0.0
+
+
 def test_yes_no_scored_by_first_word():
     assert m.first_word("Yes, because the study shows it [1]") == "yes"
     assert m.first_word("No.") == "no"
