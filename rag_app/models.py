@@ -209,6 +209,18 @@ def weights_fingerprint(model: PreTrainedModel) -> str:
     return h.hexdigest()[:16]
 
 
+def adapter_digest(adapter_dir: Path, salt: str = "") -> str:
+    """Content hash of an adapter folder's config and weights: a retrained adapter at the same path differs."""
+    h = hashlib.sha256(salt.encode())
+    for name in ("adapter_config.json", "adapter_model.safetensors"):
+        path = Path(adapter_dir) / name
+        if path.is_file():
+            with path.open("rb") as f:
+                for block in iter(lambda: f.read(1 << 20), b""):
+                    h.update(block)
+    return h.hexdigest()[:16]
+
+
 def read_adapter_base(adapter_dir: Path) -> str:
     try:
         cfg = json.loads((adapter_dir / "adapter_config.json").read_text())

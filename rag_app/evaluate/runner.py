@@ -34,6 +34,7 @@ from rag_app.config import RetrieveConfig, Settings
 from rag_app.errors import ConfigError
 from rag_app.evaluate import metrics as m
 from rag_app.evaluate.dataset import Dataset, QAItem, withheld_ids
+from rag_app.models import adapter_digest
 
 log = logging.getLogger(__name__)
 
@@ -90,6 +91,9 @@ class RunSpec:
             "index": index_id,
             "settings": s.model_dump(mode="json", exclude=unused),
             "adapter_path": None if config.retrieval_only else s.generate.adapter_path,
+            # A retrained adapter at the same path must not reuse the old one's records.
+            "adapter_digest": None if config.retrieval_only or not s.generate.adapter_path
+            else adapter_digest(Path(s.generate.adapter_path)),
             "depth": config.depth,
             "retrieval_only": config.retrieval_only,
         }

@@ -290,3 +290,21 @@ def test_reingested_corpus_is_not_resumed(setup):
     before = len(read_records(out / RECORDS_FILE))
     evaluate(load_dataset(root), runs, EvalConfig(retrieval_only=True), out, embedder=embedder)
     assert len(read_records(out / RECORDS_FILE)) == before + len(QUESTIONS)
+
+
+def test_a_retrained_adapter_at_the_same_path_is_not_resumed(setup, tmp_path):
+    root, settings, embedder, out = setup
+    adapter = tmp_path / "adapter"
+    adapter.mkdir()
+    (adapter / "adapter_config.json").write_text('{"r": 16}')
+    (adapter / "adapter_model.safetensors").write_bytes(b"first weights")
+    tuned = settings.model_copy(update={"generate": settings.generate.model_copy(update={"adapter": str(adapter)})})
+    runs = plan_runs([("adapter", tuned)])
+    evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: ScriptedGenerator())
+    again = ScriptedGenerator()
+    evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: again)
+    assert again.calls == []  # unchanged adapter: every record reused
+    (adapter / "adapter_model.safetensors").write_bytes(b"retrained weights")
+    retrained = ScriptedGenerator()
+    evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: retrained)
+    assert len(retrained.calls) == len(QUESTIONS)
