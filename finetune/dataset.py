@@ -142,8 +142,8 @@ def _quote(text: str, answers: Sequence[str], limit: int = 240) -> str | None:
     """
     for sentence in re.split(r"(?<=[.!?])\s+|\n+", text):
         sentence = sentence.strip()
-        if not answer_in_text(answers, sentence):
-            continue
+        if len(sentence.split()) < 5 or not answer_in_text(answers, sentence):
+            continue  # a title line or the bare answer is no evidence
         if len(sentence) <= limit:
             return sentence
         low = sentence.lower()

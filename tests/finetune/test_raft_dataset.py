@@ -64,6 +64,7 @@ def test_quote_is_the_answer_sentence_cut_to_a_window_when_long():
     quote = _quote(long, ["answer42"], limit=120)
     assert quote.startswith("...") and quote.endswith("...") and "answer42" in quote and len(quote) <= 126
     assert _quote("Nothing relevant here.", ["1200"]) is None
+    assert _quote("Pterocarya\nPterocarya is a genus of trees.", ["Pterocarya"]) == "Pterocarya is a genus of trees."
 
 
 def test_split_by_document_never_shares_a_document():
