@@ -28,8 +28,9 @@ What it answers:
     completion on the same prompt ids) on the bundled Q4_1 GGUF as shipped;
     ``llamacpp_raw_q8_0`` the same on its Q8_0 rewrite;
   - ``LlamaCppGenerator`` - what ``backend=llamacpp`` serves (the Q8_0 rewrite),
-    with a LoRA adapter (r16 on q,k,v,o,gate,up,down of all 30 layers: the
-    costliest one ``rag finetune`` writes; random, small), and on the Q4_1 file.
+    with a LoRA adapter merged in (what it serves) or applied at run time
+    (``+lora``; r16 on q,k,v,o,gate,up,down of all 30 layers: the costliest
+    one ``rag finetune`` writes; random, small), and on the Q4_1 file.
 
   Greedy texts of the two backends are compared (8-bit llama.cpp vs bf16
   transformers: some drift is expected).
@@ -296,7 +297,12 @@ def bench_generation(n_prompts: int, max_new: int, rounds: int, use_compile: boo
     variants["llamacpp_raw_q8_0"] = (llama_raw(threads[0], q8), None)
     served_threads = default_threads()
     variants["LlamaCppGenerator"] = (served(LlamaCppGenerator(q8, tok, "bundled", context_window=4096)), None)
+    tic = time.perf_counter()
+    merged = served_gguf(gguf, tmp / "cache", adapter, 9, 3)
+    merge_s = time.perf_counter() - tic
     variants["LlamaCppGenerator+adapter"] = (served(LlamaCppGenerator(
+        merged, tok, "bundled", adapter=str(adapter), context_window=4096)), None)
+    variants["LlamaCppGenerator+lora"] = (served(LlamaCppGenerator(
         q8, tok, "bundled", adapter=str(adapter), lora_path=lora_gguf, context_window=4096)), None)
     variants["LlamaCppGenerator_q4_1"] = (served(LlamaCppGenerator(gguf, tok, "bundled", context_window=4096)), None)
     warmups: dict = {}
@@ -349,7 +355,7 @@ def bench_generation(n_prompts: int, max_new: int, rounds: int, use_compile: boo
     return {
         "prompts": len(msgs), "prompt_tokens": prompt_tokens, "max_new_tokens": max_new, "rounds": rounds,
         "torch_threads": hf_threads, "llama_threads": threads, "llama_threads_served": served_threads,
-        "peer": peer, "adapter": str(adapter), "adapter_convert_s": convert_s, "warmup_s": warmups,
+        "peer": peer, "adapter": str(adapter), "adapter_convert_s": convert_s, "adapter_merge_s": merge_s, "warmup_s": warmups,
         "summary": summary, "parity": parity(samples, len(msgs), tok), "samples": samples,
     }
 

@@ -17,7 +17,7 @@ import torch
 from rag_app.config import GenerateConfig
 from rag_app.errors import AdapterMismatchError, ConfigError
 from rag_app.generation import load_generator, resolve_backend
-from rag_app.gguf_export import adapter_hash, convert_lora_adapter, lora_gguf_for, requantize_gguf
+from rag_app.gguf_export import adapter_hash, convert_lora_adapter, lora_deltas, lora_gguf_for, requantize_gguf, served_gguf
 from rag_app.llamacpp import llama_cpp_available
 from rag_app.prompts import build_messages
 from rag_app.store import Chunk
@@ -110,6 +110,23 @@ def test_q_and_k_rows_follow_ggufs_interleaved_rope_order(tiny_model, tmp_path):
             for i in range(head_dim // 2):
                 np.testing.assert_array_equal(gg_b[base + 2 * i], hf_b[base + i])
                 np.testing.assert_array_equal(gg_b[base + 2 * i + 1], hf_b[base + head_dim // 2 + i])
+
+
+def test_merge_deltas_are_peft_updates_in_gguf_row_order(tiny_model, tmp_path):
+    cfg = tiny_model.config
+    folder, weights = make_lora(tiny_model, tmp_path / "lora", targets=["q_proj", "v_proj"], layers=[1], r=4, alpha=8)
+    deltas = lora_deltas(folder, cfg.num_attention_heads, cfg.num_key_value_heads)
+    assert set(deltas) == {"blk.1.attn_q.weight", "blk.1.attn_v.weight"}
+    key = "base_model.model.model.layers.1.self_attn"
+    for module, name in (("v_proj", "attn_v"), ("q_proj", "attn_q")):
+        a, b = (weights[f"{key}.{module}.lora_{x}.default.weight"].numpy() for x in "AB")
+        assert deltas[f"blk.1.{name}.weight"].shape == (b.shape[0], a.shape[1])
+        if module == "v_proj":  # peft's delta is scale * B @ A with scale = alpha / r = 2
+            np.testing.assert_allclose(deltas[f"blk.1.{name}.weight"], 2.0 * b @ a, rtol=1e-5, atol=1e-7)
+    # q: the same update with rows in GGUF's interleaved RoPE order (row 1 of head 0 = HF row head_dim/2)
+    a, b = (weights[f"{key}.q_proj.lora_{x}.default.weight"].numpy() for x in "AB")
+    half = cfg.hidden_size // cfg.num_attention_heads // 2
+    np.testing.assert_allclose(deltas["blk.1.attn_q.weight"][1], 2.0 * (b @ a)[half], rtol=1e-5, atol=1e-7)
 
 
 def test_rslora_scale_is_folded_into_b(tiny_model, tmp_path):
@@ -265,7 +282,7 @@ def test_adapter_moves_llamacpp_logits_as_it_moves_hfs(llama_cpp, model_cache_di
     row order: without it the two changes are uncorrelated (~0.2).
     """
     import rag_app.gguf_export as gguf_export
-    from rag_app.models import BUNDLED_ID, apply_adapter, load_model
+    from rag_app.models import BUNDLED_ID, apply_adapter, bundled_gguf, load_model
 
     base = load_model("bundled", model_cache_dir, dtype="float32")
     ids = base.tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, return_tensors="pt", return_dict=True)["input_ids"]
@@ -284,6 +301,12 @@ def test_adapter_moves_llamacpp_logits_as_it_moves_hfs(llama_cpp, model_cache_di
     assert np.corrcoef(hf_delta, delta)[0, 1] > 0.9
     assert 0.8 < np.linalg.norm(delta) / np.linalg.norm(hf_delta) < 1.25
 
+    # merged into the Q8_0 rewrite (what backend=llamacpp serves), against the Q8_0 base
+    q8_base = _llama_logits(llama_cpp, ids[0].tolist(), model_path=served_gguf(bundled_gguf(), model_cache_dir))
+    merged = _llama_logits(llama_cpp, ids[0].tolist(), model_path=served_gguf(bundled_gguf(), tmp_path / "cache", folder, 9, 3))
+    assert np.corrcoef(hf_delta, merged - q8_base)[0, 1] > 0.9
+    assert 0.8 < np.linalg.norm(merged - q8_base) / np.linalg.norm(hf_delta) < 1.25
+
     monkeypatch.setattr(gguf_export, "_rope_permute", lambda weight, n_head: weight)  # the bug this test guards
     wrong = ll_delta(convert_lora_adapter(folder, tmp_path / "wrong.gguf", 9, 3))
     assert np.corrcoef(hf_delta, wrong)[0, 1] < 0.6
@@ -291,18 +314,26 @@ def test_adapter_moves_llamacpp_logits_as_it_moves_hfs(llama_cpp, model_cache_di
 
 @pytest.mark.slow
 def test_adapter_is_served_on_llamacpp_through_settings(llama_cpp, model_cache_dir, tmp_path):
-    from rag_app.models import BUNDLED_ID, load_model
+    from rag_app.llamacpp import load_llamacpp_generator
+    from rag_app.models import BUNDLED_ID, bundled_gguf, load_model
 
     folder, _ = make_lora(load_model("bundled", model_cache_dir, dtype="float32").model, tmp_path / "lora",
                           targets=["v_proj", "down_proj"], layers=[10, 20], r=8, alpha=16, base_id=BUNDLED_ID)
-    converted = model_cache_dir / "lora-gguf" / f"lora-{adapter_hash(folder)}.gguf"
+    digest = adapter_hash(folder)
+    base_q8 = served_gguf(bundled_gguf(), model_cache_dir)
+    merged = base_q8.with_name(f"{base_q8.stem}+lora-{digest}.gguf")
+    lora = model_cache_dir / "lora-gguf" / f"lora-{digest}.gguf"
     try:
         gen = load_generator(GenerateConfig(adapter=str(folder), context_window=1024, threads=1), model_cache_dir)
         assert type(gen).__name__ == "LlamaCppGenerator" and gen.adapter == str(folder)
-        assert converted.is_file()
-        assert isinstance(gen.generate(MESSAGES, max_new_tokens=8), str)
-    finally:
-        converted.unlink(missing_ok=True)  # the user cache holds real adapters, not this test's
+        assert gen.llm.model_path == str(merged)  # by default merged into the Q8_0 weights
+        assert gen.generate(MESSAGES, max_new_tokens=8)
+        runtime = load_llamacpp_generator("bundled", str(folder), 1024, model_cache_dir, n_threads=1, adapter_mode="lora")
+        assert runtime.llm.model_path == str(base_q8) and lora.is_file()  # the base, plus the LoRA GGUF at run time
+        assert runtime.generate(MESSAGES, max_new_tokens=8)
+    finally:  # the user cache holds real adapters, not this test's
+        merged.unlink(missing_ok=True)
+        lora.unlink(missing_ok=True)
 
 
 @pytest.mark.slow
