@@ -53,6 +53,7 @@ class FinetuneRequest:
     merge: bool = False
     eval_examples: int = 40
     seed: int = 0
+    init_adapter: Path | None = None
 
     def __post_init__(self) -> None:
         sources = sum(bool(x) for x in (self.datasets, self.triples, self.examples))
@@ -166,6 +167,7 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
         base_model=settings.generate.model, out_dir=request.out, cache_dir=settings.cache_dir, quant=request.quant,  # type: ignore[arg-type]
         lora_r=request.lora_r, lora_alpha=request.lora_alpha, layers=request.layers, lr=request.lr,  # type: ignore[arg-type]
         epochs=request.epochs, max_steps=request.max_steps, grad_accum=request.grad_accum, seed=request.seed,
+        init_adapter=request.init_adapter,
     )
     if request.dry_run:
         from rag_app.models import load_model

@@ -299,6 +299,7 @@ def finetune(
     merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = False,
     eval_examples: Annotated[int, typer.Option(help="Validation examples to score base vs adapter on after training (0: skip).")] = 40,
     seed: Annotated[int, typer.Option(help="Seed for examples, split and order.")] = 0,
+    init_adapter: Annotated[Optional[Path], typer.Option(help="Continue training this adapter instead of a fresh LoRA.")] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -313,7 +314,7 @@ def finetune(
         p_gold=p_gold, distractors=distractors, quote=quote, triples=triples, examples=examples,
         save_examples=save_examples, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
         grad_accum=grad_accum, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
-        merge=merge, eval_examples=eval_examples, seed=seed,
+        merge=merge, eval_examples=eval_examples, seed=seed, init_adapter=init_adapter,
     )
     indexes = {d: dataset_index(d, settings) for d in request.datasets} if not (examples or triples) else {}
     typer.echo(run_finetune(request, settings, indexes))

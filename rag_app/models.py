@@ -11,6 +11,7 @@ trained on exactly the weights it is served with.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import importlib.util
 import json
@@ -109,15 +110,32 @@ def pick_device(device: str = "auto") -> str:
     return "cuda" if torch.cuda.is_available() else "cpu"
 
 
+@functools.lru_cache(maxsize=1)
+def cpu_bf16_is_fast() -> bool:
+    """Does this CPU multiply bf16 natively (AVX512-BF16 or AMX, through oneDNN)?
+
+    Without it torch converts element by element: on an AVX2-only EPYC a
+    700x576 @ 576x1536 matmul took 160 ms in bf16 against 26 ms in fp32 (one
+    thread), and a bf16 LoRA step ran ~30x slower than expected. Where the
+    CPU has it, bf16 was the faster choice (decode 21 vs 17 tok/s).
+    """
+    import torch
+
+    try:
+        return bool(torch.ops.mkldnn._is_mkldnn_bf16_supported())
+    except (AttributeError, RuntimeError):  # a torch without oneDNN
+        return False
+
+
 def pick_dtype(dtype: str, device: str) -> torch.dtype:
-    """bf16 where supported: measured faster than fp32 on this CPU (21 vs 17 tok/s) and half the memory."""
+    """``auto``: bf16 on CUDA and on CPUs with native bf16 (faster, half the memory), else fp32."""
     import torch
 
     if dtype != "auto":
         return getattr(torch, dtype)
     if device.startswith("cuda"):
         return torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
-    return torch.bfloat16
+    return torch.bfloat16 if cpu_bf16_is_fast() else torch.float32
 
 
 def count_parameters(location: str) -> int:

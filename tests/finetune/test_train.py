@@ -59,6 +59,25 @@ def test_training_lowers_loss_and_writes_a_loadable_adapter(tiny_smollm, tmp_pat
     assert after < before - 0.5
 
 
+def test_init_adapter_continues_from_its_weights(tiny_smollm, tmp_path):
+    first = tmp_path / "first"
+    train(config(tiny_smollm, first, epochs=1, layers="top-half"), examples(6), progress=False)
+    base = load_model(str(tiny_smollm), tmp_path, dtype="float32")
+    ids, n = encode(examples(1)[0], base.tokenizer)
+
+    def loss_with(adapter):
+        with torch.no_grad():
+            return answer_loss(apply_adapter(load_model(str(tiny_smollm), tmp_path, dtype="float32"), adapter).model, ids, n, "cpu").item()
+
+    # lr ~0: the continued adapter is the first one, unchanged (its layers too, not the config's "all").
+    card = train(config(tiny_smollm, tmp_path / "same", epochs=1, lr=1e-12, init_adapter=first), examples(4), progress=False)
+    assert card["init_adapter"] == str(first) and card["adapted_layers"] == "1-1 of 2"
+    assert loss_with(tmp_path / "same") == pytest.approx(loss_with(first), abs=1e-6)
+    # and with a learning rate it keeps improving from there, not from a fresh LoRA
+    train(config(tiny_smollm, tmp_path / "more", epochs=2, init_adapter=first), examples(), progress=False)
+    assert loss_with(tmp_path / "more") < loss_with(first)
+
+
 def test_qlora_nf4_on_cpu(tiny_smollm, tmp_path):
     card = train(config(tiny_smollm, tmp_path / "q", quant="nf4", epochs=1), examples(8), progress=False)
     assert card["quantization"] == "nf4 (QLoRA)"

@@ -89,3 +89,13 @@ def test_stop_ids_include_turn_end_even_if_eos_differs(tiny_smollm):
     tok.eos_token = "<|im_start|>"  # what transformers 5.17 produced from the GGUF
     ids = stop_token_ids(tok)
     assert tok.convert_tokens_to_ids("<|im_end|>") in ids and tok.convert_tokens_to_ids("<|im_start|>") in ids
+
+
+@pytest.mark.parametrize("native_bf16, want", [(True, torch.bfloat16), (False, torch.float32)])
+def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_multiplies_it_natively(monkeypatch, native_bf16, want):
+    import rag_app.models as models
+
+    monkeypatch.setattr(models, "cpu_bf16_is_fast", lambda: native_bf16)
+    assert models.pick_dtype("auto", "cpu") == want
+    assert models.pick_dtype("float32", "cpu") == torch.float32  # an explicit choice is kept
+    assert models.pick_dtype("bfloat16", "cpu") == torch.bfloat16
