@@ -13,13 +13,14 @@ import logging
 import math
 import random
 from collections import Counter
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from finetune.dataset import RaftConfig, RaftExample, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
 from finetune.artifacts import write_card
+from finetune.synthesize import synthesis_quality, synthesize_items
 from finetune.train import TrainConfig, dump_examples, train
 from rag_app.config import Settings
 from rag_app.errors import ConfigError
@@ -54,11 +55,14 @@ class FinetuneRequest:
     eval_examples: int = 40
     seed: int = 0
     init_adapter: Path | None = None
+    synthesize: int | None = None
 
     def __post_init__(self) -> None:
         sources = sum(bool(x) for x in (self.datasets, self.triples, self.examples))
         if sources != 1:
             raise ConfigError("give QA set folders, or --triples FILE, or --examples FILE (exactly one)")
+        if self.synthesize is not None and (self.synthesize < 1 or not self.datasets):
+            raise ConfigError("--synthesize N needs N >= 1 and document folders to write questions about")
         if not 0 <= self.val_fraction < 1:
             raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
         if self.quant not in ("auto", "nf4", "none"):
@@ -102,25 +106,37 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     val_all: list[RaftExample] = []
     stats: dict[str, Any] = {"raft": {"p_gold": cfg.p_gold, "distractors": cfg.distractors, "quote": cfg.quote},
                              "split": request.split, "sets": {}}
+    ask = _question_writer(settings) if request.synthesize else None
     for dataset_dir in request.datasets:
-        ds = load_dataset(dataset_dir, split=request.split, seed=request.seed)
-        train_items, val_items = split_by_document(ds.items, request.val_fraction, request.seed)
-        if request.max_examples:
-            # Balancing keeps about cap/sets per set: build only those (and a margin for the ones
-            # filtered out), since each example costs a retrieval.
-            budget = math.ceil(1.5 * request.max_examples / len(request.datasets))
-            rng = random.Random(f"sample-{request.seed}-{ds.name}")
-            train_items = sorted(rng.sample(train_items, min(budget, len(train_items))), key=lambda i: i.line)
-            val_items = sorted(rng.sample(val_items, min(budget // 5 + 1, len(val_items))), key=lambda i: i.line)
         with IndexStore.open(indexes[dataset_dir], embedding_model=embedder.model_name) as store:
             retriever = Retriever(store, embedder, settings.retrieve.model_copy(update={"mode": "dense", "mmr": False}))
-            train_groups[ds.name] = build_examples(train_items, ds.name, store, retriever, cfg)
-            val_ex = build_examples(val_items, ds.name, store, retriever, cfg)
+            set_stats: dict[str, Any] = {}
+            if ask is not None:
+                name = dataset_dir.resolve().name
+                items, set_stats["synthesized"] = synthesize_items(store, ask, request.synthesize, name, request.seed)
+                set_stats["synthesized"]["quality"] = synthesis_quality(
+                    items, lambda q: retriever.retrieve(q, k=settings.retrieve.top_k))
+                log.warning("%s: %d of %d synthesized questions kept; the retriever finds the passage for %s of them.",
+                            name, len(items), set_stats["synthesized"]["chunks_asked"],
+                            set_stats["synthesized"]["quality"]["gold_doc_hit_at_k"])
+            else:
+                ds = load_dataset(dataset_dir, split=request.split, seed=request.seed)
+                name, items = ds.name, ds.items
+            train_items, val_items = split_by_document(items, request.val_fraction, request.seed)
+            if request.max_examples:
+                # Balancing keeps about cap/sets per set: build only those (and a margin for the ones
+                # filtered out), since each example costs a retrieval.
+                budget = math.ceil(1.5 * request.max_examples / len(request.datasets))
+                rng = random.Random(f"sample-{request.seed}-{name}")
+                train_items = sorted(rng.sample(train_items, min(budget, len(train_items))), key=lambda i: i.line)
+                val_items = sorted(rng.sample(val_items, min(budget // 5 + 1, len(val_items))), key=lambda i: i.line)
+            train_groups[name] = build_examples(train_items, name, store, retriever, cfg)
+            val_ex = build_examples(val_items, name, store, retriever, cfg)
         for ex in val_ex:
             ex.id = f"val:{ex.id}"
         val_all += val_ex
-        stats["sets"][ds.name] = {"questions": len(ds.items), "train_questions": len(train_items),
-                                  "val_questions": len(val_items), "train_examples": len(train_groups[ds.name])}
+        stats["sets"][name] = {"questions": len(items), "train_questions": len(train_items),
+                               "val_questions": len(val_items), "train_examples": len(train_groups[name]), **set_stats}
     train_ex = balanced(train_groups, request.max_examples, request.seed)
     val_ex = balanced({"val": val_all}, None, request.seed)
     return train_ex, val_ex, {**stats, **example_stats(train_ex, val_ex)}
@@ -132,6 +148,14 @@ def example_stats(train_ex: list[RaftExample], val_ex: list[RaftExample]) -> dic
             "train_per_set": dict(sorted(Counter(e.dataset for e in train_ex).items())),
             "abstain_targets": sum(not e.gold_kept for e in train_ex),
             "quoted_targets": sum(e.target.startswith('"') for e in train_ex)}
+
+
+def _question_writer(settings: Settings) -> Callable[[list[dict[str, str]]], str]:
+    """The base model (no adapter), greedy, as the question writer of ``--synthesize``."""
+    from rag_app.generation import load_generator
+
+    gen = load_generator(settings.generate.model_copy(update={"adapter": "none"}), settings.cache_dir)
+    return lambda messages: gen.generate(messages, max_new_tokens=64, temperature=0.0)
 
 
 def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:

@@ -247,8 +247,8 @@ def chat(
         history = history[-4:]  # keep the prompt short for a small context window
 
 
-def dataset_index(dataset: Path, settings: Any) -> Path:
-    """Ingest DATASET/docs into a cached index of its own and return the index path.
+def dataset_index(dataset: Path, settings: Any, plain_folder: bool = False) -> Path:
+    """Ingest DATASET/docs (or, with ``plain_folder``, DATASET itself when it has no docs/) into a cached index.
 
     ``rag eval`` and ``rag finetune`` take an index, never build one: this
     front door builds it. Indexes live under ``.rag/datasets/``, one per
@@ -263,6 +263,8 @@ def dataset_index(dataset: Path, settings: Any) -> Path:
     from rag_app.evaluate import index_key
 
     docs = dataset / "docs"
+    if plain_folder and not docs.is_dir() and dataset.is_dir():
+        docs = dataset
     if not docs.is_dir():
         raise DatasetError(f"{dataset} has no docs/ folder; a dataset is a folder with docs/ and qa.jsonl")
     tag = hashlib.sha256(f"{docs.resolve()}|{index_key(settings)}".encode()).hexdigest()[:8]
@@ -300,6 +302,8 @@ def finetune(
     eval_examples: Annotated[int, typer.Option(help="Validation examples to score base vs adapter on after training (0: skip).")] = 40,
     seed: Annotated[int, typer.Option(help="Seed for examples, split and order.")] = 0,
     init_adapter: Annotated[Optional[Path], typer.Option(help="Continue training this adapter instead of a fresh LoRA.")] = None,
+    synthesize: Annotated[Optional[int], typer.Option(
+        help="No QA set: the base model writes up to N questions per document folder (filtered; quality in the card).")] = None,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
@@ -314,9 +318,10 @@ def finetune(
         p_gold=p_gold, distractors=distractors, quote=quote, triples=triples, examples=examples,
         save_examples=save_examples, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
         grad_accum=grad_accum, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
-        merge=merge, eval_examples=eval_examples, seed=seed, init_adapter=init_adapter,
+        merge=merge, eval_examples=eval_examples, seed=seed, init_adapter=init_adapter, synthesize=synthesize,
     )
-    indexes = {d: dataset_index(d, settings) for d in request.datasets} if not (examples or triples) else {}
+    indexes = {d: dataset_index(d, settings, plain_folder=synthesize is not None)
+               for d in request.datasets} if not (examples or triples) else {}
     typer.echo(run_finetune(request, settings, indexes))
 
 
