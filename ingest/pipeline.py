@@ -20,7 +20,7 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Iterable, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -35,7 +35,7 @@ from ingest.chunking import chunk, make_splitter
 from ingest.loaders import SUPPORTED_TYPES, is_supported, load
 from ingest.report import IngestReport
 
-__all__ = ["IngestReport", "embed", "ingest_files", "ingest_folder", "upload_dir"]
+__all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
 
 log = logging.getLogger(__name__)
 
@@ -362,42 +362,3 @@ def upload_dir(settings: Settings) -> Path:
             if store.manifest.source_dir:
                 return Path(store.manifest.source_dir)
     return settings.index.parent / "uploads"
-
-
-def ingest_files(
-    files: Iterable[Path | tuple[str, bytes]],
-    settings: Settings,
-    folder: str | Path | None = None,
-    console: Any = None,
-    embedder: Any = None,
-) -> IngestReport:
-    """Add files (paths, or ``(name, bytes)`` as a browser upload gives them) to the index.
-
-    They are saved into ``folder`` (default :func:`upload_dir`: the indexed
-    folder, so the index keeps mirroring one folder) under their base name,
-    replacing a file of that name, then the folder is ingested incrementally.
-    Files of unsupported types are not saved and are reported as skipped.
-
-    Raises:
-        IngestError: none of the files has a supported type; see also :func:`ingest_folder`.
-    """
-    dest = Path(folder) if folder is not None else upload_dir(settings)
-    dest.mkdir(parents=True, exist_ok=True)
-    rejected: list[tuple[str, str]] = []
-    saved = 0
-    for item in files:
-        name, data = (item.name, item.read_bytes()) if isinstance(item, Path) else item
-        name = Path(name.replace("\\", "/")).name.lstrip(".") or "upload"
-        if not is_supported(name):
-            rejected.append((name, f"unsupported type {Path(name).suffix or '(no extension)'}"))
-            continue
-        tmp = dest / f".{name}.part"  # hidden, so a concurrent walk never sees half a file
-        tmp.write_bytes(data)
-        os.replace(tmp, dest / name)
-        saved += 1
-    if not saved:
-        kinds = " ".join(sorted(SUPPORTED_TYPES))
-        raise IngestError(f"none of the files can be indexed ({', '.join(n for n, _ in rejected)}); upload {kinds} files")
-    report = ingest_folder(dest, settings, console=console, embedder=embedder)
-    report.skipped = rejected + report.skipped
-    return report

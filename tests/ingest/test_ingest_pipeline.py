@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ingest.pipeline import ingest_files, ingest_folder, upload_dir
+from ingest.pipeline import ingest_folder, upload_dir
 from rag_app.config import load_settings
 from rag_app.errors import ConfigError, EmbeddingMismatchError, IndexLockedError, IngestError
 from rag_app.store import IndexStore, IndexWriter, Manifest
@@ -294,30 +294,6 @@ def test_token_chunks_need_a_tokenizer(docs: Path, tmp_path: Path, embedder) -> 
     with pytest.raises(ConfigError, match="tokenizer"):
         ingest_folder(docs, settings, embedder=embedder)
     assert not (settings.index / "CURRENT").exists()
-
-
-def test_uploads_land_in_the_indexed_folder(docs: Path, settings, embedder) -> None:
-    ingest_folder(docs, settings, embedder=embedder)
-    assert upload_dir(settings) == docs.resolve()
-    report = ingest_files(
-        [("../../evil name.txt", b"Uploaded text about volcanoes in Iceland."), ("sheet.xlsx", b"PK")],
-        settings,
-        embedder=embedder,
-    )
-    assert report.added == ["evil name.txt"] and sorted(report.unchanged) == sorted(DOCS)
-    assert ("sheet.xlsx", "unsupported type .xlsx") in report.skipped
-    assert (docs / "evil name.txt").is_file() and not (docs / "sheet.xlsx").exists()
-    assert not list(docs.glob(".*.part"))
-    assert _top_texts(settings.index, embedder, ["volcanoes in Iceland"], k=1)[0][0].startswith("Uploaded text")
-
-
-def test_first_upload_without_an_index_goes_to_the_uploads_folder(tmp_path: Path, settings, embedder) -> None:
-    source = tmp_path / "mine.md"
-    source.write_text("# Notes\n\nMy notes.", encoding="utf-8")
-    report = ingest_files([source], settings, embedder=embedder)
-    assert report.added == ["mine.md"] and (settings.index.parent / "uploads" / "mine.md").is_file()
-    with pytest.raises(IngestError, match="none of the files can be indexed"):
-        ingest_files([("x.exe", b"MZ")], settings, embedder=embedder)
 
 
 def test_same_files_from_another_folder_record_the_new_source_dir(docs: Path, tmp_path: Path, settings, embedder) -> None:

@@ -40,13 +40,14 @@ def test_first_upload_creates_the_index_beside_it(ui_settings, fake_embedder):
 
 
 def test_unsupported_and_hidden_files_are_rejected_not_saved(built_index, docs_dir: Path, fake_embedder):
-    result = ingest_uploads([("tool.exe", b"MZ"), (".env", b"SECRET=1"), ("ok.txt", b"fine text")], built_index,
-                            fake_embedder)
+    result = ingest_uploads([("tool.exe", b"MZ"), (".env", b"SECRET=1"), ("ok.txt", b"fine text"),
+                             ("../../evil name.txt", b"volcanoes")], built_index, fake_embedder)
 
     assert [name for name, _ in result.rejected] == ["tool.exe", ".env"]
     assert "unsupported type" in result.rejected[0][1]
-    assert result.saved == ["ok.txt"]
+    assert result.saved == ["ok.txt", "evil name.txt"]  # a path never escapes the folder
     assert not (docs_dir / "tool.exe").exists() and not (docs_dir / ".env").exists()
+    assert (docs_dir / "evil name.txt").is_file() and not (docs_dir.parent.parent / "evil name.txt").exists()
 
 
 def test_unreadable_upload_is_rolled_back_and_the_old_version_kept(built_index, docs_dir: Path, fake_embedder):
