@@ -9,6 +9,7 @@ runs :func:`finetune.train.train`.
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 import random
@@ -106,19 +107,19 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     val_all: list[RaftExample] = []
     stats: dict[str, Any] = {"raft": {"p_gold": cfg.p_gold, "distractors": cfg.distractors, "quote": cfg.quote},
                              "split": request.split, "sets": {}}
-    ask = _question_writer(settings) if request.synthesize else None
+    writers = _synthesis_models(settings) if request.synthesize else None
     for dataset_dir in request.datasets:
         with IndexStore.open(indexes[dataset_dir], embedding_model=embedder.model_name) as store:
             retriever = Retriever(store, embedder, settings.retrieve.model_copy(update={"mode": "dense", "mmr": False}))
             set_stats: dict[str, Any] = {}
-            if ask is not None:
+            if writers is not None:
                 name = dataset_dir.resolve().name
-                items, set_stats["synthesized"] = synthesize_items(store, ask, request.synthesize, name, request.seed)
+                items, set_stats["synthesized"] = synthesize_items(store, *writers, request.synthesize, name, request.seed)
                 set_stats["synthesized"]["quality"] = synthesis_quality(
                     items, lambda q: retriever.retrieve(q, k=settings.retrieve.top_k))
-                log.warning("%s: %d of %d synthesized questions kept; the retriever finds the passage for %s of them.",
-                            name, len(items), set_stats["synthesized"]["chunks_asked"],
-                            set_stats["synthesized"]["quality"]["gold_doc_hit_at_k"])
+                log.warning("%s: %d of %d synthesized questions kept (rejected: %s); the retriever finds the passage "
+                            "for %s of them.", name, len(items), set_stats["synthesized"]["chunks_asked"],
+                            set_stats["synthesized"]["rejected"], set_stats["synthesized"]["quality"]["gold_doc_hit_at_k"])
             else:
                 ds = load_dataset(dataset_dir, split=request.split, seed=request.seed)
                 name, items = ds.name, ds.items
@@ -150,12 +151,14 @@ def example_stats(train_ex: list[RaftExample], val_ex: list[RaftExample]) -> dic
             "quoted_targets": sum(e.target.startswith('"') for e in train_ex)}
 
 
-def _question_writer(settings: Settings) -> Callable[[list[dict[str, str]]], str]:
-    """The base model (no adapter), greedy, as the question writer of ``--synthesize``."""
+def _synthesis_models(settings: Settings) -> tuple[Callable[[list[dict[str, str]]], str], Callable[[list[dict[str, str]]], str]]:
+    """``--synthesize``'s (question writer, answerer): the base model, and the configured generator with its adapter."""
     from rag_app.generation import load_generator
 
-    gen = load_generator(settings.generate.model_copy(update={"adapter": "none"}), settings.cache_dir)
-    return lambda messages: gen.generate(messages, max_new_tokens=64, temperature=0.0)
+    base = load_generator(settings.generate.model_copy(update={"adapter": "none"}), settings.cache_dir)
+    served = load_generator(settings.generate, settings.cache_dir)
+    return (lambda messages: base.generate(messages, max_new_tokens=48, temperature=0.0),
+            lambda messages: served.generate(messages, max_new_tokens=64, temperature=0.0))
 
 
 def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:
@@ -185,6 +188,11 @@ def validate_adapter(settings: Settings, adapter_dir: Path, examples: list[RaftE
 def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[Path, Path]) -> str:
     """Build data, then dry-run or train (and merge); returns a summary for the terminal."""
     train_ex, val_ex, stats = build_training_data(request, settings, indexes)
+    if not train_ex:
+        hint = ("too few synthesized questions passed the filter (see the counts above); try a larger --synthesize N "
+                "or a stronger --model" if request.synthesize else
+                f"check the {request.split!r} split and that the answers occur in the gold documents")
+        raise ConfigError(f"no training examples were built: {hint}")
     if request.save_examples:
         write_jsonl([*train_ex, *val_ex], request.save_examples)
     cfg = TrainConfig(
@@ -197,7 +205,7 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
         from rag_app.models import load_model
 
         tokenizer = load_model(settings.generate.model, settings.cache_dir, device="cpu").tokenizer
-        return dump_examples(train_ex, tokenizer)
+        return dump_examples(train_ex, tokenizer) + "\n" + json.dumps({"data": stats}, indent=2, default=str)
     card = train(cfg, train_ex, val_ex, resume=request.resume, data_stats=stats)
     if request.eval_examples and val_ex:
         card["eval"] = validate_adapter(settings, request.out, val_ex[: request.eval_examples])

@@ -1,10 +1,14 @@
 """Questions and answers written by the model from a corpus that has no QA set (``rag finetune --synthesize``).
 
 For each sampled chunk the base model (no adapter: the adapter answers, it
-does not ask) is shown the passage and asked for one question and a short
-answer copied from it. A pair is kept only if it parses, the question is a
-question that does not already contain the answer, and the answer is a short
-span found verbatim (normalised) in the passage. The kept pairs become
+does not ask) writes one question about the passage; the serving generator
+(with its adapter) then answers it from that passage alone, with the serving
+prompt. A pair is kept only if the question is a question, the answer is a
+short span found verbatim (normalised) in the passage, and the question does
+not already contain it. Two steps because the bundled 135M base, asked for
+"Question: ... Answer: ..." in one reply, wrote the question and no usable
+answer (0 of 20 passages of data/sample kept); it writes questions well
+enough, and the RAFT adapter answers in short cited spans. The kept pairs become
 :class:`~rag_app.evaluate.dataset.QAItem` s with the chunk's document as
 gold, so :func:`finetune.dataset.build_examples` turns them into RAFT
 examples exactly as it does for a real QA set.
@@ -20,25 +24,19 @@ from __future__ import annotations
 
 import logging
 import random
-import re
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from rag_app.evaluate.dataset import QAItem
 from rag_app.evaluate.metrics import answer_in_text, normalize_answer
+from rag_app.prompts import build_messages, is_abstention, split_quote, strip_citations
 from rag_app.store import Chunk, IndexStore
 
 log = logging.getLogger(__name__)
 
-SYSTEM = "You write one quiz question about a passage, and its answer copied word for word from the passage."
-USER = (
-    "Passage:\n{text}\n\n"
-    "Write one question this passage answers, then its answer: a few words copied exactly from the passage.\n"
-    "Reply in two lines:\nQuestion: <the question>\nAnswer: <the answer>"
-)
-_QUESTION = re.compile(r"question\s*:\s*(.+)", re.I)
-_ANSWER = re.compile(r"answer\s*:\s*(.+)", re.I)
+QUESTION_SYSTEM = "You write quiz questions about a passage."
+QUESTION_USER = "Passage:\n{text}\n\nWrite one question that this passage answers. Reply with the question only."
 MAX_ANSWER_WORDS = 8
 MIN_CHUNK_CHARS = 200  # headings and fragments give no question worth asking
 
@@ -51,26 +49,25 @@ class Rejected:
     reply: str
 
 
-def messages_for(chunk_text: str) -> list[dict[str, str]]:
-    return [{"role": "system", "content": SYSTEM}, {"role": "user", "content": USER.format(text=chunk_text.strip())}]
+def question_messages(chunk_text: str) -> list[dict[str, str]]:
+    return [{"role": "system", "content": QUESTION_SYSTEM},
+            {"role": "user", "content": QUESTION_USER.format(text=chunk_text.strip())}]
 
 
-def parse_pair(reply: str, passage: str) -> tuple[str, str] | Rejected:
-    """``(question, answer)`` from the model's reply, or why it is unusable."""
-    q = _QUESTION.search(reply)
-    a = _ANSWER.search(reply)
-    if not q or not a:
-        return Rejected("unparsed", reply)
-    question = q.group(1).strip().split("\n")[0].strip()
-    answer = a.group(1).strip().split("\n")[0].strip().rstrip(".").strip().strip("\"'").strip()
+def parse_pair(question_reply: str, answer_reply: str, passage: str) -> tuple[str, str] | Rejected:
+    """``(question, answer)`` from the two replies, or why the pair is unusable."""
+    question = question_reply.strip().split("\n")[0].strip().strip('"').strip()
     if not question.endswith("?") or len(question.split()) < 4:
-        return Rejected("not a question", reply)
+        return Rejected("not a question", question_reply)
+    if is_abstention(answer_reply):
+        return Rejected("answerer abstained", answer_reply)
+    answer = strip_citations(split_quote(answer_reply)[1]).split("\n")[0].strip().rstrip(".").strip().strip("\"'").strip()
     if not answer or len(answer.split()) > MAX_ANSWER_WORDS:
-        return Rejected("answer empty or long", reply)
+        return Rejected("answer empty or long", answer_reply)
     if not answer_in_text([answer], passage):
-        return Rejected("answer not in passage", reply)
+        return Rejected("answer not in passage", answer_reply)
     if normalize_answer(answer) in normalize_answer(question):
-        return Rejected("question gives the answer away", reply)
+        return Rejected("question gives the answer away", question_reply)
     return question, answer
 
 
@@ -92,10 +89,16 @@ def sample_chunks(store: IndexStore, n: int, seed: int) -> list[Chunk]:
 
 
 def synthesize_items(
-    store: IndexStore, generate: Callable[[list[dict[str, str]]], str], n: int, name: str, seed: int = 0,
-    progress: Callable[[int, int], None] | None = None,
+    store: IndexStore, write_question: Callable[[list[dict[str, str]]], str],
+    answer: Callable[[list[dict[str, str]]], str], n: int, name: str, seed: int = 0,
 ) -> tuple[list[QAItem], dict[str, Any]]:
-    """Ask ``generate`` for a QA pair on each of ``n`` sampled chunks; keep the ones that pass the filter.
+    """A question on each of ``n`` sampled chunks, answered from that chunk alone; keep the pairs that pass.
+
+    Args:
+        write_question: the question writer (chat messages in, text out).
+        answer: the answerer, given the serving prompt with the chunk as its
+            only source (:func:`rag_app.prompts.build_messages`), so its reply
+            is a short cited answer or the abstain sentence.
 
     Returns:
         The kept pairs as QA items (gold: the chunk's document; answer type
@@ -105,19 +108,20 @@ def synthesize_items(
     items: list[QAItem] = []
     rejected: dict[str, int] = {}
     samples: dict[str, list[str]] = {"kept": [], "rejected": []}
-    for i, chunk in enumerate(chunks):
-        result = parse_pair(generate(messages_for(chunk.text)), chunk.text)
+    for chunk in chunks:
+        question_reply = write_question(question_messages(chunk.text))
+        question = question_reply.strip().split("\n")[0].strip()
+        answer_reply = answer(build_messages(question, [chunk])) if question.endswith("?") else ""
+        result = parse_pair(question_reply, answer_reply, chunk.text)
         if isinstance(result, Rejected):
             rejected[result.reason] = rejected.get(result.reason, 0) + 1
             if len(samples["rejected"]) < 3:
-                samples["rejected"].append(f"{result.reason}: {result.reply[:160]!r}")
+                samples["rejected"].append(f"{result.reason}: {question[:100]!r} -> {answer_reply[:80]!r}")
         else:
-            question, answer = result
-            items.append(QAItem(f"synth-{name}-{chunk.id}", question, (answer,), (chunk.doc_id,), "span", "train"))
+            question, text = result
+            items.append(QAItem(f"synth-{name}-{chunk.id}", question, (text,), (chunk.doc_id,), "span", "train"))
             if len(samples["kept"]) < 3:
-                samples["kept"].append(f"{question} -> {answer}")
-        if progress:
-            progress(i + 1, len(chunks))
+                samples["kept"].append(f"{question} -> {text}")
     stats = {"chunks_asked": len(chunks), "kept": len(items),
              "kept_share": round(len(items) / len(chunks), 3) if chunks else None,
              "rejected": rejected, "samples": samples}

@@ -29,8 +29,11 @@ def test_dry_run_prints_examples_and_token_stats(qa_set, tiny_smollm, monkeypatc
     code, out, _ = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--model", str(tiny_smollm), "--dry-run", "--val-fraction", "0.25")
     assert code == 0
     assert out.count("<|im_start|>user\nSources:\n[1] (") == 3
-    stats = json.loads(out[out.rindex("{"):])
+    start = out.index('{\n  "examples"')
+    stats = json.loads(out[start : out.index("\n}", start) + 2])
     assert stats["examples"] == 6 and stats["tokens_max"] < 400  # 8 train questions, 2 of 8 docs held out
+    data = json.loads(out[out.rindex('{\n  "data"'):])["data"]
+    assert data["sets"]["cities"]["train_questions"] == 6 and data["train_per_set"] == {"cities": 6}
 
 
 def test_short_run_writes_an_adapter_rag_ask_accepts(qa_set, tiny_smollm, monkeypatch, capsys, tmp_path):

@@ -9,6 +9,7 @@ from helpers import build_index, run_main
 from finetune.dataset import RaftConfig, build_examples
 from finetune.synthesize import Rejected, parse_pair, sample_chunks, synthesis_quality, synthesize_items
 from rag_app.config import RetrieveConfig
+from rag_app.prompts import build_messages
 from rag_app.retriever import Retriever
 
 PASSAGE = "The harbour town of Velmora was founded in 1412 by salt traders, who built its first stone bridge in 1450."
@@ -18,17 +19,18 @@ DOCS = {f"town{n}": [f"The harbour town of T{n} was founded in {1400 + n} by sal
         for n in range(6)}
 
 
-@pytest.mark.parametrize("reply, want", [
-    ("Question: When was Velmora founded?\nAnswer: 1412", ("When was Velmora founded?", "1412")),
-    ('question: Who founded the harbour town of Velmora?\nanswer: "salt traders".', ("Who founded the harbour town of Velmora?", "salt traders")),
-    ("Velmora was founded in 1412.", "unparsed"),
-    ("Question: Velmora founded.\nAnswer: 1412", "not a question"),
-    ("Question: When was Velmora founded?\nAnswer: 1513", "answer not in passage"),
-    ("Question: When was Velmora founded?\nAnswer: " + " ".join(["word"] * 9), "answer empty or long"),
-    ("Question: Was Velmora founded in 1412 by traders?\nAnswer: 1412", "question gives the answer away"),
+@pytest.mark.parametrize("question, answer, want", [
+    ("When was Velmora founded?", "1412 [1]", ("When was Velmora founded?", "1412")),
+    ('"Who founded the harbour town of Velmora?"\nMore text.', '"...founded in 1412 by salt traders." [1]\nSalt traders. [1]',
+     ("Who founded the harbour town of Velmora?", "Salt traders")),
+    ("Velmora was founded in 1412.", "1412 [1]", "not a question"),
+    ("When was Velmora founded?", "I don't know from the provided documents.", "answerer abstained"),
+    ("When was Velmora founded?", "1513 [1]", "answer not in passage"),
+    ("When was Velmora founded?", " ".join(["word"] * 9), "answer empty or long"),
+    ("Was Velmora founded in 1412 by traders?", "1412 [1]", "question gives the answer away"),
 ])
-def test_parse_pair_keeps_only_grounded_short_answers(reply, want):
-    got = parse_pair(reply, PASSAGE)
+def test_parse_pair_keeps_only_grounded_short_answers(question, answer, want):
+    got = parse_pair(question, answer, PASSAGE)
     assert (got.reason if isinstance(got, Rejected) else got) == want
 
 
@@ -38,18 +40,24 @@ def store(tmp_path, fake_embedder):
 
 
 def writer(messages):
-    """A stand-in model: asks for the founding year of the town in the passage; every third reply is junk."""
-    text = messages[-1]["content"]
-    town, year = re.search(r"town of (T\d) was founded in (\d+)", text).groups()
+    """A stand-in question writer: asks for the founding year of the passage's town; every third reply is junk."""
+    town = re.search(r"town of (T\d) was", messages[-1]["content"]).group(1)
     writer.calls += 1
-    return "I like bridges." if writer.calls % 3 == 0 else f"Question: In which year was {town} founded?\nAnswer: {year}"
+    return "I like bridges." if writer.calls % 3 == 0 else f"In which year was {town} founded?"
+
+
+def answerer(messages):
+    """A stand-in answerer: reads the year from the one source it is shown, cites it."""
+    user = messages[-1]["content"]
+    assert messages[0] == build_messages("q", [])[0] and "[1] (" in user and "[2] (" not in user  # serving prompt, one source
+    return re.search(r"founded in (\d+)", messages[-1]["content"]).group(1) + " [1]"
 
 
 def test_synthesized_items_are_counted_measured_and_become_raft_examples(store, fake_embedder):
     writer.calls = 0
     assert len({c.doc_id for c in sample_chunks(store, 6, seed=0)}) == 6  # one per document first
-    items, stats = synthesize_items(store, writer, 6, "towns")
-    assert stats["chunks_asked"] == 6 and stats["kept"] == 4 == len(items) and stats["rejected"] == {"unparsed": 2}
+    items, stats = synthesize_items(store, writer, answerer, 6, "towns")
+    assert stats["chunks_asked"] == 6 and stats["kept"] == 4 == len(items) and stats["rejected"] == {"not a question": 2}
     assert all(i.answers[0] == str(1400 + int(i.gold_doc_ids[0][4:])) for i in items)  # the answer of its own passage
     retriever = Retriever(store, fake_embedder, RetrieveConfig(top_k=2))
     assert synthesis_quality(items, lambda q: retriever.retrieve(q, k=2))["gold_doc_hit_at_k"] == 1.0
@@ -63,7 +71,7 @@ def test_rag_finetune_synthesize_on_a_plain_folder(tmp_path, tiny_smollm, fake_e
     monkeypatch.chdir(tmp_path)
     monkeypatch.setenv("RAG_EMBEDDING_MODEL", "fake-embedder")
     monkeypatch.setattr("rag_app.embeddings.load_embedder", lambda name: fake_embedder)
-    monkeypatch.setattr("finetune.recipe._question_writer", lambda settings: writer)
+    monkeypatch.setattr("finetune.recipe._synthesis_models", lambda settings: (writer, answerer))
     writer.calls = 0
     folder = tmp_path / "notes"  # documents only: no docs/ subfolder, no qa.jsonl
     folder.mkdir()
