@@ -171,7 +171,7 @@ def load_model(
     Args:
         spec: ``bundled``, a Hugging Face id (must be in the local HF cache) or a folder.
         cache_dir: where the bundled checkpoint is converted to.
-        dtype: ``auto`` (bf16 on CPU, bf16/fp16 on CUDA) or a torch dtype name.
+        dtype: ``auto`` (see :func:`pick_dtype`) or a torch dtype name.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
         load_in_4bit: NF4 with double quantization (bitsandbytes); None means on
             CUDA for models over 1B parameters.
