@@ -125,6 +125,11 @@ class RagPipeline:
         self.embedder = embedder or load_embedder(settings.embedding_model)
         self.store = store or IndexStore.open(settings.index, embedding_model=self.embedder.model_name)
         self.retriever = Retriever(self.store, self.embedder, settings.retrieve)
+        # The history-prefixed query of a follow-up searches by meaning only: BM25 over
+        # "previous question + new question" ranks by the previous topic's words and drags
+        # a change of topic back (BM25 keeps its weight through the bare question).
+        prefixed_cfg = settings.retrieve.model_copy(update={"mode": "dense"}) if settings.retrieve.mode == "hybrid" else settings.retrieve
+        self.history_retriever = Retriever(self.store, self.embedder, prefixed_cfg)
         self._generator = generator
 
     @property
@@ -139,7 +144,7 @@ class RagPipeline:
         bare = self.retriever.retrieve(question, k=k, exclude_doc_ids=exclude_doc_ids)
         if not history:
             return bare
-        prefixed = self.retriever.retrieve(retrieval_query(question, history), k=k, exclude_doc_ids=exclude_doc_ids)
+        prefixed = self.history_retriever.retrieve(retrieval_query(question, history), k=k, exclude_doc_ids=exclude_doc_ids)
         by_id: dict[int, RetrievedChunk] = {}
         for h in [*prefixed, *bare]:  # keep the closer cosine: it decides the no-good-source threshold
             if h.chunk.id not in by_id or (h.dense_score or 0.0) > (by_id[h.chunk.id].dense_score or 0.0):

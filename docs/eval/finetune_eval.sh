@@ -11,6 +11,6 @@ N=${N:-30}
 SETS=${SETS:-"xquad_en:test hotpotqa_sample100:test cmu_qa_wikipedia:test tatqa_finance:test pubmedqa_l:test musique_sample100:all"}
 for entry in $SETS; do
   set_name=${entry%%:*} split=${entry##*:}
-  RAG_GENERATE__MAX_NEW_TOKENS=128 RAG_RETRIEVE__TOP_K=5 rag eval "$DATA/$set_name" --split "$split" --limit "$N" \
+  RAG_GENERATE__MAX_NEW_TOKENS=128 RAG_RETRIEVE__TOP_K=5 RAG_RETRIEVE__MODE=dense rag eval "$DATA/$set_name" --split "$split" --limit "$N" \
     --unanswerable 0.2 --no-adapter --config docs/eval/adapter.toml --out "eval-out/finetune/$set_name"
 done

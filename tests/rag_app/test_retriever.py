@@ -25,10 +25,10 @@ def test_dense_finds_the_chunk_and_excludes_docs(tmp_path, fake_embedder):
         "france": ["Paris is the capital of France.", "France exports wine and cheese."],
         "japan": ["Tokyo is the capital of Japan."],
     })
-    hits = Retriever(store, fake_embedder, RetrieveConfig(top_k=2)).retrieve("What is the capital of Japan?")
+    hits = Retriever(store, fake_embedder, RetrieveConfig(top_k=2, mode="dense")).retrieve("What is the capital of Japan?")
     assert hits[0].chunk.doc_id == "japan" and hits[0].rank == 1
     assert hits[0].dense_score == pytest.approx(hits[0].score)
-    hits = Retriever(store, fake_embedder, RetrieveConfig(top_k=2)).retrieve("capital of Japan", exclude_doc_ids={"japan"})
+    hits = Retriever(store, fake_embedder, RetrieveConfig(top_k=2, mode="dense")).retrieve("capital of Japan", exclude_doc_ids={"japan"})
     assert all(h.chunk.doc_id != "japan" for h in hits) and len(hits) == 2
 
 
