@@ -9,7 +9,8 @@ Read top to bottom. Choices and their costs (measured on a 2-core CPU and an H10
 * **4-bit NF4 base (QLoRA)** where it pays: CUDA or bases over ~1B
   parameters. For the bundled 135M model on CPU it only slows the step
   (3.6 s vs 2.7 s) and saves nothing that matters, so ``quant="auto"``
-  leaves it in bf16; the choice is written in the training card.
+  leaves it unquantized: bf16 where the CPU multiplies bf16 natively, fp32
+  elsewhere (bf16 is several times slower there); the card records both.
 * **Loss on answer tokens only, head on answer positions only**: the answer
   is the end of the sequence, so ``logits_to_keep`` computes the 49k-vocab
   head for those few positions instead of the whole ~650-token prompt.
@@ -143,7 +144,7 @@ def _layers_to_transform(cfg: TrainConfig, n_layers: int, device: str) -> list[i
 
 
 def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """Base (bf16 or NF4) + fresh LoRA; returns (peft model, tokenizer, loaded, facts for the card)."""
+    """Base (bf16/fp32 or NF4) + fresh or continued LoRA; returns (peft model, tokenizer, loaded, facts for the card)."""
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
