@@ -128,8 +128,10 @@ class RagPipeline:
         # The history-prefixed query of a follow-up searches by meaning only: BM25 over
         # "previous question + new question" ranks by the previous topic's words and drags
         # a change of topic back (BM25 keeps its weight through the bare question).
-        prefixed_cfg = settings.retrieve.model_copy(update={"mode": "dense"}) if settings.retrieve.mode == "hybrid" else settings.retrieve
-        self.history_retriever = Retriever(self.store, self.embedder, prefixed_cfg)
+        self.history_retriever = self.retriever
+        if settings.retrieve.mode == "hybrid":  # shares the reranker: a cross-encoder loads once
+            self.history_retriever = Retriever(self.store, self.embedder, settings.retrieve.model_copy(update={"mode": "dense"}),
+                                               reranker=self.retriever.reranker)
         self._generator = generator
 
     @property

@@ -86,3 +86,13 @@ def test_exclude_doc_ids_withholds_gold(rag):
     pipe, _ = rag()
     answer = pipe.answer("capital of Japan?", exclude_doc_ids=["japan"])
     assert all(s.chunk.doc_id != "japan" for s in answer.sources)
+
+
+def test_hybrid_follow_ups_share_one_reranker(tmp_path, fake_embedder, monkeypatch):
+    loads = []
+    monkeypatch.setattr("rag_app.retriever.load_reranker", lambda name: loads.append(name) or (object() if name else None))
+    store = build_index(tmp_path / "idx", fake_embedder, DOCS)
+    s = load_settings(index=tmp_path / "idx", retrieve={"mode": "hybrid", "rerank_model": "local-cross-encoder"})
+    pipe = RagPipeline(s, store=store, embedder=fake_embedder, generator=FakeGenerator("x"))
+    assert loads == ["local-cross-encoder"]  # one model load, not one per retriever
+    assert pipe.history_retriever.config.mode == "dense" and pipe.history_retriever.reranker is pipe.retriever.reranker
