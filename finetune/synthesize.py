@@ -54,10 +54,16 @@ def question_messages(chunk_text: str) -> list[dict[str, str]]:
             {"role": "user", "content": QUESTION_USER.format(text=chunk_text.strip())}]
 
 
+def question_line(reply: str) -> str | None:
+    """The question in the writer's reply (its first line, unquoted), or None when it is not a question."""
+    question = reply.strip().split("\n")[0].strip().strip('"').strip()
+    return question if question.endswith("?") and len(question.split()) >= 4 else None
+
+
 def parse_pair(question_reply: str, answer_reply: str, passage: str) -> tuple[str, str] | Rejected:
     """``(question, answer)`` from the two replies, or why the pair is unusable."""
-    question = question_reply.strip().split("\n")[0].strip().strip('"').strip()
-    if not question.endswith("?") or len(question.split()) < 4:
+    question = question_line(question_reply)
+    if question is None:
         return Rejected("not a question", question_reply)
     if is_abstention(answer_reply):
         return Rejected("answerer abstained", answer_reply)
@@ -110,13 +116,13 @@ def synthesize_items(
     samples: dict[str, list[str]] = {"kept": [], "rejected": []}
     for chunk in chunks:
         question_reply = write_question(question_messages(chunk.text))
-        question = question_reply.strip().split("\n")[0].strip()
-        answer_reply = answer(build_messages(question, [chunk])) if question.endswith("?") else ""
+        question = question_line(question_reply)
+        answer_reply = answer(build_messages(question, [chunk])) if question else ""  # no answerer call for junk
         result = parse_pair(question_reply, answer_reply, chunk.text)
         if isinstance(result, Rejected):
             rejected[result.reason] = rejected.get(result.reason, 0) + 1
             if len(samples["rejected"]) < 3:
-                samples["rejected"].append(f"{result.reason}: {question[:100]!r} -> {answer_reply[:80]!r}")
+                samples["rejected"].append(f"{result.reason}: {question_reply[:100]!r} -> {answer_reply[:80]!r}")
         else:
             question, text = result
             items.append(QAItem(f"synth-{name}-{chunk.id}", question, (text,), (chunk.doc_id,), "span", "train"))

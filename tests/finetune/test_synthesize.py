@@ -7,7 +7,7 @@ import pytest
 from helpers import build_index, run_main
 
 from finetune.dataset import RaftConfig, build_examples
-from finetune.synthesize import Rejected, parse_pair, sample_chunks, synthesis_quality, synthesize_items
+from finetune.synthesize import Rejected, parse_pair, question_line, sample_chunks, synthesis_quality, synthesize_items
 from rag_app.config import RetrieveConfig
 from rag_app.prompts import build_messages
 from rag_app.retriever import Retriever
@@ -83,3 +83,11 @@ def test_rag_finetune_synthesize_on_a_plain_folder(tmp_path, tiny_smollm, fake_e
     rows = [json.loads(line) for line in saved.read_text().splitlines()]
     assert code == 0 and len(rows) == 4 and all(r["target"].endswith(f"[{r['gold_numbers'][0]}]") for r in rows)
     assert "In which year was T" in out
+
+
+def test_a_quoted_question_is_asked_and_kept_as_parse_pair_reads_it(store):
+    writer.calls = 0
+    quoted = lambda messages: f'"{writer(messages)}"'  # noqa: E731  some models wrap the question in quotes
+    items, stats = synthesize_items(store, quoted, answerer, 3, "towns")
+    assert stats["kept"] == 2 == len(items) and all(not i.question.startswith('"') for i in items)
+    assert question_line("I like bridges.") is None and question_line('"When was T1 founded?"\nmore') == "When was T1 founded?"
