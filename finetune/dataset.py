@@ -104,12 +104,17 @@ class RaftExample:
         return cls(**d)
 
 
+def _first_hit(text: str, answers: Sequence[str]) -> int:
+    """Character offset of the earliest answer occurrence in ``text`` (case-insensitive), 0 if none."""
+    low = text.lower()
+    return min((i for a in answers if a and (i := low.find(a.lower())) >= 0), default=0)
+
+
 def _trim(text: str, answers: Sequence[str], limit: int) -> str:
     """Cut ``text`` to ``limit`` chars around the first answer occurrence, on sentence edges."""
     if len(text) <= limit:
         return text
-    low = text.lower()
-    hit = min((low.find(a.lower()) for a in answers if a and low.find(a.lower()) >= 0), default=0)
+    hit = _first_hit(text, answers)
     start = max(0, hit - limit // 2)
     if start:
         dot = text.rfind(". ", 0, start)
@@ -146,8 +151,7 @@ def _quote(text: str, answers: Sequence[str], limit: int = 240) -> str | None:
             continue  # a title line or the bare answer is no evidence
         if len(sentence) <= limit:
             return sentence
-        low = sentence.lower()
-        hit = min((i for a in answers if a and (i := low.find(a.lower())) >= 0), default=0)
+        hit = _first_hit(sentence, answers)
         start = max(0, min(hit - limit // 3, len(sentence) - limit))
         start = sentence.find(" ", start) + 1 if start else 0
         end = sentence.rfind(" ", start, start + limit)

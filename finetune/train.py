@@ -36,6 +36,7 @@ from typing import Any, Literal
 from finetune.artifacts import load_checkpoint, save_adapter, save_checkpoint, write_card
 from finetune.dataset import RaftExample
 from rag_app.errors import ConfigError
+from rag_app.models import has_token
 
 log = logging.getLogger(__name__)
 
@@ -107,12 +108,6 @@ class TrainState:
     val_losses: list[tuple[int, float]] = field(default_factory=list)
 
 
-def _turn_end(tokenizer: Any) -> str:
-    """``<|im_end|>`` where the vocabulary has it (ChatML templates), else the eos token."""
-    ids = tokenizer.convert_tokens_to_ids(["<|im_end|>"])
-    return "<|im_end|>" if ids and ids[0] is not None and ids[0] != tokenizer.unk_token_id else (tokenizer.eos_token or "")
-
-
 def encode(example: RaftExample, tokenizer: Any) -> tuple[list[int], int]:
     """Token ids of prompt + target and the target length (the positions that carry loss).
 
@@ -121,7 +116,7 @@ def encode(example: RaftExample, tokenizer: Any) -> tuple[list[int], int]:
     prompt = tokenizer.apply_chat_template(example.messages(), add_generation_prompt=True, tokenize=True)
     if hasattr(prompt, "keys"):
         prompt = prompt["input_ids"]
-    end = _turn_end(tokenizer)
+    end = "<|im_end|>" if has_token(tokenizer, "<|im_end|>") else (tokenizer.eos_token or "")
     target = tokenizer(example.target + end, add_special_tokens=False)["input_ids"]
     return list(prompt) + list(target), len(target)
 

@@ -116,7 +116,8 @@ def cpu_bf16_is_fast() -> bool:
 
     Without it torch converts element by element: on an AVX2-only EPYC a
     700x576 @ 576x1536 matmul took 160 ms in bf16 against 26 ms in fp32 (one
-    thread), and a bf16 LoRA step ran ~30x slower than expected. Where the
+    thread), and bf16 LoRA training ran at over 60 s an example against ~9 s
+    in fp32 (docs/BENCHMARKS.md, bench/dtype.py). Where the
     CPU has it, bf16 was the faster choice (decode 21 vs 17 tok/s).
     """
     import torch
@@ -282,6 +283,12 @@ def apply_adapter(loaded: LoadedModel, adapter_dir: str | Path) -> LoadedModel:
     return loaded
 
 
+def has_token(tokenizer: PreTrainedTokenizerBase, token: str) -> bool:
+    """Is ``token`` one token of the vocabulary (not mapped to unk)?"""
+    tid = tokenizer.convert_tokens_to_ids(token)
+    return isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id
+
+
 def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     """End-of-turn ids to stop on: the template's turn end plus eos.
 
@@ -289,11 +296,7 @@ def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
     GGUF tokenizer with eos ``<|im_start|>``, and generation ran on into
     invented turns.
     """
-    ids: list[int] = []
-    for token in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>"):
-        tid = tokenizer.convert_tokens_to_ids(token)
-        if isinstance(tid, int) and tid != tokenizer.unk_token_id and tid >= 0:
-            ids.append(tid)
+    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>") if has_token(tokenizer, t)]
     if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
         ids.append(tokenizer.eos_token_id)
     return ids
