@@ -315,7 +315,7 @@ def train(
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         **facts,
         "data": {**(data_stats or {}), "train_examples_used": len(encoded), "skipped_too_long": too_long,
-                 "val_examples": len(val)},
+                 "val_examples_used": len(val)},  # beside the built counts, not over them
         "steps": {"examples_seen": state.micro_step, "optimizer_steps": state.opt_step},
         "time_s": round(state.elapsed_s, 1),
         "tokens_per_s": round(state.tokens / max(state.elapsed_s, 1e-9), 1),

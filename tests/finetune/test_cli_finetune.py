@@ -43,6 +43,7 @@ def test_short_run_writes_an_adapter_rag_ask_accepts(qa_set, tiny_smollm, monkey
     card = json.loads((tmp_path / "run" / "training_card.json").read_text())
     assert card["steps"]["optimizer_steps"] == 2 and card["data"]["sets"]["cities"]["train_questions"] == 7
     assert card["data"]["train_per_set"] == {"cities": card["data"]["train_examples"]} and card["data"]["quoted_targets"] == 0
+    assert card["data"]["val_examples_used"] <= card["data"]["val_examples"]  # the loss subset, beside the built count
     assert set(card["eval"]) >= {"base", "adapter"} and card["eval"]["adapter"]["n"] == card["data"]["val_examples"]
     from rag_app.models import check_adapter, load_model
 
