@@ -263,7 +263,9 @@ def dataset_index(dataset: Path, settings: Any, plain_folder: bool = False) -> P
     from rag_app.evaluate import index_key
 
     docs = dataset / "docs"
-    if plain_folder and not docs.is_dir() and dataset.is_dir():
+    if plain_folder and not docs.is_dir():
+        if not dataset.is_dir():
+            raise DatasetError(f"folder {dataset} does not exist; pass a folder of documents to write questions about")
         docs = dataset
     if not docs.is_dir():
         raise DatasetError(f"{dataset} has no docs/ folder; a dataset is a folder with docs/ and qa.jsonl")

@@ -68,3 +68,9 @@ def test_conflicting_sources_is_one_line(qa_set, monkeypatch, capsys, tmp_path):
     (tmp_path / "t.jsonl").write_text("")
     code, _, err = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--triples", str(tmp_path / "t.jsonl"))
     assert code == 2 and err.splitlines() == ["Error: give QA set folders, or --triples FILE, or --examples FILE (exactly one)"]
+
+
+def test_synthesize_on_a_missing_folder_is_one_line(qa_set, monkeypatch, capsys, tmp_path):
+    code, _, err = run_main(monkeypatch, capsys, "finetune", str(tmp_path / "nowhere"), "--synthesize", "5", "--dry-run")
+    assert code == 2 and err.splitlines() == [
+        f"Error: folder {tmp_path / 'nowhere'} does not exist; pass a folder of documents to write questions about"]
