@@ -10,7 +10,9 @@ plausible but wrong. Here:
   negatives, not random), so the model learns to pick, not just copy;
 * with probability ``1 - p_gold`` the gold is left out and the target is the
   abstain sentence; a distractor that happens to contain the answer string is
-  dropped too, so "abstain" is only taught when the answer really is absent;
+  dropped too, so "abstain" is only taught when the answer really is absent,
+  and the next distractor takes the gold's place, so the number of sources
+  never tells the model whether the gold is there;
 * sources are shuffled, and the target cites the gold's position ``[n]``.
 
 Messages come from :func:`rag_app.prompts.build_messages`, the function the
@@ -201,7 +203,8 @@ def build_example(
     pool = [h.chunk for h in hits]
     if not keep_gold and not item.is_yes_no:
         pool = [c for c in pool if not _holds(item, c.text)]
-    distractors = pool[: cfg.distractors]
+    # As many sources either way: a shorter list must not give away that the gold is missing.
+    distractors = pool[: cfg.distractors + (0 if keep_gold else len(golds))]
     shown: list[tuple[Chunk, bool]] = [(c, False) for c in distractors]
     if keep_gold:
         shown += [(c, True) for c in golds]
@@ -262,7 +265,8 @@ def examples_from_triples(path: Path, cfg: RaftConfig) -> list[RaftExample]:
         q = set(row["question"].lower().split())
         ranked = sorted((i for i in range(len(rows)) if contexts[i] != row["context"]), key=lambda i: -len(q & words[i]))
         keep_gold = rng.random() < cfg.p_gold
-        shown = [(contexts[i], False) for i in ranked[: cfg.distractors]] + ([(row["context"], True)] if keep_gold else [])
+        extra = 0 if keep_gold else 1  # same source count as with the gold
+        shown = [(contexts[i], False) for i in ranked[: cfg.distractors + extra]] + ([(row["context"], True)] if keep_gold else [])
         rng.shuffle(shown)
         sources = [SourceText(_trim(t, [row["answer"]], cfg.max_source_chars), f"context-{n}", f"context-{n}") for t, _ in shown]
         gold = [k for k, (_, g) in enumerate(shown, start=1) if g]

@@ -44,6 +44,7 @@ def test_gold_dropped_at_the_set_rate_with_a_fixed_seed(setup):
     for ex in dropped:
         assert ex.target == ABSTAIN and ex.gold_numbers == []
         assert not any(answer_in_text(ex.answers, s.text) for s in ex.sources)  # abstain only when truly absent
+    assert {len(ex.sources) for ex in examples} == {3}  # the source count never gives the answer away
     again = build_examples(items, "cities", store, retriever, cfg)
     assert [e.to_json() for e in again] == [e.to_json() for e in examples]
 
@@ -80,5 +81,7 @@ def test_triples_and_jsonl_roundtrip(tmp_path):
     path.write_text("\n".join(json.dumps(r) for r in rows))
     examples = examples_from_triples(path, RaftConfig(p_gold=1.0, distractors=2))
     assert all(len(e.sources) == 3 and e.answers[0] in e.sources[e.gold_numbers[0] - 1].text for e in examples)
+    mixed = examples_from_triples(path, RaftConfig(p_gold=0.5, distractors=2, seed=1))
+    assert {e.gold_kept for e in mixed} == {True, False} and {len(e.sources) for e in mixed} == {3}
     write_jsonl(examples, tmp_path / "out.jsonl")
     assert [e.to_json() for e in read_jsonl(tmp_path / "out.jsonl")] == [e.to_json() for e in examples]
