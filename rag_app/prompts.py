@@ -30,7 +30,8 @@ SYSTEM_PROMPT = (
     f"If the sources do not contain the answer, reply exactly: {ABSTAIN}"
 )
 
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
+# A citation as replies write it: [1] or [1, 3]; the UI draws the same matches as badges.
+CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _ABSTAIN_PREFIXES = ("i don't know", "i do not know", "i dont know")
 
 
@@ -115,7 +116,7 @@ def pack_sources(
 def parse_citations(text: str) -> list[int]:
     """Source numbers cited in ``text``, in order of first appearance: ``[2], [1, 3]`` -> [2, 1, 3]."""
     seen: list[int] = []
-    for match in _CITATION.finditer(text):
+    for match in CITATION.finditer(text):
         for part in match.group(1).split(","):
             n = int(part)
             if n not in seen:
@@ -141,7 +142,7 @@ def split_quote(text: str) -> tuple[str | None, str]:
 
 def strip_citations(text: str) -> str:
     """The reply without ``[n]`` markers, for scoring against reference answers."""
-    return re.sub(r"\s+", " ", _CITATION.sub("", text)).strip()
+    return re.sub(r"\s+", " ", CITATION.sub("", text)).strip()
 
 
 def is_abstention(text: str) -> bool:

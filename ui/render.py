@@ -15,10 +15,8 @@ from datetime import datetime, timezone
 from pathlib import PurePosixPath
 from typing import Any
 
-from rag_app.prompts import split_quote
+from rag_app.prompts import CITATION, split_quote
 
-# Same shape as rag_app.prompts' citation pattern: [1] or [1, 3].
-_CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#$|~{}])")
 CURSOR = "▌"
 
@@ -49,7 +47,7 @@ def mark_citations(text: str, valid: Collection[int] | None = None) -> str:
     """
     out: list[str] = []
     last = 0
-    for match in _CITATION.finditer(text):
+    for match in CITATION.finditer(text):
         out.append(escape_markdown(text[last : match.start()]))
         numbers = [int(part) for part in match.group(1).split(",")]
         out.append(" ".join(citation_badge(n, valid is None or n in valid) for n in numbers))
