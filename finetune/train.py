@@ -327,8 +327,13 @@ def train(
     return card
 
 
-def _progress(enabled: bool, total: int, start: int) -> Any:
-    """A rich bar with loss, tokens/s and ETA; returns update(state, loss) / close(None, None)."""
+def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0) -> Any:
+    """A rich bar with loss, tokens/s and ETA; returns update(state, loss) / close(None, None).
+
+    A bar redrawn in place is lost when the output goes to a log file (a
+    long run in the background), so there a plain line is printed every
+    ``every_s`` seconds instead.
+    """
     if not enabled:
         return lambda *a: None
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
@@ -336,14 +341,27 @@ def _progress(enabled: bool, total: int, start: int) -> Any:
     bar = Progress(TextColumn("train"), BarColumn(), MofNCompleteColumn(), TextColumn("{task.fields[info]}"),
                    TimeRemainingColumn(), transient=False)
     task = bar.add_task("train", total=total, completed=start, info="")
-    bar.start()
+    plain = not bar.console.is_terminal
+    last_line = -math.inf
+    if not plain:
+        bar.start()
 
     def update(state: TrainState | None, loss: float | None) -> None:
+        nonlocal last_line
         if state is None:
-            bar.stop()
+            if not plain:
+                bar.stop()
             return
         tps = state.tokens / max(state.elapsed_s, 1e-9)
-        bar.update(task, completed=state.micro_step, info=f"loss {loss:.3f}  {tps:.0f} tok/s  step {state.opt_step}")
+        info = f"loss {loss:.3f}  {tps:.0f} tok/s  step {state.opt_step}"
+        if not plain:
+            bar.update(task, completed=state.micro_step, info=info)
+        elif time.monotonic() - last_line >= every_s or state.micro_step >= total:
+            last_line = time.monotonic()
+            done = state.micro_step - start
+            eta = (total - state.micro_step) * state.elapsed_s / max(state.micro_step, 1) if done else math.nan
+            bar.console.print(f"train {state.micro_step}/{total} examples  {info}  "
+                              f"elapsed {state.elapsed_s / 60:.0f} min  ETA {eta / 60:.0f} min", soft_wrap=True)
 
     return update
 

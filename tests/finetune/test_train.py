@@ -112,3 +112,17 @@ def test_resume_continues_from_the_saved_step(tiny_smollm, tmp_path, monkeypatch
     card = train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
     assert card["steps"] == {"examples_seen": 12, "optimizer_steps": 6}
     assert [s for s, _ in card["losses"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_progress_prints_plain_lines_when_output_is_a_log_file(capsys):
+    from finetune.train import TrainState, _progress
+
+    update = _progress(True, total=16, start=0, every_s=3600)
+    update(TrainState(micro_step=8, opt_step=1, elapsed_s=40.0, tokens=6000), 1.25)
+    update(TrainState(micro_step=12, opt_step=1, elapsed_s=60.0, tokens=9000), 1.0)  # within every_s: no line
+    update(TrainState(micro_step=16, opt_step=2, elapsed_s=80.0, tokens=12000), 0.5)  # the last one always prints
+    update(None, None)
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2
+    assert lines[0].startswith("train 8/16 examples  loss 1.250  150 tok/s  step 1") and "ETA 1 min" in lines[0]
+    assert lines[1].startswith("train 16/16 examples  loss 0.500")
