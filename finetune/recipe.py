@@ -105,12 +105,15 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     embedder = load_embedder(settings.embedding_model)
     train_groups: dict[str, list[RaftExample]] = {}
     val_all: list[RaftExample] = []
-    stats: dict[str, Any] = {"raft": {"p_gold": cfg.p_gold, "distractors": cfg.distractors, "quote": cfg.quote},
+    # Hard negatives from the retriever as served (its mode), so training sees the distractors serving will.
+    retrieve = settings.retrieve.model_copy(update={"mmr": False})
+    stats: dict[str, Any] = {"raft": {"p_gold": cfg.p_gold, "distractors": cfg.distractors, "quote": cfg.quote,
+                                      "distractors_from": retrieve.mode},
                              "split": request.split, "sets": {}}
     writers = _synthesis_models(settings) if request.synthesize else None
     for dataset_dir in request.datasets:
         with IndexStore.open(indexes[dataset_dir], embedding_model=embedder.model_name) as store:
-            retriever = Retriever(store, embedder, settings.retrieve.model_copy(update={"mode": "dense", "mmr": False}))
+            retriever = Retriever(store, embedder, retrieve)
             set_stats: dict[str, Any] = {}
             if writers is not None:
                 name = dataset_dir.resolve().name

@@ -285,6 +285,10 @@ def finetune(
     val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = 0.1,
     p_gold: Annotated[float, typer.Option(help="Probability the gold source is shown (else: abstain target).")] = 0.8,
     distractors: Annotated[int, typer.Option(help="Hard-negative sources per example.")] = 3,
+    mode: Annotated[Optional[str], typer.Option(
+        "--mode", help="Retriever that picks the hard negatives: dense, hybrid or bm25 (default: as configured). "
+                       "Train with the mode you serve with.")] = None,
+    hybrid: HybridOpt = False,
     quote: Annotated[bool, typer.Option(help="Targets quote the supporting sentence first.")] = False,
     triples: Annotated[Optional[Path], typer.Option(help="JSONL of {question, answer, context} instead of a QA set.")] = None,
     examples: Annotated[Optional[Path], typer.Option(help="Train on prebuilt examples (JSONL from --save-examples).")] = None,
@@ -314,7 +318,8 @@ def finetune(
     _setup_logging(verbose)
     from finetune.recipe import FinetuneRequest, run_finetune
 
-    settings = settings_from_flags(config, verbose, generate={"model": model})
+    settings = settings_from_flags(config, verbose, generate={"model": model},
+                                   retrieve={"mode": "hybrid" if hybrid else mode})
     request = FinetuneRequest(
         datasets=list(datasets or []), out=out, split=split, max_examples=max_examples, val_fraction=val_fraction,
         p_gold=p_gold, distractors=distractors, quote=quote, triples=triples, examples=examples,

@@ -34,6 +34,18 @@ def test_dry_run_prints_examples_and_token_stats(qa_set, tiny_smollm, monkeypatc
     assert stats["examples"] == 6 and stats["tokens_max"] < 400  # 8 train questions, 2 of 8 docs held out
     data = json.loads(out[out.rindex('{\n  "data"'):])["data"]
     assert data["sets"]["cities"]["train_questions"] == 6 and data["train_per_set"] == {"cities": 6}
+    assert data["raft"]["distractors_from"] == "dense"  # the served default
+
+
+def test_hard_negatives_come_from_the_mode_asked_for(qa_set, tiny_smollm, monkeypatch, capsys):
+    from rag_app.retriever import Retriever
+
+    modes = []
+    monkeypatch.setattr("rag_app.retriever.Retriever", lambda store, emb, cfg: modes.append(cfg.mode) or Retriever(store, emb, cfg))
+    for flags, mode in ((["--hybrid"], "hybrid"), (["--mode", "bm25"], "bm25")):
+        code, out, _ = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--model", str(tiny_smollm), *flags, "--dry-run")
+        assert code == 0 and json.loads(out[out.rindex('{\n  "data"'):])["data"]["raft"]["distractors_from"] == mode
+        assert modes.pop() == mode  # the examples were built with that retriever
 
 
 def test_short_run_writes_an_adapter_rag_ask_accepts(qa_set, tiny_smollm, monkeypatch, capsys, tmp_path):
