@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -210,6 +211,8 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
         tokenizer = load_model(settings.generate.model, settings.cache_dir, device="cpu").tokenizer
         return dump_examples(train_ex, tokenizer) + "\n" + json.dumps({"data": stats}, indent=2, default=str)
     card = train(cfg, train_ex, val_ex, resume=request.resume, data_stats=stats)
+    if int(os.environ.get("RANK", "0")) != 0:
+        return ""  # data-parallel: the first process evaluates, merges and reports
     if request.eval_examples and val_ex:
         card["eval"] = validate_adapter(settings, request.out, val_ex[: request.eval_examples])
         write_card(request.out, card)

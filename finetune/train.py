@@ -16,7 +16,9 @@ Read top to bottom. Choices and their costs (measured on a 2-core CPU and an H10
   head for those few positions instead of the whole ~650-token prompt.
 * **A plain loop with accelerate** rather than HF Trainer: the loop is ~60
   lines, saves a resumable checkpoint every few minutes and on Ctrl-C, and
-  ``accelerate launch`` / ``torchrun`` run it data-parallel unchanged.
+  ``accelerate launch`` / ``torchrun`` run it data-parallel unchanged: each
+  process takes every N-th example of one shared order (an optimizer step
+  sees ``grad_accum`` x N examples) and only the first writes files.
 """
 
 from __future__ import annotations
@@ -100,8 +102,9 @@ class TrainConfig:
 class TrainState:
     """What a checkpoint needs to continue exactly where it stopped."""
 
-    micro_step: int = 0
+    micro_step: int = 0  # examples seen by each process
     opt_step: int = 0
+    world_size: int = 1  # processes that trained together (a resume must use as many)
     elapsed_s: float = 0.0
     tokens: int = 0
     losses: list[tuple[int, float]] = field(default_factory=list)  # (opt_step, mean train loss)
@@ -160,6 +163,7 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
         loaded.model.gradient_checkpointing_enable()
         loaded.model.enable_input_require_grads()
     n_layers = loaded.model.config.num_hidden_layers
+    torch.manual_seed(cfg.seed)  # the LoRA init too: same seed, same adapter (and the same on every process)
     if cfg.init_adapter:
         model = PeftModel.from_pretrained(loaded.model, str(check_adapter(cfg.init_adapter, loaded.base_id)), is_trainable=True)
         layers = model.peft_config["default"].layers_to_transform
@@ -171,7 +175,6 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
         )
         model = get_peft_model(loaded.model, lora)
     model.peft_config["default"].base_model_name_or_path = loaded.base_id  # checked when the adapter is applied
-    torch.manual_seed(cfg.seed)
     trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
     facts = {
         "base_model": cfg.base_model, "base_model_id": loaded.base_id, "base_weights_fingerprint": fingerprint,
@@ -236,7 +239,9 @@ def train(
     val = [e for e in (encode(ex, tokenizer) for ex in val_examples[: cfg.val_examples]) if len(e[0]) <= cfg.max_length]
     order = list(range(len(encoded)))
     random.Random(cfg.seed).shuffle(order)
-    total_micro = math.ceil(cfg.epochs * len(encoded))
+    # Data-parallel: process `rank` of `world` takes every world-th example of the shared order.
+    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
+    total_micro = math.ceil(cfg.epochs * len(encoded) / world)
     total_opt = math.ceil(total_micro / cfg.grad_accum)
     if cfg.max_steps:
         total_opt = min(total_opt, cfg.max_steps) if cfg.epochs > 0 else cfg.max_steps
@@ -245,14 +250,22 @@ def train(
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     scheduler = get_cosine_schedule_with_warmup(optimizer, max(1, int(cfg.warmup_ratio * total_opt)), total_opt)
-    model, optimizer, scheduler = accelerator.prepare(model, optimizer, scheduler)
-    state = TrainState()
+    # The scheduler stays unwrapped: accelerate's would advance once per process at every step.
+    model, optimizer = accelerator.prepare(model, optimizer)
+    state = TrainState(world_size=world)
     ckpt = out / "checkpoint"
     if resume:
         if not (ckpt / "state.json").is_file():
             raise ConfigError(f"--resume: no checkpoint in {ckpt}; start without --resume")
         state = TrainState(**load_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler))
+        if state.world_size != world:
+            raise ConfigError(f"--resume: the checkpoint was trained by {state.world_size} process(es); "
+                              f"resume with {state.world_size}, not {world}")
         log.warning("Resuming at example %d / %d (optimizer step %d).", state.micro_step, total_micro, state.opt_step)
+
+    def checkpoint() -> None:
+        if main:
+            save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, asdict(state))
     # -- loop
     interrupted = False
 
@@ -264,10 +277,10 @@ def train(
     model.train()
     t_start, last_save = time.perf_counter() - state.elapsed_s, time.perf_counter()
     window: list[float] = []
-    bar = _progress(progress, total_micro, state.micro_step)
+    bar = _progress(progress and main, total_micro, state.micro_step)
     try:
         while state.micro_step < total_micro and not interrupted:
-            ids, n_target = encoded[order[state.micro_step % len(encoded)]]
+            ids, n_target = encoded[order[(state.micro_step * world + rank) % len(encoded)]]
             # Our own accumulation (not accelerator.accumulate): step boundaries stay
             # aligned with micro_step across a resume.
             sync = (state.micro_step + 1) % cfg.grad_accum == 0 or state.micro_step + 1 == total_micro
@@ -291,7 +304,7 @@ def train(
             state.elapsed_s = time.perf_counter() - t_start
             bar(state, state.losses[-1][1])
             if time.perf_counter() - last_save > cfg.save_every_s:
-                save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, asdict(state))
+                checkpoint()
                 last_save = time.perf_counter()
     except KeyboardInterrupt:
         interrupted = True
@@ -303,27 +316,30 @@ def train(
         # examples are all in the weights, and drop the partial accumulation.
         state.micro_step = state.opt_step * cfg.grad_accum
         state.tokens = int(state.tokens)
-    save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, asdict(state))
+    checkpoint()
     if interrupted:
         log.warning("Interrupted: checkpoint saved at example %d; continue with --resume.", state.micro_step)
         raise KeyboardInterrupt
     if val:
         state.val_losses.append((state.opt_step, validation_loss(model, val, accelerator.device)))
-    save_adapter(accelerator.unwrap_model(model), tokenizer, out)
+    tokens = int(accelerator.reduce(torch.tensor(state.tokens, device=accelerator.device), reduction="sum"))
+    accelerator.wait_for_everyone()
     card = {
         "recipe": "RAFT (Zhang et al. 2024): gold + hard distractors, gold dropped with prob 1-P -> abstain",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         **facts,
         "data": {**(data_stats or {}), "train_examples_used": len(encoded), "skipped_too_long": too_long,
                  "val_examples_used": len(val)},  # beside the built counts, not over them
-        "steps": {"examples_seen": state.micro_step, "optimizer_steps": state.opt_step},
+        "steps": {"examples_seen": state.micro_step * world, "optimizer_steps": state.opt_step, "processes": world},
         "time_s": round(state.elapsed_s, 1),
-        "tokens_per_s": round(state.tokens / max(state.elapsed_s, 1e-9), 1),
+        "tokens_per_s": round(tokens / max(state.elapsed_s, 1e-9), 1),
         "final_train_loss": state.losses[-1][1] if state.losses else None,
         "val_loss": state.val_losses[-1][1] if state.val_losses else None,
         "losses": state.losses, "val_losses": state.val_losses,
     }
-    write_card(out, card)
+    if main:
+        save_adapter(accelerator.unwrap_model(model), tokenizer, out)
+        write_card(out, card)
     return card
 
 

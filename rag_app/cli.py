@@ -329,7 +329,8 @@ def finetune(
     )
     indexes = {d: dataset_index(d, settings, plain_folder=synthesize is not None)
                for d in request.datasets} if not (examples or triples) else {}
-    typer.echo(run_finetune(request, settings, indexes))
+    if summary := run_finetune(request, settings, indexes):
+        typer.echo(summary)
 
 
 @contextlib.contextmanager

@@ -9,6 +9,7 @@ import torch
 
 from finetune.dataset import RaftExample, SourceText
 from finetune.train import TrainConfig, answer_loss, encode, train
+from rag_app.errors import ConfigError
 from rag_app.models import apply_adapter, load_model
 
 
@@ -109,8 +110,13 @@ def test_resume_continues_from_the_saved_step(tiny_smollm, tmp_path, monkeypatch
     saved = json.loads((out / "checkpoint" / "state.json").read_text())
     assert saved["micro_step"] == 4 and saved["opt_step"] == 2  # rolled back to the last step boundary
     monkeypatch.setattr(recipe, "answer_loss", real)
+    state_file = out / "checkpoint" / "state.json"
+    state_file.write_text(json.dumps({**saved, "world_size": 2}))  # as if two processes had trained it
+    with pytest.raises(ConfigError, match="trained by 2 process"):
+        train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
+    state_file.write_text(json.dumps(saved))
     card = train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
-    assert card["steps"] == {"examples_seen": 12, "optimizer_steps": 6}
+    assert card["steps"] == {"examples_seen": 12, "optimizer_steps": 6, "processes": 1}
     assert [s for s, _ in card["losses"]] == [1, 2, 3, 4, 5, 6]
 
 
