@@ -320,7 +320,7 @@ def train(
     if interrupted:
         log.warning("Interrupted: checkpoint saved at example %d; continue with --resume.", state.micro_step)
         raise KeyboardInterrupt
-    if val:
+    if val and (not state.val_losses or state.val_losses[-1][0] != state.opt_step):  # not twice for the last step
         state.val_losses.append((state.opt_step, validation_loss(model, val, accelerator.device)))
     tokens = int(accelerator.reduce(torch.tensor(state.tokens, device=accelerator.device), reduction="sum"))
     accelerator.wait_for_everyone()

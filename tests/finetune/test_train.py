@@ -47,6 +47,8 @@ def test_training_lowers_loss_and_writes_a_loadable_adapter(tiny_smollm, tmp_pat
         assert (out / name).is_file(), name
     assert card["losses"][-1][1] < card["losses"][0][1]
     assert card["val_losses"][-1][1] < card["val_losses"][0][1]
+    steps = [s for s, _ in card["val_losses"]]
+    assert steps == sorted(set(steps))  # one validation per step, the last one not repeated
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == card["base_model_id"]
     assert card["quantization"].startswith("none") and card["steps"]["examples_seen"] == 36
 
