@@ -37,7 +37,7 @@ def test_two_processes_train_the_adapter_one_process_trains_with_the_same_batch(
     assert any(float(v.abs().max()) > 0 for k, v in one.items() if "lora_B" in k)  # the steps did move the adapter
     for key in one:
         assert one[key].dtype == torch.float32
-        torch.testing.assert_close(ddp[key], one[key], atol=1e-6, rtol=1e-4)
+        torch.testing.assert_close(ddp[key], one[key], atol=1e-5, rtol=1e-3)  # all-reduce sums in another order
     card = json.loads((tmp_path / "ddp" / "training_card.json").read_text())
     assert card["steps"] == {"examples_seen": 4, "optimizer_steps": 2, "processes": 2}
     assert not (tmp_path / "ddp" / "checkpoint.tmp").exists()  # one writer, no half-written checkpoint
