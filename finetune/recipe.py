@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
 import random
 from collections import Counter
 from collections.abc import Callable, Mapping
@@ -176,15 +175,20 @@ def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:
     return out
 
 
-def validate_adapter(settings: Settings, adapter_dir: Path, examples: list[RaftExample]) -> dict[str, Any]:
-    """Base vs adapter on held-out validation examples (same sources and prompt); for the training card."""
+def validate_adapter(settings: Settings, adapter_dir: Path, examples: list[RaftExample], base: bool = True) -> dict[str, Any]:
+    """Base vs adapter on held-out validation examples (same sources and prompt); for the training card.
+
+    ``base=False`` scores the adapter alone (comparing two adapters on one run's examples).
+    """
     from finetune.validate import compare
     from rag_app.generation import HFGenerator
     from rag_app.models import apply_adapter, load_model
 
-    base = load_model(settings.generate.model, settings.cache_dir, device="cpu")
+    gens = {}
+    if base:
+        gens["base"] = HFGenerator(load_model(settings.generate.model, settings.cache_dir, device="cpu"), "base", None)
     tuned = apply_adapter(load_model(settings.generate.model, settings.cache_dir, device="cpu"), adapter_dir)
-    gens = {"base": HFGenerator(base, "base", None), "adapter": HFGenerator(tuned, "adapter", str(adapter_dir))}
+    gens["adapter"] = HFGenerator(tuned, "adapter", str(adapter_dir))
     return {"examples": "validation split (documents not trained on), sources as built, greedy",
             **compare(examples, gens)}
 
@@ -211,7 +215,9 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
         tokenizer = load_model(settings.generate.model, settings.cache_dir, device="cpu").tokenizer
         return dump_examples(train_ex, tokenizer) + "\n" + json.dumps({"data": stats}, indent=2, default=str)
     card = train(cfg, train_ex, val_ex, resume=request.resume, data_stats=stats)
-    if int(os.environ.get("RANK", "0")) != 0:
+    from accelerate import PartialState  # the process state train()'s Accelerator set up
+
+    if not PartialState().is_main_process:
         return ""  # data-parallel: the first process evaluates, merges and reports
     if request.eval_examples and val_ex:
         card["eval"] = validate_adapter(settings, request.out, val_ex[: request.eval_examples])

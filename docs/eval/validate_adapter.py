@@ -12,16 +12,12 @@ import sys
 from pathlib import Path
 
 from finetune.dataset import read_jsonl
-from finetune.validate import compare
+from finetune.recipe import validate_adapter
 from rag_app.config import load_settings
-from rag_app.generation import HFGenerator
-from rag_app.models import apply_adapter, load_model
 
 examples, adapter = Path(sys.argv[1]), Path(sys.argv[2])
 n = int(sys.argv[3]) if len(sys.argv) > 3 else 40
-settings = load_settings(None)
 val = [e for e in read_jsonl(examples) if e.id.startswith("val:")][:n]
-tuned = apply_adapter(load_model(settings.generate.model, settings.cache_dir, device="cpu"), adapter)
-scores = compare(val, {adapter.name: HFGenerator(tuned, adapter.name, str(adapter))})
+scores = validate_adapter(load_settings(None), adapter, val, base=False)
 print(json.dumps({k: {kk: vv for kk, vv in v.items() if not isinstance(vv, list)} if isinstance(v, dict) else v
                   for k, v in scores.items()}, indent=2))
