@@ -374,8 +374,7 @@ def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0) -> A
             bar.update(task, completed=state.micro_step, info=info)
         elif time.monotonic() - last_line >= every_s or state.micro_step >= total:
             last_line = time.monotonic()
-            done = state.micro_step - start
-            eta = (total - state.micro_step) * state.elapsed_s / max(state.micro_step, 1) if done else math.nan
+            eta = (total - state.micro_step) * state.elapsed_s / state.micro_step if state.micro_step > start else math.nan
             bar.console.print(f"train {state.micro_step}/{total} examples  {info}  "
                               f"elapsed {state.elapsed_s / 60:.0f} min  ETA {eta / 60:.0f} min", soft_wrap=True)
 

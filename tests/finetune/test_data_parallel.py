@@ -6,14 +6,17 @@ import subprocess
 import sys
 from pathlib import Path
 
+import ddp_train
 import pytest
 import torch
 from safetensors.torch import load_file
 
 from finetune.dataset import RaftConfig, examples_from_triples, write_jsonl
-from finetune.train import TrainConfig, train
+from finetune.train import train
 
 pytestmark = pytest.mark.slow  # starts two Python processes
+
+SCRIPT = Path(ddp_train.__file__)  # what each launched process runs; its config() is what both sides train with
 
 
 def test_two_processes_train_the_adapter_one_process_trains_with_the_same_batch(tiny_smollm, model_cache_dir, tmp_path):
@@ -25,12 +28,11 @@ def test_two_processes_train_the_adapter_one_process_trains_with_the_same_batch(
     env = {**os.environ, "OMP_NUM_THREADS": "1", "PYTHONPATH": os.pathsep.join([str(Path.cwd()), *sys.path])}
     launch = subprocess.run(
         [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-         str(Path(__file__).with_name("ddp_train.py")), str(tmp_path / "ex.jsonl"), str(tiny_smollm), str(tmp_path / "ddp"),
+         str(SCRIPT), str(tmp_path / "ex.jsonl"), str(tiny_smollm), str(tmp_path / "ddp"),
          str(model_cache_dir)], env=env, capture_output=True, text=True, timeout=300)
     assert launch.returncode == 0, launch.stderr[-2000:]
     # One process, two examples per step in the same order: the same two optimizer steps.
-    train(TrainConfig(base_model=str(tiny_smollm), out_dir=tmp_path / "one", cache_dir=model_cache_dir, quant="none",
-                      layers="all", lora_dropout=0.0, grad_accum=2, max_steps=2, lr=1e-2), examples, progress=False)
+    train(ddp_train.config(str(tiny_smollm), tmp_path / "one", model_cache_dir, grad_accum=2), examples, progress=False)
     # The checkpoint holds the fp32 weights (the shipped adapter is bf16, too coarse to compare).
     ddp, one = (load_file(str(tmp_path / d / "checkpoint" / "adapter.safetensors")) for d in ("ddp", "one"))
     assert ddp.keys() == one.keys()
