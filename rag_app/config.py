@@ -124,6 +124,9 @@ class GenerateConfig(_Section):
     seed: int = 0
     backend: Literal["auto", "hf", "llamacpp"] = "auto"
     threads: int | None = None  # llama.cpp CPU threads; None = half the cores (see rag_app.llamacpp.default_threads)
+    # Abstain only when the model's probability of starting the abstain sentence reaches this
+    # (rag_app.abstain); None = plain decoding.
+    abstain_threshold: float | None = None
 
     @model_validator(mode="after")
     def _check(self) -> GenerateConfig:
@@ -133,6 +136,8 @@ class GenerateConfig(_Section):
             raise ValueError(f"generate.temperature must be >= 0, got {self.temperature}")
         if self.context_window is not None and self.context_window < 256:
             raise ValueError("generate.context_window must be >= 256 tokens")
+        if self.abstain_threshold is not None and not 0.0 <= self.abstain_threshold <= 1.0:
+            raise ValueError(f"generate.abstain_threshold must be between 0 and 1, got {self.abstain_threshold}")
         if self.threads is not None and self.threads < 1:
             raise ValueError(f"generate.threads must be >= 1, got {self.threads}")
         if self.backend == "llamacpp" and self.model != "bundled":

@@ -12,8 +12,9 @@ import threading
 from collections.abc import Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+from rag_app.abstain import abstain_token_id, decide_first_token
 from rag_app.config import GenerateConfig
 from rag_app.models import BUNDLED, LoadedModel, apply_adapter, load_model, stop_token_ids
 
@@ -24,7 +25,11 @@ Messages = Sequence[dict[str, str]]
 
 @runtime_checkable
 class Generator(Protocol):
-    """Chat messages in, text out; ``stream`` yields pieces as they are decoded."""
+    """Chat messages in, text out; ``stream`` yields pieces as they are decoded.
+
+    ``abstain_threshold`` (None: plain decoding) decides the first token as
+    :func:`rag_app.abstain.decide_first_token` does.
+    """
 
     name: str
     adapter: str | None
@@ -33,11 +38,13 @@ class Generator(Protocol):
     def count_tokens(self, messages: Messages) -> int: ...
 
     def stream(
-        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> Iterator[str]: ...
 
     def generate(
-        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> str: ...
 
 
@@ -80,7 +87,9 @@ class HFGenerator:
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
-    def _generate_kwargs(self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float) -> dict:
+    def _generate_kwargs(
+        self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None
+    ) -> dict:
         import torch
 
         ids = torch.tensor([self._encode(messages)], device=self.loaded.device)
@@ -98,16 +107,19 @@ class HFGenerator:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if self.static_cache:
             kwargs["cache_implementation"] = "static"
+        if abstain_threshold is not None:
+            kwargs["logits_processor"] = _first_token_processor(ids.shape[1], abstain_token_id(self.tokenizer), abstain_threshold)
         return kwargs
 
     def stream(
-        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> Iterator[str]:
         import torch
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p)
+        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold)
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -128,14 +140,30 @@ class HFGenerator:
             raise errors[0]
 
     def generate(
-        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> str:
         import torch
 
-        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p)
+        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold)
         with torch.inference_mode():
             out = self.model.generate(**kwargs)
         return self.tokenizer.decode(out[0, kwargs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+
+
+def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> Any:
+    """A transformers logits processor applying :func:`decide_first_token` to the first new token."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    class FirstToken(LogitsProcessor):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
+            if input_ids.shape[1] == prompt_len:
+                row = decide_first_token(scores[0].float().cpu().numpy().copy(), token_id, threshold)
+                scores[0] = torch.from_numpy(row).to(scores.dtype)
+            return scores
+
+    return LogitsProcessorList([FirstToken()])
 
 
 def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None) -> str:

@@ -42,6 +42,7 @@ from typing import Any
 
 import numpy as np
 
+from rag_app.abstain import abstain_token_id, decide_first_token
 from rag_app.errors import AdapterMismatchError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -135,13 +136,18 @@ class LlamaCppGenerator:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
     def stream(
-        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> Iterator[str]:
         """Yield text pieces as llama.cpp decodes them; greedy when ``temperature`` is 0.
+
+        ``abstain_threshold``: see :func:`rag_app.abstain.decide_first_token`.
 
         Raises:
             ConfigError: the prompt alone fills the context window.
         """
+        from llama_cpp import LogitsProcessorList
+
         ids = self.encode(messages)
         room = self.context_window - len(ids)
         if room < 1:
@@ -151,41 +157,52 @@ class LlamaCppGenerator:
             )
         sampling = {"temperature": temperature, "top_p": top_p if temperature > 0 else 1.0, "top_k": 0,
                     "min_p": 0.0, "repeat_penalty": 1.0}
+        processors = self._stop_processors()
+        if abstain_threshold is not None:
+            processors.append(_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold))
         with self._lock:
             chunks = self.llm.create_completion(
                 ids, max_tokens=min(max_new_tokens, room), stream=True, stop=["<|im_end|>"],
-                logits_processor=self._stop_processor(), **sampling,
+                logits_processor=LogitsProcessorList(processors) if processors else None, **sampling,
             )
             for chunk in chunks:
                 piece = chunk["choices"][0]["text"]
                 if piece:
                     yield piece
 
-    def _stop_processor(self) -> Any:
+    def _stop_processors(self) -> list[Any]:
         """Stop on every end-of-turn id, not only the GGUF's eos, by forcing eos once one wins.
 
         llama.cpp ends on its own end-of-generation tokens (``<|im_end|>`` here);
         this adds any other id :func:`stop_token_ids` names. Only used when there
         is such an id, so the common case pays nothing per token.
         """
-        from llama_cpp import LogitsProcessorList
-
         eos = self.llm.token_eos()
         extra = sorted(i for i in self.stop_ids if i != eos and 0 <= i < self.llm.n_vocab())
         if not extra:
-            return None
+            return []
 
         def force_eos(_ids: Any, logits: np.ndarray) -> np.ndarray:
             if int(np.argmax(logits)) in extra:
                 logits[eos] = np.inf
             return logits
 
-        return LogitsProcessorList([force_eos])
+        return [force_eos]
 
     def generate(
-        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> str:
-        return "".join(self.stream(messages, max_new_tokens, temperature, top_p)).strip()
+        return "".join(self.stream(messages, max_new_tokens, temperature, top_p, abstain_threshold)).strip()
+
+
+def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> Any:
+    """A llama.cpp logits processor applying :func:`decide_first_token` to the first new token."""
+
+    def first_token(ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
+        return decide_first_token(logits, token_id, threshold) if len(ids) == prompt_len else logits
+
+    return first_token
 
 
 def load_llamacpp_generator(

@@ -190,7 +190,8 @@ class RagPipeline:
         pieces: list[str] = []
         t_gen = time.perf_counter()
         t_first = t_gen
-        for piece in self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p):
+        for piece in self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                           abstain_threshold=cfg.abstain_threshold):
             if timings.ttft_ms is None:
                 t_first = time.perf_counter()
                 timings.ttft_ms = (t_first - start) * 1000

@@ -68,20 +68,24 @@ class FakeGenerator:
         self.reply = reply
         self.adapter = adapter
         self.calls: list[list[dict[str, str]]] = []
+        self.abstain_thresholds: list[float | None] = []
 
     def count_tokens(self, messages: list[dict[str, str]]) -> int:
         return sum(len(m["content"].split()) for m in messages)
 
     def stream(
-        self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> Iterator[str]:
         self.calls.append(list(messages))
+        self.abstain_thresholds.append(abstain_threshold)
         words = self.reply.split(" ")[:max_new_tokens]
         for i, word in enumerate(words):
             yield word if i == 0 else " " + word
 
     def generate(
-        self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95
+        self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
+        abstain_threshold: float | None = None,
     ) -> str:
         return "".join(self.stream(messages, max_new_tokens, temperature, top_p))
 

@@ -18,7 +18,8 @@ def rag(tmp_path, fake_embedder):
     def make(reply="Tokyo is the capital [1].", **settings):
         store = build_index(tmp_path / "idx", fake_embedder, DOCS)
         gen = FakeGenerator(reply)
-        s = load_settings(index=tmp_path / "idx", retrieve={"top_k": 2, "min_score": 0.2, **settings.get("retrieve", {})})
+        s = load_settings(index=tmp_path / "idx", retrieve={"top_k": 2, "min_score": 0.2, **settings.get("retrieve", {})},
+                          generate=settings.get("generate", {}))
         return RagPipeline(s, store=store, embedder=fake_embedder, generator=gen), gen
 
     return make
@@ -34,6 +35,12 @@ def test_answer_carries_sources_citations_and_timings(rag):
     # The model saw exactly the sources the user is shown, numbered the same way.
     user = gen.calls[0][-1]["content"]
     assert "[1] (japan.txt)\nTokyo is the capital of Japan." in user
+
+
+def test_abstain_threshold_setting_reaches_the_generator(rag):
+    pipe, gen = rag(generate={"abstain_threshold": 0.7})
+    pipe.answer("What is the capital of Japan?")
+    assert gen.abstain_thresholds == [0.7]
 
 
 def test_stream_yields_pieces_then_the_answer(rag):

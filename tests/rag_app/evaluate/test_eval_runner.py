@@ -51,7 +51,7 @@ class ScriptedGenerator(FakeGenerator):
         super().__init__()
         self.interrupt_at = interrupt_at
 
-    def stream(self, messages, max_new_tokens, temperature=0.0, top_p=0.95):
+    def stream(self, messages, max_new_tokens, temperature=0.0, top_p=0.95, abstain_threshold=None):
         if self.interrupt_at is not None and len(self.calls) + 1 >= self.interrupt_at:
             raise KeyboardInterrupt
         question = messages[-1]["content"].rsplit("Question:", 1)[1].strip()

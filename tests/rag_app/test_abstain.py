@@ -1,0 +1,55 @@
+"""The abstain threshold: the first token's decision flips exactly at the abstain sentence's probability."""
+
+import numpy as np
+import pytest
+import torch
+
+from rag_app.abstain import abstain_probability, abstain_token_id, decide_first_token
+from rag_app.config import GenerateConfig
+from rag_app.generation import load_generator
+from rag_app.prompts import ABSTAIN, build_messages
+from rag_app.store import Chunk
+
+MESSAGES = build_messages("What year did Tesla die?", [Chunk(1, "Tesla died on 7 January 1943 in New York.", "t.txt", "t")])
+
+
+def test_decision_forces_or_forbids_the_abstain_token():
+    logits = np.log(np.array([0.5, 0.3, 0.2], dtype=np.float32))
+    assert abstain_probability(logits, 1) == pytest.approx(0.3, abs=1e-6)
+    forced = decide_first_token(logits.copy(), 1, threshold=0.25)
+    assert int(np.argmax(forced)) == 1 and np.isneginf(forced[[0, 2]]).all()
+    forbidden = decide_first_token(logits.copy(), 0, threshold=0.6)  # 0.5 < 0.6: greedy would abstain, now answers
+    assert np.isneginf(forbidden[0]) and int(np.argmax(forbidden)) == 1
+
+
+def test_config_refuses_a_threshold_outside_0_1():
+    with pytest.raises(ValueError, match="abstain_threshold must be between 0 and 1"):
+        GenerateConfig(abstain_threshold=1.5)
+
+
+def test_hf_generator_flips_at_the_models_own_probability(tiny_smollm, tmp_path):
+    gen = load_generator(GenerateConfig(model=str(tiny_smollm), adapter="none", dtype="float32"), tmp_path)
+    abstain_id = abstain_token_id(gen.tokenizer)
+    assert gen.tokenizer.decode([abstain_id]) == ABSTAIN.split()[0]
+    ids = torch.tensor([gen._encode(MESSAGES)])
+    with torch.no_grad():
+        p = abstain_probability(gen.model(ids).logits[0, -1].numpy(), abstain_id)
+
+    def first_id(threshold):
+        text = gen.generate(MESSAGES, max_new_tokens=1, abstain_threshold=threshold)
+        return gen.tokenizer(text, add_special_tokens=False)["input_ids"][:1]
+
+    assert first_id(p * 0.99) == [abstain_id]  # just under its probability: abstains
+    assert first_id(min(1.0, p * 1.01 + 1e-9)) != [abstain_id]  # just over: must answer
+    assert first_id(None) == gen.tokenizer(gen.generate(MESSAGES, max_new_tokens=1), add_special_tokens=False)["input_ids"][:1]
+
+
+@pytest.mark.slow
+def test_llamacpp_applies_the_threshold_to_the_first_token_only(model_cache_dir):
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is the optional extra: pip install '.[llamacpp]'")
+    served = load_generator(GenerateConfig(adapter="none", context_window=1024, threads=1), model_cache_dir)
+    assert type(served).__name__ == "LlamaCppGenerator"
+    forced = served.generate(MESSAGES, max_new_tokens=12, abstain_threshold=0.0)
+    assert forced.startswith(ABSTAIN.split()[0] + " ") or forced.startswith(ABSTAIN.split()[0] + "'")
+    assert "1943" in served.generate(MESSAGES, max_new_tokens=24, abstain_threshold=1.0)
+    assert served.generate(MESSAGES, max_new_tokens=24, abstain_threshold=1.0) == served.generate(MESSAGES, max_new_tokens=24)
