@@ -93,6 +93,9 @@ def open_store(settings: Settings, embedder: Any) -> IndexStore | None:
 # --- sidebar ------------------------------------------------------------------------------------
 
 
+ABSTAIN_LEVELS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # generate.abstain_threshold choices offered
+
+
 def _new_chat() -> None:
     st.session_state["turns"] = []
     st.session_state.pop("last_answer", None)
@@ -117,6 +120,14 @@ def sidebar_settings(base: Settings) -> Settings:
         if g.adapter_path:
             on = st.toggle("Fine-tuned adapter", True, key="adapter", help=f"LoRA adapter at {g.adapter_path}")
             adapter = {} if on else {"adapter": "none"}
+            if on:  # the threshold is the adapter's: the base model never learned to abstain
+                levels = sorted({None, *ABSTAIN_LEVELS, g.abstain_threshold}, key=lambda v: -1.0 if v is None else v)
+                adapter["abstain_threshold"] = st.select_slider(
+                    "Abstain threshold", levels, g.abstain_threshold, key="abstain",
+                    format_func=lambda v: "model decides" if v is None else f"{v:.2f}",
+                    help="Say \"I don't know\" only when the model gives that reply at least this probability: "
+                         "higher answers more often, and is wrong more often when the sources lack the answer.",
+                )  # fmt: skip
         else:
             st.caption("No adapter configured: the base model answers.")
     return with_overrides(

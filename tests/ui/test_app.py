@@ -192,6 +192,20 @@ def test_adapter_toggle_reloads_only_for_weights(built_index, make_app, config_f
     assert loads() == [str(adapter), None]  # both stay cached
 
 
+def test_abstain_threshold_slider_reaches_the_generator(built_index, make_app, config_file: Path, tmp_path: Path,
+                                                        fake_generator):
+    config_file.write_text(config_file.read_text() + f'\n[generate]\nadapter = "{tmp_path / "a"}"\n', encoding="utf-8")
+    at = make_app(built_index)
+    at.run()
+    assert at.select_slider(key="abstain").value is None  # default: the model's own greedy choice
+    at.select_slider(key="abstain").set_value(0.6).run()
+    _ask(at, "What is the capital of France?")
+    assert fake_generator.abstain_thresholds[-1] == 0.6
+    at.toggle(key="adapter").set_value(False).run()
+    _ask(at, "What is the capital of France?")
+    assert fake_generator.abstain_thresholds[-1] is None  # slider gone with the adapter: the configured default
+
+
 def test_export_is_enabled_once_there_is_a_chat(built_index, make_app):
     at = make_app(built_index)
     at.run()
