@@ -93,7 +93,7 @@ def open_store(settings: Settings, embedder: Any) -> IndexStore | None:
 # --- sidebar ------------------------------------------------------------------------------------
 
 
-ABSTAIN_LEVELS = (0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8)  # generate.abstain_threshold choices offered
+ABSTAIN_LEVELS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)  # generate.abstain_threshold choices (docs/EVAL.md)
 
 
 def _new_chat() -> None:
@@ -125,8 +125,8 @@ def sidebar_settings(base: Settings) -> Settings:
                 adapter["abstain_threshold"] = st.select_slider(
                     "Abstain threshold", levels, g.abstain_threshold, key="abstain",
                     format_func=lambda v: "model decides" if v is None else f"{v:.2f}",
-                    help="Say \"I don't know\" only when the model gives that reply at least this probability: "
-                         "higher answers more often, and is wrong more often when the sources lack the answer.",
+                    help="Say \"I don't know\" when the model gives that reply at least this probability: "
+                         "lower abstains more often (also on questions the sources do answer), higher answers more.",
                 )  # fmt: skip
         else:
             st.caption("No adapter configured: the base model answers.")

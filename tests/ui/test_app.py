@@ -198,9 +198,9 @@ def test_abstain_threshold_slider_reaches_the_generator(built_index, make_app, c
     at = make_app(built_index)
     at.run()
     assert at.select_slider(key="abstain").value is None  # default: the model's own greedy choice
-    at.select_slider(key="abstain").set_value(0.6).run()
+    at.select_slider(key="abstain").set_value(0.1).run()
     _ask(at, "What is the capital of France?")
-    assert fake_generator.abstain_thresholds[-1] == 0.6
+    assert fake_generator.abstain_thresholds[-1] == 0.1
     at.toggle(key="adapter").set_value(False).run()
     _ask(at, "What is the capital of France?")
     assert fake_generator.abstain_thresholds[-1] is None  # slider gone with the adapter: the configured default
