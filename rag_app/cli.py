@@ -11,6 +11,7 @@ from __future__ import annotations
 import contextlib
 import json
 import logging
+import os
 import sys
 from pathlib import Path
 from typing import Annotated, Any, Optional
@@ -33,6 +34,9 @@ VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is l
 
 def _setup_logging(verbose: bool) -> None:
     from rich.logging import RichHandler
+
+    if not verbose:  # no "Loading weights" bars from transformers before every answer (read at its import)
+        os.environ.setdefault("HF_HUB_DISABLE_PROGRESS_BARS", "1")
 
     logging.basicConfig(
         level=logging.INFO if verbose else logging.WARNING,

@@ -1,6 +1,9 @@
 """`rag ask` and `rag chat` as a user runs them: fakes for the models, a real index and pipeline."""
 
 import json
+import os
+import subprocess
+import sys
 
 import pytest
 from conftest import FakeGenerator
@@ -52,3 +55,14 @@ def test_chat_keeps_history_and_handles_commands(env, monkeypatch, capsys):
     assert "japan.txt" in out  # /sources table
     second = env.calls[1]
     assert second[1] == {"role": "user", "content": "What is the capital of Japan?"}  # history passed on
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("verbose", [False, True])
+def test_terminal_shows_no_weight_loading_bars_unless_verbose(verbose):
+    """A real model load prints transformers' "Loading weights" bar; rag's commands hide it unless -v."""
+    code = ("from rag_app.cli import _setup_logging; _setup_logging(%s); "
+            "from rag_app.embeddings import SentenceTransformerEmbedder; SentenceTransformerEmbedder()" % verbose)
+    env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
+    err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300).stderr
+    assert ("Loading weights" in err) is verbose
