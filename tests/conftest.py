@@ -87,7 +87,7 @@ class FakeGenerator:
         self, messages: list[dict[str, str]], max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
         abstain_threshold: float | None = None,
     ) -> str:
-        return "".join(self.stream(messages, max_new_tokens, temperature, top_p))
+        return "".join(self.stream(messages, max_new_tokens, temperature, top_p, abstain_threshold))
 
 
 @pytest.fixture

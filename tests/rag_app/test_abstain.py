@@ -33,15 +33,17 @@ def test_hf_generator_flips_at_the_models_own_probability(tiny_smollm, tmp_path)
     assert gen.tokenizer.decode([abstain_id]) == ABSTAIN.split()[0]
     ids = torch.tensor([gen._encode(MESSAGES)])
     with torch.no_grad():
-        p = abstain_probability(gen.model(ids).logits[0, -1].numpy(), abstain_id)
+        logits = gen.model(ids).logits[0, -1].numpy()
+    p = abstain_probability(logits, abstain_id)
 
-    def first_id(threshold):
-        text = gen.generate(MESSAGES, max_new_tokens=1, abstain_threshold=threshold)
-        return gen.tokenizer(text, add_special_tokens=False)["input_ids"][:1]
+    def first_id(threshold):  # the token generate() decodes, as an id (whitespace would strip away as text)
+        kwargs = gen._generate_kwargs(MESSAGES, 1, 0.0, 0.95, threshold)
+        with torch.no_grad():
+            return gen.model.generate(**kwargs)[0, ids.shape[1] :].tolist()
 
     assert first_id(p * 0.99) == [abstain_id]  # just under its probability: abstains
     assert first_id(min(1.0, p * 1.01 + 1e-9)) != [abstain_id]  # just over: must answer
-    assert first_id(None) == gen.tokenizer(gen.generate(MESSAGES, max_new_tokens=1), add_special_tokens=False)["input_ids"][:1]
+    assert first_id(None) == [int(logits.argmax())]  # no threshold: plain greedy
 
 
 @pytest.mark.slow
