@@ -125,7 +125,7 @@ class GenerateConfig(_Section):
     backend: Literal["auto", "hf", "llamacpp"] = "auto"
     threads: int | None = None  # llama.cpp CPU threads; None = half the cores (see rag_app.llamacpp.default_threads)
     # Abstain only when the model's probability of starting the abstain sentence reaches this
-    # (rag_app.abstain); None = plain decoding.
+    # (rag_app.abstain); None = plain decoding. Applies only with an adapter (the base never learned it).
     abstain_threshold: float | None = None
 
     @model_validator(mode="after")

@@ -187,11 +187,13 @@ class RagPipeline:
             yield self._finish(question, ABSTAIN, sources, timings, skipped=True)
             return
         cfg = self.settings.generate
+        # The threshold is the adapter's: the base model never learned the abstain sentence.
+        threshold = cfg.abstain_threshold if cfg.adapter_path else None
         pieces: list[str] = []
         t_gen = time.perf_counter()
         t_first = t_gen
         for piece in self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                           abstain_threshold=cfg.abstain_threshold):
+                                           abstain_threshold=threshold):
             if timings.ttft_ms is None:
                 t_first = time.perf_counter()
                 timings.ttft_ms = (t_first - start) * 1000

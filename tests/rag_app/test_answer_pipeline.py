@@ -43,6 +43,12 @@ def test_abstain_threshold_setting_reaches_the_generator(rag):
     assert gen.abstain_thresholds == [0.7]
 
 
+def test_abstain_threshold_is_ignored_without_an_adapter(rag):
+    pipe, gen = rag(generate={"abstain_threshold": 0.7, "adapter": "none"})
+    pipe.answer("What is the capital of Japan?")
+    assert gen.abstain_thresholds == [None]  # the base model never learned the abstain sentence
+
+
 def test_stream_yields_pieces_then_the_answer(rag):
     pipe, _ = rag("Tokyo [1].")
     items = list(pipe.stream("capital of Japan?"))

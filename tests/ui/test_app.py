@@ -194,16 +194,17 @@ def test_adapter_toggle_reloads_only_for_weights(built_index, make_app, config_f
 
 def test_abstain_threshold_slider_reaches_the_generator(built_index, make_app, config_file: Path, tmp_path: Path,
                                                         fake_generator):
-    config_file.write_text(config_file.read_text() + f'\n[generate]\nadapter = "{tmp_path / "a"}"\n', encoding="utf-8")
+    config_file.write_text(config_file.read_text() + f'\n[generate]\nadapter = "{tmp_path / "a"}"\nabstain_threshold = 0.3\n',
+                           encoding="utf-8")
     at = make_app(built_index)
     at.run()
-    assert at.select_slider(key="abstain").value is None  # default: the model's own greedy choice
+    assert at.select_slider(key="abstain").value == 0.3  # the configured level
     at.select_slider(key="abstain").set_value(0.1).run()
     _ask(at, "What is the capital of France?")
     assert fake_generator.abstain_thresholds[-1] == 0.1
     at.toggle(key="adapter").set_value(False).run()
     _ask(at, "What is the capital of France?")
-    assert fake_generator.abstain_thresholds[-1] is None  # slider gone with the adapter: the configured default
+    assert fake_generator.abstain_thresholds[-1] is None  # no adapter, no threshold: not even the configured one
 
 
 def test_export_is_enabled_once_there_is_a_chat(built_index, make_app):
