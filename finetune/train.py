@@ -277,7 +277,8 @@ def train(
     model.train()
     t_start, last_save = time.perf_counter() - state.elapsed_s, time.perf_counter()
     window: list[float] = []
-    bar = _progress(progress and main, total_micro, state.micro_step)
+    bar = _progress(progress and main, total_micro, state.micro_step, world=world, start_tokens=state.tokens,
+                    start_elapsed_s=state.elapsed_s)
     try:
         while state.micro_step < total_micro and not interrupted:
             ids, n_target = encoded[order[(state.micro_step * world + rank) % len(encoded)]]
@@ -343,12 +344,15 @@ def train(
     return card
 
 
-def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0) -> Any:
+def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0, world: int = 1, start_tokens: int = 0,
+              start_elapsed_s: float = 0.0) -> Any:
     """A rich bar with loss, tokens/s and ETA; returns update(state, loss) / close(None, None).
 
     A bar redrawn in place is lost when the output goes to a log file (a
     long run in the background), so there a plain line is printed every
-    ``every_s`` seconds instead.
+    ``every_s`` seconds instead. Rate and ETA count this run only (a resumed
+    run's earlier sessions may have shared the machine) and every process
+    (each one counts only its own tokens).
     """
     if not enabled:
         return lambda *a: None
@@ -368,13 +372,14 @@ def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0) -> A
             if not plain:
                 bar.stop()
             return
-        tps = state.tokens / max(state.elapsed_s, 1e-9)
+        run_s = max(state.elapsed_s - start_elapsed_s, 1e-9)
+        tps = (state.tokens - start_tokens) * world / run_s
         info = f"loss {loss:.3f}  {tps:.0f} tok/s  step {state.opt_step}"
         if not plain:
             bar.update(task, completed=state.micro_step, info=info)
         elif time.monotonic() - last_line >= every_s or state.micro_step >= total:
             last_line = time.monotonic()
-            eta = (total - state.micro_step) * state.elapsed_s / state.micro_step if state.micro_step > start else math.nan
+            eta = (total - state.micro_step) * run_s / (state.micro_step - start) if state.micro_step > start else math.nan
             bar.console.print(f"train {state.micro_step}/{total} examples  {info}  "
                               f"elapsed {state.elapsed_s / 60:.0f} min  ETA {eta / 60:.0f} min", soft_wrap=True)
 

@@ -134,3 +134,15 @@ def test_progress_prints_plain_lines_when_output_is_a_log_file(capsys):
     assert len(lines) == 2
     assert lines[0].startswith("train 8/16 examples  loss 1.250  150 tok/s  step 1") and "ETA 1 min" in lines[0]
     assert lines[1].startswith("train 16/16 examples  loss 0.500")
+
+
+def test_progress_after_a_resume_counts_this_run_and_every_process(capsys):
+    from finetune.train import TrainState, _progress
+
+    # Resumed at example 8 after 400 s (a slow earlier session); two processes, each counting its own tokens.
+    update = _progress(True, total=16, start=8, every_s=3600, world=2, start_tokens=6000, start_elapsed_s=400.0)
+    update(TrainState(micro_step=12, opt_step=3, elapsed_s=460.0, tokens=9000, world_size=2), 0.75)
+    update(None, None)
+    line = capsys.readouterr().out.splitlines()[0]
+    assert "100 tok/s" in line  # 2 x 3000 tokens in 60 s, not 9000 / 460
+    assert "ETA 1 min" in line  # 4 examples left at this run's 15 s each, not the 38 s average since the start
