@@ -65,7 +65,7 @@ def settings_from_flags(config: Path | None, verbose: bool = False, **overrides:
 
 @app.command()
 def ingest(
-    folder: Annotated[Path, typer.Argument(help="Folder of documents (.txt .md .html .pdf .docx).")],
+    folder: Annotated[Path, typer.Argument(help="Folder of documents (.txt .md .html .pdf .docx .pptx .csv .tsv).")],
     index: IndexOpt = None,
     chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size (characters or tokens, see --chunk-unit).")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap between neighbouring chunks.")] = None,

@@ -152,17 +152,17 @@ def test_deleted_file_loses_its_chunks(docs: Path, settings, embedder) -> None:
 def test_bad_files_are_reported_and_the_rest_ingested(docs: Path, settings, embedder, make_pdf) -> None:
     (docs / "broken.pdf").write_bytes(b"%PDF-1.4\n1 0 obj << /Type /Catalog /Pages 2 0 R")
     (docs / "photo.txt").write_bytes(b"\x89PNG\r\n\x1a\n\x00\x00\x00\rIHDR\x00\x00")
-    (docs / "data.csv").write_text("a,b\n1,2\n", encoding="utf-8")
+    (docs / "data.xlsx").write_text("a,b\n1,2\n", encoding="utf-8")
     (docs / "empty.txt").write_text("   \n", encoding="utf-8")
     make_pdf(docs / "paper.pdf", ["Page one is about glaciers.", "Page two is about fjords."])
     report = ingest_folder(docs, settings, embedder=embedder)
     failed = dict(report.failed)
     assert set(failed) == {"broken.pdf", "photo.txt"}
     assert "corrupt or unreadable PDF" in failed["broken.pdf"] and "binary content" in failed["photo.txt"]
-    assert dict(report.skipped) == {"data.csv": "unsupported type .csv", "empty.txt": "no text"}
+    assert dict(report.skipped) == {"data.xlsx": "unsupported type .xlsx", "empty.txt": "no text"}
     assert sorted(report.added) == sorted([*DOCS, "paper.pdf"])
     text = report.summary().plain
-    assert "failed: broken.pdf: corrupt or unreadable PDF" in text and "skipped: data.csv: unsupported type" in text
+    assert "failed: broken.pdf: corrupt or unreadable PDF" in text and "skipped: data.xlsx: unsupported type" in text
     with IndexStore.open(settings.index) as store:
         pages = [(c.page, c.text) for c in store.iter_chunks("paper.pdf")]
     assert pages == [(1, "Page one is about glaciers."), (2, "Page two is about fjords.")]
@@ -203,7 +203,7 @@ def test_folders_with_nothing_to_ingest_are_one_line_errors(tmp_path: Path, sett
     elif kind != "missing":
         folder.mkdir()
         if kind == "unsupported_only":
-            (folder / "a.csv").write_text("a,b", encoding="utf-8")
+            (folder / "a.xlsx").write_text("a,b", encoding="utf-8")
     expected = {"missing": "does not exist", "file": "is a file, not a folder", "empty": "nothing to ingest",
                 "unsupported_only": r"nothing to ingest .* \(1 files of other types\)"}[kind]  # fmt: skip
     with pytest.raises(IngestError, match=expected) as err:
@@ -328,3 +328,17 @@ def test_real_minilm_on_the_sample_finds_the_sentence(tmp_path: Path) -> None:
         hits = sum(store.get_chunks(row)[0].doc_id in q["gold_doc_ids"] for row, q in zip(ids, questions))
     assert hits / len(questions) > 0.8  # 131/150 when written
     assert not ingest_folder(REPO_ROOT / "data" / "sample" / "docs", settings, embedder=embedder).committed
+
+
+def test_a_csv_row_is_a_chunk_that_retrieval_finds(docs: Path, settings, fake_embedder) -> None:
+    from rag_app.config import RetrieveConfig
+    from rag_app.retriever import Retriever
+
+    rows = ["Planet,Moons,Diameter (km)", "Mercury,0,4879", "Venus,0,12104", "Mars,2,6792", "Saturn,146,120536"]
+    (docs / "planets.csv").write_text("\n".join(rows), encoding="utf-8")
+    ingest_folder(docs, settings, embedder=fake_embedder)
+    with IndexStore.open(settings.index) as store:
+        chunks = [(c.heading, c.text) for c in store.iter_chunks("planets.csv")]
+        assert chunks[2] == ("row 4", "Planet: Mars | Moons: 2 | Diameter (km): 6792") and len(chunks) == 4
+        [hit] = Retriever(store, fake_embedder, RetrieveConfig(top_k=1, mode="dense")).retrieve("Mars Moons")
+    assert hit.chunk.location == "planets.csv § row 4"

@@ -59,10 +59,10 @@ def test_empty_file_has_no_sections(tmp_path: Path) -> None:
 
 
 def test_unsupported_type_is_refused(tmp_path: Path) -> None:
-    (tmp_path / "a.csv").write_text("x,y", encoding="utf-8")
-    assert not is_supported(tmp_path / "a.csv") and is_supported("A.PDF")
-    with pytest.raises(LoaderError, match="unsupported type .csv"):
-        load(tmp_path / "a.csv")
+    (tmp_path / "a.xlsx").write_text("x,y", encoding="utf-8")
+    assert not is_supported(tmp_path / "a.xlsx") and is_supported("A.PDF")
+    with pytest.raises(LoaderError, match="unsupported type .xlsx"):
+        load(tmp_path / "a.xlsx")
 
 
 MARKDOWN = """Intro before any heading.
@@ -180,3 +180,66 @@ def test_corrupt_docx_fails_with_reason(tmp_path: Path) -> None:
     (tmp_path / "broken.docx").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(LoaderError, match="not a readable .docx"):
         load(tmp_path / "broken.docx")
+
+
+def test_csv_rows_become_sections_that_name_their_columns(tmp_path: Path) -> None:
+    rows = ["Company;Revenue 2023;Country", "Firm 1;10;", "", "Firm 2;20;NO"]
+    (tmp_path / "t.csv").write_text("\n".join(rows) + "\n\n", encoding="cp1252")
+    sections = load(tmp_path / "t.csv")
+    # Semicolons sniffed; the empty Country cell left out; spreadsheet row numbers (header = row 1).
+    assert [(s.heading, s.text) for s in sections] == [
+        ("row 2", "Company: Firm 1 | Revenue 2023: 10"), ("row 4", "Company: Firm 2 | Revenue 2023: 20 | Country: NO")]
+    loaded = "\n\n".join(s.text for s in sections)
+    assert all(loaded[s.offset : s.offset + len(s.text)] == s.text for s in sections)
+
+
+def test_tsv_and_ragged_rows(tmp_path: Path) -> None:
+    (tmp_path / "t.tsv").write_text("name\tvalue\nalpha\t1\textra, with comma\n", encoding="utf-8")
+    [section] = load(tmp_path / "t.tsv")
+    assert section.text == "name: alpha | value: 1 | column 3: extra, with comma"
+    assert section.heading == "row 2"
+
+
+def test_csv_with_only_a_header_or_nothing(tmp_path: Path) -> None:
+    (tmp_path / "h.csv").write_text("a,b\n", encoding="utf-8")
+    (tmp_path / "e.csv").write_text("\n,\n", encoding="utf-8")
+    assert [s.text for s in load(tmp_path / "h.csv")] == ["a | b"]
+    assert load(tmp_path / "e.csv") == []
+
+
+def test_binary_under_csv_fails_with_reason(tmp_path: Path) -> None:
+    (tmp_path / "x.csv").write_bytes(b"\x00\x01\x02" * 100)
+    with pytest.raises(LoaderError, match="binary"):
+        load(tmp_path / "x.csv")
+
+
+def _pptx(path: Path) -> Path:
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    first = deck.slides.add_slide(deck.slide_layouts[1])  # title and content
+    first.shapes.title.text = "Quarterly  results"
+    first.placeholders[1].text_frame.text = "Revenue grew 12%.\nCosts fell."
+    first.notes_slide.notes_text_frame.text = "Mention the new plant."
+    deck.slides.add_slide(deck.slide_layouts[6])  # blank: no text at all
+    third = deck.slides.add_slide(deck.slide_layouts[6])
+    table = third.shapes.add_table(2, 2, Inches(1), Inches(1), Inches(4), Inches(1)).table
+    for (i, j), text in {(0, 0): "year", (0, 1): "staff", (1, 0): "2024", (1, 1): "310"}.items():
+        table.cell(i, j).text = text
+    deck.save(str(path))
+    return path
+
+
+def test_pptx_slides_become_sections_with_titles_tables_and_notes(tmp_path: Path) -> None:
+    sections = load(_pptx(tmp_path / "deck.pptx"))
+    assert [s.heading for s in sections] == ["Slide 1: Quarterly results", "Slide 3"]  # slide 2 is empty
+    assert sections[0].text == "Quarterly results\nRevenue grew 12%.\nCosts fell.\nNotes: Mention the new plant."
+    assert sections[1].text == "year | staff\n2024 | 310"
+    assert sections[1].offset == len(sections[0].text) + 2
+
+
+def test_corrupt_pptx_fails_with_reason(tmp_path: Path) -> None:
+    (tmp_path / "broken.pptx").write_bytes(b"PK\x03\x04 not really a zip")
+    with pytest.raises(LoaderError, match="not a readable .pptx"):
+        load(tmp_path / "broken.pptx")

@@ -36,7 +36,7 @@ def test_missing_folder_is_one_error_line_and_exit_2(env: Path, monkeypatch, cap
 def test_unsupported_only_folder_is_an_error(env: Path, monkeypatch, capsys, tmp_path: Path) -> None:
     other = tmp_path / "other"
     other.mkdir()
-    (other / "x.csv").write_text("a,b", encoding="utf-8")
+    (other / "x.xlsx").write_text("a,b", encoding="utf-8")
     code, _, err = run_main(monkeypatch, capsys, "ingest", str(other))
     assert code == 2 and len(err.splitlines()) == 1 and err.startswith(f"Error: nothing to ingest in {other}")
 
