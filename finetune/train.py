@@ -351,8 +351,8 @@ def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0, worl
     A bar redrawn in place is lost when the output goes to a log file (a
     long run in the background), so there a plain line is printed every
     ``every_s`` seconds instead. Rate and ETA count this run only (a resumed
-    run's earlier sessions may have shared the machine) and every process
-    (each one counts only its own tokens).
+    run's earlier sessions may have shared the machine); with several
+    processes the rate is estimated as processes x this one's tokens.
     """
     if not enabled:
         return lambda *a: None

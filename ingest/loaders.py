@@ -359,17 +359,18 @@ def _joined(blocks: Sequence[tuple[str, str | None]]) -> list[Section]:
 
 
 def _load_csv(text: str, tab: bool) -> list[Section]:
+    """The first non-empty row names the columns (a file without a header reads its first row as one)."""
     import csv
 
-    if tab:
-        dialect: Any = csv.excel_tab
-    else:
-        try:
-            dialect = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|")
+    delimiter = "\t"
+    if not tab:
+        try:  # only the delimiter: the sniffer's quoting guesses misread standard "" escapes and apostrophes
+            delimiter = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|").delimiter
         except csv.Error:  # one column, or too irregular to tell: plain commas
-            dialect = csv.excel
+            delimiter = ","
+    csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one long cell (an article) is still a cell
     try:
-        rows = [[" ".join(c.split()) for c in row] for row in csv.reader(io.StringIO(text), dialect)]
+        rows = [[" ".join(c.split()) for c in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
     except csv.Error as err:
         raise LoaderError(f"not a readable table ({err})") from None
     numbered = [(n, row) for n, row in enumerate(rows, start=1) if any(row)]
@@ -409,9 +410,9 @@ def _load_pptx(path: Path) -> list[Section]:
 
 def _pptx_shape_lines(shape: Any) -> list[str]:
     """A shape's text in reading order: paragraphs, table rows as ``a | b``, groups recursed."""
-    from pptx.enum.shapes import MSO_SHAPE_TYPE
+    from pptx.shapes.group import GroupShape
 
-    if shape.shape_type == MSO_SHAPE_TYPE.GROUP:
+    if isinstance(shape, GroupShape):  # not shape.shape_type: it raises on shapes without geometry (Google Slides)
         return [line for inner in shape.shapes for line in _pptx_shape_lines(inner)]
     if shape.has_table:
         rows = [" | ".join(" ".join(c.text.split()) for c in row.cells) for row in shape.table.rows]

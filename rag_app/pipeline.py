@@ -189,6 +189,8 @@ class RagPipeline:
         cfg = self.settings.generate
         # The threshold is the adapter's: the base model never learned the abstain sentence.
         threshold = cfg.abstain_threshold if cfg.adapter_path else None
+        if threshold is None and cfg.abstain_threshold is not None:
+            log.info("generate.abstain_threshold %.2f ignored: no adapter", cfg.abstain_threshold)
         pieces: list[str] = []
         t_gen = time.perf_counter()
         t_first = t_gen

@@ -193,6 +193,26 @@ def test_csv_rows_become_sections_that_name_their_columns(tmp_path: Path) -> Non
     assert all(loaded[s.offset : s.offset + len(s.text)] == s.text for s in sections)
 
 
+def test_csv_quoting_as_spreadsheets_write_it(tmp_path: Path) -> None:
+    import csv
+    import io
+
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows([
+        ["title", "review", "year"],
+        ["Dune", 'He said "yes, sir" and left', "1965"],  # a doubled quote and a comma inside a cell
+        ["Film B", "'Tis a fine film, called 'great' twice", "1990"],  # apostrophes are not quotes
+        ["Film C", "x" * 200_000, "2001"],  # over csv's default field limit
+        ["Film D", "Great cast", "2005"],
+    ])  # fmt: skip
+    (tmp_path / "films.csv").write_text(buf.getvalue(), encoding="utf-8")
+    sections = load(tmp_path / "films.csv")
+    assert [s.heading for s in sections] == ["row 2", "row 3", "row 4", "row 5"]
+    assert sections[0].text == 'title: Dune | review: He said "yes, sir" and left | year: 1965'
+    assert sections[1].text == "title: Film B | review: 'Tis a fine film, called 'great' twice | year: 1990"
+    assert sections[3].text == "title: Film D | review: Great cast | year: 2005"
+
+
 def test_tsv_and_ragged_rows(tmp_path: Path) -> None:
     (tmp_path / "t.tsv").write_text("name\tvalue\nalpha\t1\textra, with comma\n", encoding="utf-8")
     [section] = load(tmp_path / "t.tsv")
@@ -237,6 +257,31 @@ def test_pptx_slides_become_sections_with_titles_tables_and_notes(tmp_path: Path
     assert sections[0].text == "Quarterly results\nRevenue grew 12%.\nCosts fell.\nNotes: Mention the new plant."
     assert sections[1].text == "year | staff\n2024 | 310"
     assert sections[1].offset == len(sections[0].text) + 2
+
+
+def test_pptx_groups_notes_only_slides_and_shapes_without_geometry(tmp_path: Path) -> None:
+    from lxml import etree
+    from pptx import Presentation
+    from pptx.util import Inches
+
+    deck = Presentation()
+    slide = deck.slides.add_slide(deck.slide_layouts[6])
+    group = slide.shapes.add_group_shape()
+    group.shapes.add_textbox(Inches(1), Inches(1), Inches(2), Inches(1)).text_frame.text = "inside a group"
+    # Google Slides / LibreOffice exports: a plain <p:sp> without geometry, whose shape_type raises.
+    bare = slide.shapes.add_textbox(Inches(1), Inches(3), Inches(2), Inches(1))
+    bare.text_frame.text = "no geometry"
+    for el in bare._element.iter():
+        if etree.QName(el).localname == "cNvSpPr":
+            el.attrib.pop("txBox", None)
+        if etree.QName(el).localname in ("prstGeom", "custGeom"):
+            el.getparent().remove(el)
+    notes_only = deck.slides.add_slide(deck.slide_layouts[6])
+    notes_only.notes_slide.notes_text_frame.text = "Only notes here."
+    deck.save(str(tmp_path / "d.pptx"))
+    sections = load(tmp_path / "d.pptx")
+    assert [(s.heading, s.text) for s in sections] == [
+        ("Slide 1", "inside a group\nno geometry"), ("Slide 2", "Notes: Only notes here.")]
 
 
 def test_corrupt_pptx_fails_with_reason(tmp_path: Path) -> None:

@@ -38,7 +38,7 @@ def test_answer_carries_sources_citations_and_timings(rag):
 
 
 def test_abstain_threshold_setting_reaches_the_generator(rag):
-    pipe, gen = rag(generate={"abstain_threshold": 0.7})
+    pipe, gen = rag(generate={"abstain_threshold": 0.7, "adapter": "runs/my-adapter"})
     pipe.answer("What is the capital of Japan?")
     assert gen.abstain_thresholds == [0.7]
 
