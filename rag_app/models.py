@@ -57,7 +57,9 @@ def ensure_bundled_checkpoint(cache_dir: Path) -> Path:
 
     gguf = bundled_gguf()
     target = Path(cache_dir) / "models" / _CONVERTED_NAME
-    stamp = {"gguf": str(gguf), "size": gguf.stat().st_size}
+    # Name and size, not the path: a second checkout or venv shares the converted copy instead of
+    # re-converting it (and deleting it under the other one's feet).
+    stamp = {"gguf": gguf.name, "size": gguf.stat().st_size}
     marker = target / "rag_app_source.json"
     if marker.is_file() and json.loads(marker.read_text()) == stamp:
         return target

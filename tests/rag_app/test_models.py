@@ -99,3 +99,20 @@ def test_auto_dtype_on_cpu_is_bf16_only_where_the_cpu_multiplies_it_natively(mon
     assert models.pick_dtype("auto", "cpu") == want
     assert models.pick_dtype("float32", "cpu") == torch.float32  # an explicit choice is kept
     assert models.pick_dtype("bfloat16", "cpu") == torch.bfloat16
+
+
+def test_converted_bundled_checkpoint_is_shared_by_installs(tmp_path, monkeypatch):
+    """A second checkout's venv has the same GGUF at another path: it reuses the converted copy."""
+    from rag_app import models
+
+    gguf = tmp_path / "other-venv" / "SmolLM2-135M-Instruct.Q4_1.gguf"
+    gguf.parent.mkdir()
+    gguf.write_bytes(b"gguf" * 8)
+    monkeypatch.setattr(models, "bundled_gguf", lambda: gguf)
+    target = tmp_path / "cache" / "models" / models._CONVERTED_NAME
+    target.mkdir(parents=True)
+    (target / "rag_app_source.json").write_text(json.dumps({"gguf": gguf.name, "size": 32}))
+    assert models.ensure_bundled_checkpoint(tmp_path / "cache") == target  # no conversion (this GGUF is no model)
+    gguf.write_bytes(b"gguf" * 9)  # another model version: converted again, which fails on this fake file
+    with pytest.raises(Exception):
+        models.ensure_bundled_checkpoint(tmp_path / "cache")
