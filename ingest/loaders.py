@@ -34,11 +34,12 @@ reason; ingest reports it and goes on with the other files.
 from __future__ import annotations
 
 import codecs
+import csv
 import io
 import logging
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -299,14 +300,8 @@ def _load_pdf(path: Path, data: bytes) -> list[Section]:
         raise
     except Exception as err:  # pypdf raises many types on damaged files; any of them means "unreadable"
         raise LoaderError(f"corrupt or unreadable PDF ({type(err).__name__}: {err})") from None
-    sections: list[Section] = []
-    base = 0
-    for number, raw in enumerate(pages, start=1):
-        raw = raw.replace("\r\n", "\n").replace("\r", "\n")
-        text = raw.strip()
-        if text:
-            sections.append(Section(text, base, page=number))
-            base += len(text) + 2  # pages are joined by a blank line in the loaded text
+    texts = [raw.replace("\r\n", "\n").replace("\r", "\n").strip() for raw in pages]
+    sections = _joined([Section(text, page=number) for number, text in enumerate(texts, start=1) if text])
     if not sections and pages:
         raise LoaderError(f"no extractable text in {len(pages)} page(s); a scanned PDF needs OCR first")
     return sections
@@ -348,20 +343,18 @@ def _docx_heading_level(style: str) -> int | None:
     return int(m.group(1)) if m else None
 
 
-def _joined(blocks: Sequence[tuple[str, str | None]]) -> list[Section]:
-    """(text, heading) blocks joined by blank lines (the loaded text) -> sections placed in it."""
+def _joined(parts: Sequence[Section]) -> list[Section]:
+    """Sections (pages, slides, rows) joined by blank lines into the loaded text: each placed at its offset there."""
     sections: list[Section] = []
     pos = 0
-    for text, heading in blocks:
-        sections.append(Section(text, pos, heading=heading))
-        pos += len(text) + 2
+    for part in parts:
+        sections.append(replace(part, offset=pos))
+        pos += len(part.text) + 2
     return sections
 
 
 def _load_csv(text: str, tab: bool) -> list[Section]:
     """The first non-empty row names the columns (a file without a header reads its first row as one)."""
-    import csv
-
     delimiter = "\t"
     if not tab:
         try:  # only the delimiter: the sniffer's quoting guesses misread standard "" escapes and apostrophes
@@ -377,21 +370,19 @@ def _load_csv(text: str, tab: bool) -> list[Section]:
     if not numbered:
         return []
     header = numbered[0][1]
-    names = [h or f"column {i}" for i, h in enumerate(header, start=1)]
     if len(numbered) == 1:  # a header alone still says what the file is about
         return [Section(" | ".join(h for h in header if h), 0)]
-    blocks = []
-    for n, row in numbered[1:]:
-        cells = [f"{names[i] if i < len(names) else f'column {i + 1}'}: {v}" for i, v in enumerate(row) if v]
-        blocks.append((" | ".join(cells), f"row {n}"))
-    return _joined(blocks)
+    width = max(len(row) for _, row in numbered)
+    names = [header[i] if i < len(header) and header[i] else f"column {i + 1}" for i in range(width)]
+    rows_as_text = ((n, " | ".join(f"{names[i]}: {v}" for i, v in enumerate(row) if v)) for n, row in numbered[1:])
+    return _joined([Section(text, heading=f"row {n}") for n, text in rows_as_text])
 
 
 def _load_pptx(path: Path) -> list[Section]:
     try:
         from pptx import Presentation
 
-        blocks = []
+        slides = []
         for number, slide in enumerate(Presentation(str(path)).slides, start=1):
             title_shape = slide.shapes.title
             title = " ".join(title_shape.text_frame.text.split()) if title_shape is not None else ""
@@ -402,10 +393,10 @@ def _load_pptx(path: Path) -> list[Section]:
                     lines.append(f"Notes: {notes}")
             text = "\n".join(lines).strip()
             if text:
-                blocks.append((text, f"Slide {number}: {title}" if title else f"Slide {number}"))
+                slides.append(Section(text, heading=f"Slide {number}: {title}" if title else f"Slide {number}"))
     except Exception as err:  # not a zip, missing parts, bad XML: all mean "not a readable .pptx"
         raise LoaderError(f"not a readable .pptx ({type(err).__name__}: {err})") from None
-    return _joined(blocks)
+    return _joined(slides)
 
 
 def _pptx_shape_lines(shape: Any) -> list[str]:
