@@ -363,9 +363,11 @@ def _load_csv(text: str, tab: bool) -> list[Section]:
             delimiter = ","
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one long cell (an article) is still a cell
     try:
-        rows = [[" ".join(c.split()) for c in row] for row in csv.reader(io.StringIO(text), delimiter=delimiter)]
+        records = list(csv.reader(io.StringIO(text), delimiter=delimiter))
     except csv.Error as err:
         raise LoaderError(f"not a readable table ({err})") from None
+    _check_quotes_close(text, delimiter, len(records))
+    rows = [[" ".join(c.split()) for c in row] for row in records]
     numbered = [(n, row) for n, row in enumerate(rows, start=1) if any(row)]
     if not numbered:
         return []
@@ -376,6 +378,18 @@ def _load_csv(text: str, tab: bool) -> list[Section]:
     names = [header[i] if i < len(header) and header[i] else f"column {i + 1}" for i in range(width)]
     rows_as_text = ((n, " | ".join(f"{names[i]}: {v}" for i, v in enumerate(row) if v)) for n, row in numbered[1:])
     return _joined([Section(text, heading=f"row {n}") for n, text in rows_as_text])
+
+
+def _check_quotes_close(text: str, delimiter: str, n_records: int) -> None:
+    """Refuse a quote left open: the lenient reader would fold every later row into that one cell, unseen."""
+    try:
+        for _ in csv.reader(io.StringIO(text), delimiter=delimiter, strict=True):
+            pass
+    except csv.Error as err:
+        if "unexpected end of data" in str(err):
+            raise LoaderError(f"row {n_records}: a quoted cell never closes, so every row after it would be lost; "
+                              'close or remove the stray " and ingest again') from None
+        # Other strict complaints (text after a closing quote) the lenient reader handles as a spreadsheet would.
 
 
 def _load_pptx(path: Path) -> list[Section]:

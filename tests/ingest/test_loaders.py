@@ -227,6 +227,16 @@ def test_csv_with_only_a_header_or_nothing(tmp_path: Path) -> None:
     assert load(tmp_path / "e.csv") == []
 
 
+def test_csv_with_a_quote_left_open_fails_naming_the_row(tmp_path: Path) -> None:
+    # A lenient reader would return row 3 with every later row folded into its cell.
+    (tmp_path / "q.csv").write_text('name,size\nTV,"55\nRadio,small\nLamp,tall\n', encoding="utf-8")
+    with pytest.raises(LoaderError, match=r'row 2: a quoted cell never closes.*stray "'):
+        load(tmp_path / "q.csv")
+    # Text after a closing quote is not that: it stays in its cell, as spreadsheets read it.
+    (tmp_path / "ok.csv").write_text('name,size\nTV,"55"inch\nLamp,tall\n', encoding="utf-8")
+    assert [s.text for s in load(tmp_path / "ok.csv")] == ["name: TV | size: 55inch", "name: Lamp | size: tall"]
+
+
 def test_binary_under_csv_fails_with_reason(tmp_path: Path) -> None:
     (tmp_path / "x.csv").write_bytes(b"\x00\x01\x02" * 100)
     with pytest.raises(LoaderError, match="binary"):
