@@ -13,6 +13,7 @@ import json
 import logging
 import math
 import random
+import shutil
 from collections import Counter
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -172,6 +173,9 @@ def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:
     merged = loaded.model.merge_and_unload()
     merged.save_pretrained(str(out), safe_serialization=True)
     loaded.tokenizer.save_pretrained(str(out))
+    card = adapter_dir / "training_card.json"
+    if card.is_file():  # provenance, and what marks the folder as fine-tuned when served (GenerateConfig.fine_tuned)
+        shutil.copy2(card, out / card.name)
     return out
 
 

@@ -154,6 +154,14 @@ class GenerateConfig(_Section):
             return str(shipped) if (shipped / "adapter_config.json").exists() and self.model == "bundled" else None
         return self.adapter
 
+    @property
+    def fine_tuned(self) -> bool:
+        """An adapter is applied, or the model is one ``rag finetune --merge`` wrote (it carries the training card).
+
+        Decides whether ``abstain_threshold`` applies: only a fine-tuned model learned the abstain sentence.
+        """
+        return self.adapter_path is not None or (Path(self.model) / "training_card.json").is_file()
+
 
 class Settings(BaseSettings):
     """Everything a command needs; build it with :func:`load_settings`."""

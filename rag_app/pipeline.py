@@ -187,8 +187,8 @@ class RagPipeline:
             yield self._finish(question, ABSTAIN, sources, timings, skipped=True)
             return
         cfg = self.settings.generate
-        # The threshold is the adapter's: the base model never learned the abstain sentence.
-        threshold = cfg.abstain_threshold if cfg.adapter_path else None
+        # The threshold is the fine-tune's: the base model never learned the abstain sentence.
+        threshold = cfg.abstain_threshold if cfg.fine_tuned else None
         if threshold is None and cfg.abstain_threshold is not None:
             log.info("generate.abstain_threshold %.2f ignored: no adapter", cfg.abstain_threshold)
         pieces: list[str] = []

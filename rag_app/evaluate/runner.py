@@ -87,9 +87,12 @@ class RunSpec:
         """
         s = self.settings
         unused = {"index", "cache_dir"} | ({"generate"} if config.retrieval_only else set())
+        settings = s.model_dump(mode="json", exclude=unused)
+        if not config.retrieval_only and not s.generate.fine_tuned:
+            settings["generate"]["abstain_threshold"] = None  # ignored without a fine-tune: same answers, same records
         key = {
             "index": index_id,
-            "settings": s.model_dump(mode="json", exclude=unused),
+            "settings": settings,
             "adapter_path": None if config.retrieval_only else s.generate.adapter_path,
             # A retrained adapter at the same path must not reuse the old one's records.
             "adapter_digest": None if config.retrieval_only or not s.generate.adapter_path

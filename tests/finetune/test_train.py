@@ -61,6 +61,19 @@ def test_training_lowers_loss_and_writes_a_loadable_adapter(tiny_smollm, tmp_pat
         after = answer_loss(tuned.model, ids, n, "cpu").item()
     assert after < before - 0.5
 
+    # --merge: one plain model folder that answers as base + adapter, served as a fine-tune.
+    from finetune.recipe import merge_adapter
+    from rag_app.config import load_settings
+
+    settings = load_settings(cache_dir=tmp_path, generate={"model": str(tiny_smollm), "adapter": "none"})
+    merged = merge_adapter(settings, out, out / "merged")
+    with torch.no_grad():
+        plain = answer_loss(load_model(str(merged), tmp_path, dtype="float32").model, ids, n, "cpu").item()
+    assert plain == pytest.approx(after, rel=0.05)  # merged in bf16
+    assert json.loads((merged / "training_card.json").read_text())["base_model_id"] == card["base_model_id"]
+    assert load_settings(generate={"model": str(merged), "adapter": "none"}).generate.fine_tuned
+    assert not settings.generate.fine_tuned
+
 
 def test_init_adapter_continues_from_its_weights(tiny_smollm, tmp_path):
     first = tmp_path / "first"

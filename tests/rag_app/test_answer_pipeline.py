@@ -49,6 +49,15 @@ def test_abstain_threshold_is_ignored_without_an_adapter(rag):
     assert gen.abstain_thresholds == [None]  # the base model never learned the abstain sentence
 
 
+def test_abstain_threshold_applies_to_a_merged_fine_tune(rag, tmp_path):
+    merged = tmp_path / "merged"  # what `rag finetune --merge` writes: a model folder with the training card
+    merged.mkdir()
+    (merged / "training_card.json").write_text("{}")
+    pipe, gen = rag(generate={"abstain_threshold": 0.7, "adapter": "none", "model": str(merged)})
+    pipe.answer("What is the capital of Japan?")
+    assert gen.abstain_thresholds == [0.7]
+
+
 def test_stream_yields_pieces_then_the_answer(rag):
     pipe, _ = rag("Tokyo [1].")
     items = list(pipe.stream("capital of Japan?"))

@@ -308,3 +308,16 @@ def test_a_retrained_adapter_at_the_same_path_is_not_resumed(setup, tmp_path):
     retrained = ScriptedGenerator()
     evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: retrained)
     assert len(retrained.calls) == len(QUESTIONS)
+
+
+def test_a_threshold_the_base_model_ignores_reuses_its_records(setup):
+    root, settings, embedder, out = setup  # adapter "none": the threshold does not apply
+    first = ScriptedGenerator()
+    evaluate(load_dataset(root), plan_runs([("base", settings)]), EvalConfig(), out, embedder=embedder,
+             load_generator=lambda s: first)
+    assert len(first.calls) == len(QUESTIONS)
+    dialled = settings.model_copy(update={"generate": settings.generate.model_copy(update={"abstain_threshold": 0.3})})
+    again = ScriptedGenerator()
+    evaluate(load_dataset(root), plan_runs([("base", dialled)]), EvalConfig(), out, embedder=embedder,
+             load_generator=lambda s: again)
+    assert again.calls == []  # same answers as before, so the same records
