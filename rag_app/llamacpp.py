@@ -37,6 +37,7 @@ import logging
 import os
 import threading
 from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -82,6 +83,47 @@ def default_threads() -> int:
     return max(1, cores // 2)
 
 
+_LOAD_LOCK = threading.Lock()
+
+
+def build_uses_amx() -> bool:
+    """Was this llama.cpp built to multiply with AMX on this CPU (``-march=native`` on Sapphire Rapids or later)?"""
+    import llama_cpp
+
+    return b"AMX_INT8 = 1" in llama_cpp.llama_print_system_info()
+
+
+@contextmanager
+def without_amx_buffers() -> Iterator[None]:
+    """Load models with llama.cpp's extra weight buffers (AMX, repacked) off where the build uses AMX.
+
+    Why: ggml's AMX matmul killed the process with a segfault at the first
+    decode on a 2-core Sapphire Rapids VM (bundled Q4_1 and served Q8_0 alike;
+    upstream ggml-org/llama.cpp#20824, open). Without those buffers the same
+    weights run on the ordinary AVX-512 kernels. llama-cpp-python has no
+    argument for ``use_extra_bufts``, so its default model parameters are
+    wrapped while a model loads.
+    """
+    if not build_uses_amx():
+        yield
+        return
+    import llama_cpp.llama_cpp as lib
+
+    with _LOAD_LOCK:
+        original = lib.llama_model_default_params
+
+        def params() -> Any:
+            p = original()
+            p.use_extra_bufts = False
+            return p
+
+        lib.llama_model_default_params = params
+        try:
+            yield
+        finally:
+            lib.llama_model_default_params = original
+
+
 class LlamaCppGenerator:
     """The bundled GGUF served by llama.cpp behind the :class:`~rag_app.generation.Generator` protocol.
 
@@ -112,10 +154,11 @@ class LlamaCppGenerator:
         self.stop_ids = set(stop_token_ids(tokenizer))
         threads = n_threads or default_threads()
         try:
-            self.llm = Llama(
-                model_path=str(gguf_path), n_ctx=context_window, n_threads=threads, n_threads_batch=threads,
-                lora_path=str(lora_path) if lora_path else None, seed=seed, verbose=False,
-            )
+            with without_amx_buffers():
+                self.llm = Llama(
+                    model_path=str(gguf_path), n_ctx=context_window, n_threads=threads, n_threads_batch=threads,
+                    lora_path=str(lora_path) if lora_path else None, seed=seed, verbose=False,
+                )
         except ValueError as err:  # llama.cpp refuses an adapter whose shapes do not fit
             raise AdapterMismatchError(
                 f"llama.cpp cannot load model {gguf_path.name} with adapter {adapter} ({err}); use --backend hf or --no-adapter"

@@ -239,6 +239,22 @@ def llama_cpp():
     return pytest.importorskip("llama_cpp", reason="llama-cpp-python is the optional extra: pip install '.[llamacpp]'")
 
 
+def test_amx_builds_load_without_extra_buffers(llama_cpp, monkeypatch):
+    """ggml's AMX matmul segfaulted at the first decode on a Sapphire Rapids VM: such builds load without it."""
+    import llama_cpp.llama_cpp as lib
+
+    from rag_app.llamacpp import without_amx_buffers
+
+    original = lib.llama_model_default_params
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: b"CPU : AVX512 = 1 | AMX_INT8 = 1 | REPACK = 1 |")
+    with without_amx_buffers():
+        assert lib.llama_model_default_params().use_extra_bufts is False
+    assert lib.llama_model_default_params is original and original().use_extra_bufts is True
+    monkeypatch.setattr(llama_cpp, "llama_print_system_info", lambda: b"CPU : AVX2 = 1 | REPACK = 1 |")
+    with without_amx_buffers():
+        assert lib.llama_model_default_params is original  # elsewhere the repacked kernels stay on
+
+
 @pytest.fixture(scope="module")
 def served(llama_cpp, model_cache_dir):
     """The bundled model on llama.cpp, built the way backend=auto builds it."""
@@ -263,10 +279,12 @@ def test_llamacpp_gets_the_hf_prompt_and_stops_at_turn_end(served, model_cache_d
 
 
 def _llama_logits(llama_cpp, ids, lora=None, model_path=None):
+    from rag_app.llamacpp import without_amx_buffers
     from rag_app.models import bundled_gguf
 
-    llm = llama_cpp.Llama(model_path=str(model_path or bundled_gguf()), n_ctx=512, n_threads=1, logits_all=True,
-                          lora_path=str(lora) if lora else None, verbose=False)
+    with without_amx_buffers():
+        llm = llama_cpp.Llama(model_path=str(model_path or bundled_gguf()), n_ctx=512, n_threads=1, logits_all=True,
+                              lora_path=str(lora) if lora else None, verbose=False)
     llm.eval(ids)
     return np.array(llm.scores[llm.n_tokens - 1])
 
