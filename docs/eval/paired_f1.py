@@ -1,6 +1,7 @@
 """Paired F1 difference between two `rag eval` runs on the same questions, with a bootstrap 95% interval.
 
     python docs/eval/paired_f1.py A/records.jsonl B/records.jsonl [--config-a adapter] [--fingerprint-a F] ...
+    python docs/eval/paired_f1.py A1 B1 A2 B2 ...     # several sets pooled: one question, one pair
 
 Each records.jsonl keeps every run's rows keyed by the run's fingerprint (the adapter's hash is in it); the
 given fingerprint, else the newest run of the given configuration, is used from each. Only answerable questions (gold not withheld) asked in both are paired.
@@ -21,22 +22,24 @@ def run_rows(path: Path, config: str | None, fingerprint: str | None) -> dict[st
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("a", type=Path)
-    parser.add_argument("b", type=Path)
+    parser.add_argument("records", type=Path, nargs="+", help="A B, or A1 B1 A2 B2 ... (pairs of records.jsonl)")
     parser.add_argument("--config-a")
     parser.add_argument("--config-b")
     parser.add_argument("--fingerprint-a")
     parser.add_argument("--fingerprint-b")
     parser.add_argument("--samples", type=int, default=10_000)
     args = parser.parse_args()
-    a = run_rows(args.a, args.config_a, args.fingerprint_a)
-    b = run_rows(args.b, args.config_b, args.fingerprint_b)
-    ids = sorted(a.keys() & b.keys())
-    diff = [a[i]["scores"]["f1"] - b[i]["scores"]["f1"] for i in ids]
+    if len(args.records) % 2:
+        parser.error("give records.jsonl files in pairs: A B [A2 B2 ...]")
+    diff = []
+    for path_a, path_b in zip(args.records[::2], args.records[1::2]):
+        a = run_rows(path_a, args.config_a, args.fingerprint_a)
+        b = run_rows(path_b, args.config_b, args.fingerprint_b)
+        diff += [a[i]["scores"]["f1"] - b[i]["scores"]["f1"] for i in sorted(a.keys() & b.keys())]
     rng = random.Random(0)
     boots = sorted(sum(rng.choices(diff, k=len(diff))) / len(diff) for _ in range(args.samples))
     lo, hi = boots[int(0.025 * args.samples)], boots[int(0.975 * args.samples)]
-    print(f"{len(ids)} paired answerable questions: F1 A - B = {sum(diff) / len(diff):.3f} (bootstrap 95% {lo:.2f} to {hi:.2f})")
+    print(f"{len(diff)} paired answerable questions: F1 A - B = {sum(diff) / len(diff):.3f} (bootstrap 95% {lo:.2f} to {hi:.2f})")
 
 
 if __name__ == "__main__":
