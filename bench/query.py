@@ -238,7 +238,7 @@ def bench_generation(n_prompts: int, max_new: int, rounds: int, use_compile: boo
     from rag_app.config import GenerateConfig
     from rag_app.generation import load_generator
     from rag_app.gguf_export import lora_gguf_for, served_gguf
-    from rag_app.llamacpp import LlamaCppGenerator, default_threads
+    from rag_app.llamacpp import LlamaCppGenerator, default_threads, without_amx_buffers
     from rag_app.models import bundled_gguf, load_model, stop_token_ids
 
     torch.set_num_threads(hf_threads[0])
@@ -261,7 +261,8 @@ def bench_generation(n_prompts: int, max_new: int, rounds: int, use_compile: boo
     count = hf_gen.count_text_tokens
 
     def llama_raw(n_threads: int, path: Path = gguf):
-        llm = Llama(model_path=str(path), n_ctx=4096, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
+        with without_amx_buffers():  # as LlamaCppGenerator loads it
+            llm = Llama(model_path=str(path), n_ctx=4096, n_threads=n_threads, n_threads_batch=n_threads, verbose=False)
 
         def run(i: int):
             llm.reset()  # no prefix reuse between runs: every run pays its prefill
@@ -370,12 +371,14 @@ def thread_probe(reps: int = 2, prompt_len: int = 200, new: int = 16) -> dict:
     import torch
     from llama_cpp import Llama
 
+    from rag_app.llamacpp import without_amx_buffers
     from rag_app.models import bundled_gguf, load_model
 
     loaded = load_model("bundled", CACHE, dtype="bfloat16")
     ids = torch.tensor([list(range(1000, 1000 + prompt_len))])
     counts = sorted({1, os.cpu_count() or 1})
-    llms = {n: Llama(model_path=str(bundled_gguf()), n_ctx=1024, n_threads=n, n_threads_batch=n, verbose=False) for n in counts}
+    with without_amx_buffers():
+        llms = {n: Llama(model_path=str(bundled_gguf()), n_ctx=1024, n_threads=n, n_threads_batch=n, verbose=False) for n in counts}
     out: dict = {"prompt_tokens": prompt_len, "new_tokens": new, "llamacpp": {}, "torch_bf16": {}}
     for _ in range(reps):
         for n in counts:

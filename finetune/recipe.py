@@ -176,6 +176,8 @@ def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:
     card = adapter_dir / "training_card.json"
     if card.is_file():  # provenance, and what marks the folder as fine-tuned when served (GenerateConfig.fine_tuned)
         shutil.copy2(card, out / card.name)
+    else:
+        (out / card.name).unlink(missing_ok=True)  # an earlier merge's card would describe other weights
     return out
 
 

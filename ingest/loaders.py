@@ -381,15 +381,14 @@ def _load_csv(text: str, tab: bool) -> list[Section]:
 
 
 def _check_quotes_close(text: str, delimiter: str, n_records: int) -> None:
-    """Refuse a quote left open: the lenient reader would fold every later row into that one cell, unseen."""
-    try:
-        for _ in csv.reader(io.StringIO(text), delimiter=delimiter, strict=True):
-            pass
-    except csv.Error as err:
-        if "unexpected end of data" in str(err):
-            raise LoaderError(f"row {n_records}: a quoted cell never closes, so every row after it would be lost; "
-                              'close or remove the stray " and ingest again') from None
-        # Other strict complaints (text after a closing quote) the lenient reader handles as a spreadsheet would.
+    """Refuse a quote left open: the lenient reader would fold every later row into that one cell, unseen.
+
+    A line appended after an open quote lands in the open cell (no new record); after a closed one it is a row.
+    (csv's strict mode stops at the first complaint, often harmless text after a closing quote, and misses this.)
+    """
+    if len(list(csv.reader(io.StringIO(text + "\nx"), delimiter=delimiter))) == n_records:
+        raise LoaderError(f"row {n_records}: a quoted cell never closes, so every row after it would be lost; "
+                          'close or remove the stray " and ingest again')
 
 
 def _load_pptx(path: Path) -> list[Section]:

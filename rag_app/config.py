@@ -125,7 +125,7 @@ class GenerateConfig(_Section):
     backend: Literal["auto", "hf", "llamacpp"] = "auto"
     threads: int | None = None  # llama.cpp CPU threads; None = half the cores (see rag_app.llamacpp.default_threads)
     # Abstain only when the model's probability of starting the abstain sentence reaches this
-    # (rag_app.abstain); None = plain decoding. Applies only with an adapter (the base never learned it).
+    # (rag_app.abstain); None = plain decoding. Applies only to a fine-tuned model (see fine_tuned).
     abstain_threshold: float | None = None
 
     @model_validator(mode="after")
@@ -160,7 +160,7 @@ class GenerateConfig(_Section):
 
         Decides whether ``abstain_threshold`` applies: only a fine-tuned model learned the abstain sentence.
         """
-        return self.adapter_path is not None or (Path(self.model) / "training_card.json").is_file()
+        return self.adapter_path is not None or (Path(self.model).expanduser() / "training_card.json").is_file()
 
 
 class Settings(BaseSettings):

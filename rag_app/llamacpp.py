@@ -114,6 +114,9 @@ def without_amx_buffers() -> Iterator[None]:
 
         def params() -> Any:
             p = original()
+            if "use_extra_bufts" not in {name for name, _ in type(p)._fields_}:  # an older binding: plain attribute
+                raise ConfigError("this llama-cpp-python build uses AMX, which crashes here, and is too old to turn it "
+                                  "off; upgrade it (pip install -U llama-cpp-python) or use --backend hf")
             p.use_extra_bufts = False
             return p
 

@@ -17,6 +17,7 @@ import importlib.util
 import json
 import logging
 import shutil
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -230,10 +231,10 @@ def weights_fingerprint(model: PreTrainedModel) -> str:
     return h.hexdigest()[:16]
 
 
-def adapter_digest(adapter_dir: Path, salt: str = "") -> str:
+def adapter_digest(adapter_dir: Path, salt: str = "", names: Sequence[str] = ("adapter_config.json", "adapter_model.safetensors")) -> str:
     """Content hash of an adapter folder's config and weights: a retrained adapter at the same path differs."""
     h = hashlib.sha256(salt.encode())
-    for name in ("adapter_config.json", "adapter_model.safetensors"):
+    for name in names:
         path = Path(adapter_dir) / name
         if path.is_file():
             with path.open("rb") as f:

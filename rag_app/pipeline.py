@@ -190,7 +190,7 @@ class RagPipeline:
         # The threshold is the fine-tune's: the base model never learned the abstain sentence.
         threshold = cfg.abstain_threshold if cfg.fine_tuned else None
         if threshold is None and cfg.abstain_threshold is not None:
-            log.info("generate.abstain_threshold %.2f ignored: no adapter", cfg.abstain_threshold)
+            log.info("generate.abstain_threshold %.2f ignored: the model is not fine-tuned", cfg.abstain_threshold)
         pieces: list[str] = []
         t_gen = time.perf_counter()
         t_first = t_gen

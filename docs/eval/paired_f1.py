@@ -31,11 +31,16 @@ def main() -> None:
     args = parser.parse_args()
     if len(args.records) % 2:
         parser.error("give records.jsonl files in pairs: A B [A2 B2 ...]")
+    if len(args.records) > 2 and (args.fingerprint_a or args.fingerprint_b):
+        parser.error("a fingerprint names one run of one set: give --fingerprint-* with a single pair only")
     diff = []
     for path_a, path_b in zip(args.records[::2], args.records[1::2]):
         a = run_rows(path_a, args.config_a, args.fingerprint_a)
         b = run_rows(path_b, args.config_b, args.fingerprint_b)
-        diff += [a[i]["scores"]["f1"] - b[i]["scores"]["f1"] for i in sorted(a.keys() & b.keys())]
+        ids = sorted(a.keys() & b.keys())
+        if not ids:
+            parser.error(f"no answerable question in both {path_a} and {path_b}: check the runs chosen")
+        diff += [a[i]["scores"]["f1"] - b[i]["scores"]["f1"] for i in ids]
     rng = random.Random(0)
     boots = sorted(sum(rng.choices(diff, k=len(diff))) / len(diff) for _ in range(args.samples))
     lo, hi = boots[int(0.025 * args.samples)], boots[int(0.975 * args.samples)]

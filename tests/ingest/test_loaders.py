@@ -232,6 +232,11 @@ def test_csv_with_a_quote_left_open_fails_naming_the_row(tmp_path: Path) -> None
     (tmp_path / "q.csv").write_text('name,size\nTV,"55\nRadio,small\nLamp,tall\n', encoding="utf-8")
     with pytest.raises(LoaderError, match=r'row 2: a quoted cell never closes.*stray "'):
         load(tmp_path / "q.csv")
+    (tmp_path / "late.csv").write_text('name,size\nTV,"55"inch\nRadio,"small\nLamp,tall\n', encoding="utf-8")
+    with pytest.raises(LoaderError, match="row 3: a quoted cell never closes"):  # after a harmless quirk
+        load(tmp_path / "late.csv")
+    (tmp_path / "multi.csv").write_text('name,notes\nTV,"two\nlines"', encoding="utf-8")  # closed, no newline
+    assert [s.text for s in load(tmp_path / "multi.csv")] == ["name: TV | notes: two lines"]
     # Text after a closing quote is not that: it stays in its cell, as spreadsheets read it.
     (tmp_path / "ok.csv").write_text('name,size\nTV,"55"inch\nLamp,tall\n', encoding="utf-8")
     assert [s.text for s in load(tmp_path / "ok.csv")] == ["name: TV | size: 55inch", "name: Lamp | size: tall"]

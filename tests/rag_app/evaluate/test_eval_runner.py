@@ -321,3 +321,18 @@ def test_a_threshold_the_base_model_ignores_reuses_its_records(setup):
     evaluate(load_dataset(root), plan_runs([("base", dialled)]), EvalConfig(), out, embedder=embedder,
              load_generator=lambda s: again)
     assert again.calls == []  # same answers as before, so the same records
+
+
+def test_a_re_merged_model_at_the_same_path_is_not_resumed(setup, tmp_path):
+    root, settings, embedder, out = setup
+    merged = tmp_path / "merged"  # what `rag finetune --merge` writes
+    merged.mkdir()
+    (merged / "training_card.json").write_text('{"run": 1}')
+    (merged / "model.safetensors").write_bytes(b"first merge")
+    tuned = settings.model_copy(update={"generate": settings.generate.model_copy(update={"model": str(merged)})})
+    runs = plan_runs([("merged", tuned)])
+    evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: ScriptedGenerator())
+    (merged / "model.safetensors").write_bytes(b"second merge")
+    again = ScriptedGenerator()
+    evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: again)
+    assert len(again.calls) == len(QUESTIONS)
