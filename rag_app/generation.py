@@ -166,15 +166,21 @@ def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> 
     return LogitsProcessorList([FirstToken()])
 
 
-def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None) -> str:
+def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None, llama_cpp_amx: bool | None = None) -> str:
     """``hf`` or ``llamacpp``: what serves these settings.
 
     ``auto`` picks llama.cpp for the bundled model on CPU when llama-cpp-python
-    loads (it decodes the same GGUF several times faster), else transformers.
+    loads (it decodes the same GGUF several times faster), else transformers;
+    except on a CPU with AMX, where llama.cpp must run without its AMX kernels
+    (they crash: :func:`rag_app.llamacpp.without_amx_buffers`) while torch's
+    bf16 uses them: there torch prefilled an 850-token prompt in 0.6 s against
+    llama.cpp's 3.6 s, so a short grounded answer came sooner from transformers
+    (docs/BENCHMARKS.md).
 
     Args:
         config: the generate settings.
         llama_cpp_ok: whether llama-cpp-python loads; None checks (imports it).
+        llama_cpp_amx: whether that build uses AMX; None checks.
     """
     if config.backend != "auto":
         return config.backend
@@ -184,7 +190,13 @@ def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None) ->
         from rag_app.llamacpp import llama_cpp_available
 
         llama_cpp_ok = llama_cpp_available()
-    return "llamacpp" if llama_cpp_ok else "hf"
+    if not llama_cpp_ok:
+        return "hf"
+    if llama_cpp_amx is None:
+        from rag_app.llamacpp import build_uses_amx
+
+        llama_cpp_amx = build_uses_amx()
+    return "hf" if llama_cpp_amx else "llamacpp"
 
 
 def load_generator(config: GenerateConfig, cache_dir: Path) -> Generator:

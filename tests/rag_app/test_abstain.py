@@ -49,7 +49,8 @@ def test_hf_generator_flips_at_the_models_own_probability(tiny_smollm, tmp_path)
 @pytest.mark.slow
 def test_llamacpp_applies_the_threshold_to_the_first_token_only(model_cache_dir):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is the optional extra: pip install '.[llamacpp]'")
-    served = load_generator(GenerateConfig(adapter="none", context_window=1024, threads=1), model_cache_dir)
+    served = load_generator(GenerateConfig(backend="llamacpp", adapter="none", context_window=1024, threads=1),
+                            model_cache_dir)
     assert type(served).__name__ == "LlamaCppGenerator"
     forced = served.generate(MESSAGES, max_new_tokens=12, abstain_threshold=0.0)
     assert forced.startswith(ABSTAIN.split()[0] + " ") or forced.startswith(ABSTAIN.split()[0] + "'")

@@ -192,7 +192,9 @@ def test_q8_0_rewrite_keeps_metadata_shapes_and_weights(tmp_path):
 
 
 def test_backend_routing():
-    assert resolve_backend(GenerateConfig(), llama_cpp_ok=True) == "llamacpp"
+    assert resolve_backend(GenerateConfig(), llama_cpp_ok=True, llama_cpp_amx=False) == "llamacpp"
+    assert resolve_backend(GenerateConfig(), llama_cpp_ok=True, llama_cpp_amx=True) == "hf"  # torch has AMX, llama.cpp not
+    assert resolve_backend(GenerateConfig(backend="llamacpp"), llama_cpp_ok=True, llama_cpp_amx=True) == "llamacpp"
     assert resolve_backend(GenerateConfig(), llama_cpp_ok=False) == "hf"
     assert resolve_backend(GenerateConfig(model="/some/folder"), llama_cpp_ok=True) == "hf"
     assert resolve_backend(GenerateConfig(device="cuda"), llama_cpp_ok=True) == "hf"
@@ -257,8 +259,8 @@ def test_amx_builds_load_without_extra_buffers(llama_cpp, monkeypatch):
 
 @pytest.fixture(scope="module")
 def served(llama_cpp, model_cache_dir):
-    """The bundled model on llama.cpp, built the way backend=auto builds it."""
-    gen = load_generator(GenerateConfig(adapter="none", context_window=1024, threads=1), model_cache_dir)
+    """The bundled model on llama.cpp, built the way the llama.cpp backend builds it."""
+    gen = load_generator(GenerateConfig(backend="llamacpp", adapter="none", context_window=1024, threads=1), model_cache_dir)
     assert type(gen).__name__ == "LlamaCppGenerator"
     return gen
 
@@ -342,7 +344,8 @@ def test_adapter_is_served_on_llamacpp_through_settings(llama_cpp, model_cache_d
     merged = base_q8.with_name(f"{base_q8.stem}+lora-{digest}.gguf")
     lora = model_cache_dir / "lora-gguf" / f"lora-{digest}.gguf"
     try:
-        gen = load_generator(GenerateConfig(adapter=str(folder), context_window=1024, threads=1), model_cache_dir)
+        gen = load_generator(GenerateConfig(backend="llamacpp", adapter=str(folder), context_window=1024, threads=1),
+                             model_cache_dir)
         assert type(gen).__name__ == "LlamaCppGenerator" and gen.adapter == str(folder)
         assert gen.llm.model_path == str(merged)  # by default merged into the Q8_0 weights
         assert gen.generate(MESSAGES, max_new_tokens=8)
