@@ -200,6 +200,13 @@ def validation_loss(model: Any, data: Sequence[tuple[list[int], int]], device: A
     return sum(losses) / max(1, len(losses))
 
 
+def training_order(n: int, seed: int) -> list[int]:
+    """The order train() takes its ``n`` examples that fit ``max_length`` in (docs/finetune/next_examples.py slices it)."""
+    order = list(range(n))
+    random.Random(seed).shuffle(order)
+    return order
+
+
 def train(
     cfg: TrainConfig,
     train_examples: Sequence[RaftExample],
@@ -237,8 +244,7 @@ def train(
     too_long = sum(1 for ids, _ in encoded if len(ids) > cfg.max_length)
     encoded = [e for e in encoded if len(e[0]) <= cfg.max_length]
     val = [e for e in (encode(ex, tokenizer) for ex in val_examples[: cfg.val_examples]) if len(e[0]) <= cfg.max_length]
-    order = list(range(len(encoded)))
-    random.Random(cfg.seed).shuffle(order)
+    order = training_order(len(encoded), cfg.seed)
     # Data-parallel: process `rank` of `world` takes every world-th example of the shared order.
     world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
     total_micro = math.ceil(cfg.epochs * len(encoded) / world)

@@ -155,12 +155,18 @@ class GenerateConfig(_Section):
         return self.adapter
 
     @property
+    def merged_model_dir(self) -> Path | None:
+        """The model folder when ``rag finetune --merge`` wrote it (it carries the training card), else None."""
+        folder = Path(self.model).expanduser()
+        return folder if (folder / "training_card.json").is_file() else None
+
+    @property
     def fine_tuned(self) -> bool:
-        """An adapter is applied, or the model is one ``rag finetune --merge`` wrote (it carries the training card).
+        """An adapter is applied, or the model is a merged fine-tune.
 
         Decides whether ``abstain_threshold`` applies: only a fine-tuned model learned the abstain sentence.
         """
-        return self.adapter_path is not None or (Path(self.model).expanduser() / "training_card.json").is_file()
+        return self.adapter_path is not None or self.merged_model_dir is not None
 
 
 class Settings(BaseSettings):

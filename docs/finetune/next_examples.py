@@ -9,11 +9,10 @@ How versions 5b and 6 of the shipped adapter got their data (data/adapters/smoll
 """
 
 import argparse
-import random
 from pathlib import Path
 
 from finetune.dataset import read_jsonl, write_jsonl
-from finetune.train import TrainConfig, encode
+from finetune.train import TrainConfig, encode, training_order
 from rag_app.config import load_settings
 from rag_app.models import load_model
 
@@ -32,8 +31,7 @@ def main() -> None:
     settings = load_settings()
     tokenizer = load_model(settings.generate.model, settings.cache_dir, dtype="float32").tokenizer
     fit = [e for e in train if len(encode(e, tokenizer)[0]) <= TrainConfig.max_length]
-    order = list(range(len(fit)))
-    random.Random(args.seed).shuffle(order)
+    order = training_order(len(fit), args.seed)
     picked = [fit[i] for i in order[args.start : args.end]]
     write_jsonl(picked + val, args.out)
     print(f"{len(examples)} built, {len(fit)} fit; wrote {len(picked)} (positions {args.start}-{args.start + len(picked) - 1}, "

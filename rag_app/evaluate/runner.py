@@ -100,8 +100,8 @@ class RunSpec:
             "depth": config.depth,
             "retrieval_only": config.retrieval_only,
         }
-        merged = Path(s.generate.model).expanduser()
-        if not config.retrieval_only and (merged / "training_card.json").is_file():  # a re-merged model at the same path
+        merged = s.generate.merged_model_dir
+        if not config.retrieval_only and merged is not None:  # a re-merged model at the same path
             key["model_digest"] = adapter_digest(merged, names=("training_card.json", "model.safetensors"))
         return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:12]
 
