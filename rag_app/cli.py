@@ -13,6 +13,7 @@ import json
 import logging
 import os
 import sys
+import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
@@ -44,6 +45,12 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(show_path=False, show_time=False, console=_console(stderr=True))],
         force=True,
     )
+    # bitsandbytes warns at import, on CPUs with AVX512-BF16, that a hub kernel for 4-bit CPU matmuls
+    # could not be fetched: true offline and irrelevant unless QLoRA runs on a CPU; shown with -v.
+    logging.getLogger("bitsandbytes").setLevel(logging.NOTSET if verbose else logging.ERROR)
+    if not verbose:  # libraries' deprecation notices (transformers', via peft) are for developers, not users
+        warnings.filterwarnings("ignore", category=FutureWarning)
+        warnings.filterwarnings("ignore", category=DeprecationWarning)
 
 
 def _console(stderr: bool = False) -> Any:

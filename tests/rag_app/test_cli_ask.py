@@ -66,3 +66,23 @@ def test_terminal_shows_no_weight_loading_bars_unless_verbose(verbose):
     env = {k: v for k, v in os.environ.items() if k != "HF_HUB_DISABLE_PROGRESS_BARS"}
     err = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, env=env, timeout=300).stderr
     assert ("Loading weights" in err) is verbose
+
+
+@pytest.mark.parametrize("verbose", [False, True])
+def test_library_warnings_hidden_unless_verbose(verbose):
+    """Not for users: bitsandbytes' unreachable hub kernel (AVX512-BF16 CPUs, offline), deprecation notices."""
+    import logging
+
+    from rag_app.cli import _setup_logging
+
+    import warnings
+
+    _setup_logging(verbose)
+    try:
+        assert logging.getLogger("bitsandbytes.backends.cpu.ops").isEnabledFor(logging.WARNING) is verbose
+        assert logging.getLogger("bitsandbytes.backends.cpu.ops").isEnabledFor(logging.ERROR)
+        with warnings.catch_warnings(record=True) as caught:  # e.g. transformers' is_gradient_checkpointing notice
+            warnings.warn("x is deprecated", FutureWarning)
+        assert bool(caught) is verbose
+    finally:
+        logging.getLogger("bitsandbytes").setLevel(logging.NOTSET)
