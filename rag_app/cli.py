@@ -13,13 +13,13 @@ import json
 import logging
 import os
 import sys
-import warnings
 from pathlib import Path
 from typing import Annotated, Any, Optional
 
 import typer
 
 from rag_app.errors import RagError
+from rag_app.quiet import quiet_libraries
 
 app = typer.Typer(
     add_completion=False,
@@ -45,12 +45,7 @@ def _setup_logging(verbose: bool) -> None:
         handlers=[RichHandler(show_path=False, show_time=False, console=_console(stderr=True))],
         force=True,
     )
-    # bitsandbytes warns at import, on CPUs with AVX512-BF16, that a hub kernel for 4-bit CPU matmuls
-    # could not be fetched: true offline and irrelevant unless QLoRA runs on a CPU; shown with -v.
-    logging.getLogger("bitsandbytes").setLevel(logging.NOTSET if verbose else logging.ERROR)
-    if not verbose:  # libraries' deprecation notices (transformers', via peft) are for developers, not users
-        warnings.filterwarnings("ignore", category=FutureWarning)
-        warnings.filterwarnings("ignore", category=DeprecationWarning)
+    quiet_libraries(verbose)
 
 
 def _console(stderr: bool = False) -> Any:

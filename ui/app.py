@@ -25,6 +25,7 @@ import streamlit as st
 from rag_app.config import Settings
 from rag_app.errors import RagError
 from rag_app.pipeline import Answer, RagPipeline
+from rag_app.quiet import quiet_libraries
 from rag_app.store import IndexStore, index_exists
 from ui import render
 from ui.resources import (
@@ -403,7 +404,9 @@ def main(argv: Sequence[str] | None = None, factory: ModelFactory | None = None)
     st.set_page_config(page_title="Chat with your documents · rag_app", page_icon=":material/auto_stories:",
                        layout="centered", initial_sidebar_state="expanded")
     argv = list(sys.argv[1:] if argv is None else argv)
-    if parse_args(argv).verbose:
+    verbose = parse_args(argv).verbose
+    quiet_libraries(verbose)
+    if verbose:
         _log_to_terminal()
     try:
         page(settings_from_args(argv), factory or default_factory())

@@ -72,12 +72,11 @@ def test_terminal_shows_no_weight_loading_bars_unless_verbose(verbose):
 def test_library_warnings_hidden_unless_verbose(verbose):
     """Not for users: bitsandbytes' unreachable hub kernel (AVX512-BF16 CPUs, offline), deprecation notices."""
     import logging
+    import warnings
 
     from rag_app.cli import _setup_logging
 
-    import warnings
-
-    _setup_logging(verbose)
+    _setup_logging(verbose)  # rag ui's page calls the same quiet_libraries
     try:
         assert logging.getLogger("bitsandbytes.backends.cpu.ops").isEnabledFor(logging.WARNING) is verbose
         assert logging.getLogger("bitsandbytes.backends.cpu.ops").isEnabledFor(logging.ERROR)
