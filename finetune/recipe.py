@@ -228,8 +228,9 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
     if request.eval_examples and val_ex:
         card["eval"] = validate_adapter(settings, request.out, val_ex[: request.eval_examples])
         write_card(request.out, card)
+    val = "" if card["val_loss"] is None else f", val loss {card['val_loss']:.3f}"
     lines = [f"Adapter written to {request.out} ({card['steps']['examples_seen']} examples, "
-             f"{card['time_s']:.0f} s, {card['tokens_per_s']:.0f} tokens/s, val loss {card['val_loss']}).",
+             f"{card['time_s']:.0f} s, {card['tokens_per_s']:.0f} tokens/s{val}).",
              f"Use it: rag ask \"...\" --adapter {request.out}"]
     if request.merge:
         lines.append(f"Merged model: {merge_adapter(settings, request.out, request.out / 'merged')}")

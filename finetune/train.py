@@ -61,6 +61,7 @@ class TrainConfig:
         init_adapter: start from this adapter's weights (its rank, targets and
             layers) instead of a fresh LoRA: more training for an adapter
             already shipped, when a pass from scratch does not fit the time.
+            With ``layers="all"`` an adapter of fewer layers is widened to all.
     """
 
     base_model: str = "bundled"
@@ -164,9 +165,12 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
         loaded.model.enable_input_require_grads()
     n_layers = loaded.model.config.num_hidden_layers
     torch.manual_seed(cfg.seed)  # the LoRA init too: same seed, same adapter (and the same on every process)
-    if cfg.init_adapter:
-        model = PeftModel.from_pretrained(loaded.model, str(check_adapter(cfg.init_adapter, loaded.base_id)), is_trainable=True)
+    init = LoraConfig.from_pretrained(str(check_adapter(cfg.init_adapter, loaded.base_id))) if cfg.init_adapter else None
+    if init is not None and not (cfg.layers == "all" and init.layers_to_transform is not None):
+        model = PeftModel.from_pretrained(loaded.model, str(cfg.init_adapter), is_trainable=True)
         layers = model.peft_config["default"].layers_to_transform
+    elif init is not None:
+        model, layers = _widen_to_all_layers(loaded.model, init, cfg.init_adapter), None
     else:
         layers = _layers_to_transform(cfg, n_layers, device)
         lora = LoraConfig(
@@ -188,6 +192,26 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
         "init_adapter": str(cfg.init_adapter) if cfg.init_adapter else None,
     }
     return model, loaded.tokenizer, loaded, facts
+
+
+def _widen_to_all_layers(base: Any, init: Any, init_dir: Path) -> Any:
+    """``--init-adapter A --layers all`` where A adapts only some layers: A's weights where it has them,
+    a fresh LoRA (B = 0, so the model starts exactly as A) on every other layer.
+
+    Why: continuing the shipped top-half adapter while letting the lower layers adapt too, without
+    giving up what it learned (a fresh all-layer run over as much data does not fit a session on CPU).
+    """
+    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
+    from safetensors.torch import load_file
+
+    lora = LoraConfig(r=init.r, lora_alpha=init.lora_alpha, lora_dropout=init.lora_dropout,
+                      target_modules=init.target_modules, task_type="CAUSAL_LM")
+    model = get_peft_model(base, lora)
+    loaded = set_peft_model_state_dict(model, load_file(Path(init_dir) / "adapter_model.safetensors"))
+    if loaded.unexpected_keys:
+        raise ConfigError(f"adapter {init_dir} has weights an all-layer LoRA of its settings lacks "
+                          f"({loaded.unexpected_keys[0]}); continue it without --layers all")
+    return model
 
 
 def validation_loss(model: Any, data: Sequence[tuple[list[int], int]], device: Any) -> float:

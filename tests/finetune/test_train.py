@@ -85,10 +85,18 @@ def test_init_adapter_continues_from_its_weights(tiny_smollm, tmp_path):
         with torch.no_grad():
             return answer_loss(apply_adapter(load_model(str(tiny_smollm), tmp_path, dtype="float32"), adapter).model, ids, n, "cpu").item()
 
-    # lr ~0: the continued adapter is the first one, unchanged (its layers too, not the config's "all").
-    card = train(config(tiny_smollm, tmp_path / "same", epochs=1, lr=1e-12, init_adapter=first), examples(4), progress=False)
+    # lr ~0: the continued adapter is the first one, unchanged (its layers too, with layers auto).
+    card = train(config(tiny_smollm, tmp_path / "same", epochs=1, lr=1e-12, init_adapter=first, layers="auto"),
+                 examples(4), progress=False)
     assert card["init_adapter"] == str(first) and card["adapted_layers"] == "1-1 of 2"
     assert loss_with(tmp_path / "same") == pytest.approx(loss_with(first), abs=1e-6)
+    # layers "all" widens it: layer 0 gets a LoRA too, which starts at zero, so the model starts as the first.
+    card = train(config(tiny_smollm, tmp_path / "wide", epochs=1, lr=1e-12, init_adapter=first), examples(4), progress=False)
+    assert card["adapted_layers"] == "all"
+    from safetensors.torch import load_file
+
+    assert any(".layers.0." in k for k in load_file(tmp_path / "wide" / "adapter_model.safetensors"))
+    assert loss_with(tmp_path / "wide") == pytest.approx(loss_with(first), abs=1e-6)
     # and with a learning rate it keeps improving from there, not from a fresh LoRA
     train(config(tiny_smollm, tmp_path / "more", epochs=2, init_adapter=first), examples(), progress=False)
     assert loss_with(tmp_path / "more") < loss_with(first)
