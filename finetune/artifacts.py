@@ -62,7 +62,14 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any) ->
     from peft import set_peft_model_state_dict
     from safetensors.torch import load_file
 
-    set_peft_model_state_dict(model, load_file(str(folder / "adapter.safetensors")))
+    from rag_app.errors import ConfigError
+
+    saved = load_file(str(folder / "adapter.safetensors"))
+    result = set_peft_model_state_dict(model, saved)
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or missing:  # the LoRA now covers other layers than the checkpoint's
+        raise ConfigError(f"--resume: the checkpoint in {folder} adapts other layers than this run would; "
+                          "resume with the same --layers and --init-adapter as the run that wrote it")
     extra = torch.load(folder / "optim.pt", weights_only=True)
     optimizer.load_state_dict(extra["optimizer"])
     scheduler.load_state_dict(extra["scheduler"])

@@ -4,8 +4,10 @@ Read top to bottom. Choices and their costs (measured on a 2-core CPU and an H10
 
 * **LoRA r16/alpha32 on q,k,v,o,gate,up,down** (QLoRA paper defaults). On CPU
   only the top half of the layers is adapted by default: backward then stops
-  at layer 15 of 30, which doubles the speed (1.5 s vs 3.0 s an example)
-  for a small quality cost. ``layers="all"`` adapts every layer.
+  at layer 15 of 30, which doubles the speed (1.5 s vs 3.0 s an example).
+  ``layers="all"`` adapts every layer: from scratch it reached in 25 steps
+  the validation loss the top half reached in 50 (one run, docs/EVAL.md),
+  so it may pay where examples, not CPU hours, are what is short.
 * **4-bit NF4 base (QLoRA)** where it pays: CUDA or bases over ~1B
   parameters. For the bundled 135M model on CPU it only slows the step
   (3.6 s vs 2.7 s) and saves nothing that matters, so ``quant="auto"``
@@ -201,13 +203,15 @@ def _widen_to_all_layers(base: Any, init: Any, init_dir: Path) -> Any:
     Why: continuing the shipped top-half adapter while letting the lower layers adapt too, without
     giving up what it learned (a fresh all-layer run over as much data does not fit a session on CPU).
     """
-    from peft import LoraConfig, get_peft_model, set_peft_model_state_dict
-    from safetensors.torch import load_file
+    import copy
 
-    lora = LoraConfig(r=init.r, lora_alpha=init.lora_alpha, lora_dropout=init.lora_dropout,
-                      target_modules=init.target_modules, task_type="CAUSAL_LM")
+    from peft import get_peft_model, set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    lora = copy.deepcopy(init)  # its rank, alpha, rslora, patterns...: the same scaling, so the model starts as A
+    lora.layers_to_transform, lora.layers_pattern, lora.inference_mode = None, None, False
     model = get_peft_model(base, lora)
-    loaded = set_peft_model_state_dict(model, load_file(Path(init_dir) / "adapter_model.safetensors"))
+    loaded = set_peft_model_state_dict(model, load_peft_weights(str(init_dir)))
     if loaded.unexpected_keys:
         raise ConfigError(f"adapter {init_dir} has weights an all-layer LoRA of its settings lacks "
                           f"({loaded.unexpected_keys[0]}); continue it without --layers all")

@@ -307,7 +307,7 @@ def finetune(
     grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 8,
     quant: Annotated[str, typer.Option(help="auto, nf4 (QLoRA) or none.")] = "auto",
     no_quant: Annotated[bool, typer.Option("--no-quant", help="Plain LoRA (same as --quant none).")] = False,
-    layers: Annotated[str, typer.Option(help="auto, all or top-half (all with --init-adapter: its LoRA widened to every layer).")] = "auto",
+    layers: Annotated[str, typer.Option(help="auto, all or top-half. With --init-adapter: all widens it to every layer, else its own layers.")] = "auto",
     resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.")] = False,
     dry_run: Annotated[bool, typer.Option("--dry-run", help="Print 3 formatted examples and token stats; no training.")] = False,
     merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = False,

@@ -14,7 +14,8 @@ import warnings
 
 def quiet_libraries(verbose: bool) -> None:
     """Hide library warnings unless ``verbose``; errors always show."""
-    logging.getLogger("bitsandbytes").setLevel(logging.NOTSET if verbose else logging.ERROR)
+    # only the module that warns about the hub kernel: bitsandbytes' other warnings (CUDA binary, slow dtype) stay
+    logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.NOTSET if verbose else logging.ERROR)
     if not verbose:
         warnings.filterwarnings("ignore", category=FutureWarning)
         warnings.filterwarnings("ignore", category=DeprecationWarning)

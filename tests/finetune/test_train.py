@@ -85,6 +85,9 @@ def test_init_adapter_continues_from_its_weights(tiny_smollm, tmp_path):
         with torch.no_grad():
             return answer_loss(apply_adapter(load_model(str(tiny_smollm), tmp_path, dtype="float32"), adapter).model, ids, n, "cpu").item()
 
+    with torch.no_grad():
+        assert loss_with(first) < answer_loss(base.model, ids, n, "cpu").item() - 0.1  # so "unchanged" below means something
+
     # lr ~0: the continued adapter is the first one, unchanged (its layers too, with layers auto).
     card = train(config(tiny_smollm, tmp_path / "same", epochs=1, lr=1e-12, init_adapter=first, layers="auto"),
                  examples(4), progress=False)
@@ -97,9 +100,10 @@ def test_init_adapter_continues_from_its_weights(tiny_smollm, tmp_path):
 
     assert any(".layers.0." in k for k in load_file(tmp_path / "wide" / "adapter_model.safetensors"))
     assert loss_with(tmp_path / "wide") == pytest.approx(loss_with(first), abs=1e-6)
-    # and with a learning rate it keeps improving from there, not from a fresh LoRA
-    train(config(tiny_smollm, tmp_path / "more", epochs=2, init_adapter=first), examples(), progress=False)
-    assert loss_with(tmp_path / "more") < loss_with(first)
+    # and with a learning rate it keeps improving from there, not from a fresh LoRA (its own layers, and widened)
+    for layers in ("auto", "all"):
+        train(config(tiny_smollm, tmp_path / layers, epochs=2, init_adapter=first, layers=layers), examples(), progress=False)
+        assert loss_with(tmp_path / layers) < loss_with(first)
 
 
 def test_qlora_nf4_on_cpu(tiny_smollm, tmp_path):
@@ -138,6 +142,8 @@ def test_resume_continues_from_the_saved_step(tiny_smollm, tmp_path, monkeypatch
     with pytest.raises(ConfigError, match="trained by 2 process"):
         train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
     state_file.write_text(json.dumps(saved))
+    with pytest.raises(ConfigError, match="same --layers"):  # the checkpoint's LoRA covers all layers
+        train(config(tiny_smollm, out, epochs=1, layers="top-half"), examples(), resume=True, progress=False)
     card = train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
     assert card["steps"] == {"examples_seen": 12, "optimizer_steps": 6, "processes": 1}
     assert [s for s, _ in card["losses"]] == [1, 2, 3, 4, 5, 6]

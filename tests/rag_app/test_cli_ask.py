@@ -79,7 +79,6 @@ def test_library_warnings_hidden_unless_verbose(verbose):
     _setup_logging(verbose)  # rag ui's page calls the same quiet_libraries
     try:
         assert logging.getLogger("bitsandbytes.backends.cpu.ops").isEnabledFor(logging.WARNING) is verbose
-        assert logging.getLogger("bitsandbytes.backends.cpu.ops").isEnabledFor(logging.ERROR)
         with warnings.catch_warnings(record=True) as caught:  # e.g. transformers' is_gradient_checkpointing notice
             warnings.warn("x is deprecated", FutureWarning)
         assert bool(caught) is verbose
