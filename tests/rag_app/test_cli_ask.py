@@ -83,4 +83,4 @@ def test_library_warnings_hidden_unless_verbose(verbose):
             warnings.warn("x is deprecated", FutureWarning)
         assert bool(caught) is verbose
     finally:
-        logging.getLogger("bitsandbytes").setLevel(logging.NOTSET)
+        logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.NOTSET)
