@@ -21,7 +21,9 @@ def save_adapter(model: Any, tokenizer: Any, out: Path) -> None:
 
     tmp = out / "adapter.tmp"
     shutil.rmtree(tmp, ignore_errors=True)
-    model.save_pretrained(str(tmp), safe_serialization=True)
+    # the vocabulary is never resized: without this peft looks the base id up on the Hub (a network call,
+    # and offline a warning at every save)
+    model.save_pretrained(str(tmp), safe_serialization=True, save_embedding_layers=False)
     from safetensors.torch import load_file, save_file
 
     weights = tmp / "adapter_model.safetensors"
@@ -43,7 +45,7 @@ def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, st
     tmp = folder.with_name(folder.name + ".tmp")
     shutil.rmtree(tmp, ignore_errors=True)
     tmp.mkdir(parents=True)
-    save_file({k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model).items()},
+    save_file({k: v.detach().contiguous().cpu() for k, v in get_peft_model_state_dict(model, save_embedding_layers=False).items()},
               str(tmp / "adapter.safetensors"))
     torch.save({"optimizer": optimizer.state_dict(), "scheduler": scheduler.state_dict(),
                 "rng": torch.get_rng_state()}, tmp / "optim.pt")

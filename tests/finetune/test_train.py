@@ -118,6 +118,25 @@ def test_llama32_shaped_model_trains(tiny_llama32, tmp_path):
     assert card["steps"]["optimizer_steps"] == 3
 
 
+def test_saving_never_asks_the_hub(tiny_smollm, tmp_path, monkeypatch):
+    """Adapters record the base's Hub id; peft would look it up online at every save (offline: a warning)."""
+    from peft import LoraConfig, get_peft_model
+
+    from finetune.artifacts import save_adapter, save_checkpoint
+
+    def no_hub(*a, **kw):
+        raise AssertionError("peft asked the Hub about the base model while saving")
+
+    monkeypatch.setattr("peft.utils.save_and_load.check_file_exists_on_hf_hub", no_hub)
+    loaded = load_model(str(tiny_smollm), tmp_path, dtype="float32")
+    model = get_peft_model(loaded.model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
+    model.peft_config["default"].base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"  # as train() sets it
+    save_adapter(model, loaded.tokenizer, tmp_path / "a")
+    optimizer = torch.optim.AdamW(model.parameters())
+    save_checkpoint(tmp_path / "c", model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), {})
+    assert (tmp_path / "a" / "adapter_model.safetensors").is_file() and (tmp_path / "c" / "adapter.safetensors").is_file()
+
+
 def test_resume_continues_from_the_saved_step(tiny_smollm, tmp_path, monkeypatch):
     import finetune.train as recipe
 
