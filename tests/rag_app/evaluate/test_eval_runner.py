@@ -292,19 +292,23 @@ def test_reingested_corpus_is_not_resumed(setup):
     assert len(read_records(out / RECORDS_FILE)) == before + len(QUESTIONS)
 
 
-def test_a_retrained_adapter_at_the_same_path_is_not_resumed(setup, tmp_path):
+@pytest.mark.parametrize("field, config_file, weights_file", [
+    ("adapter", "adapter_config.json", "adapter_model.safetensors"),  # rag finetune's adapter folder
+    ("model", "training_card.json", "model.safetensors"),  # what `rag finetune --merge` writes
+])
+def test_retrained_weights_at_the_same_path_are_not_resumed(setup, tmp_path, field, config_file, weights_file):
     root, settings, embedder, out = setup
-    adapter = tmp_path / "adapter"
-    adapter.mkdir()
-    (adapter / "adapter_config.json").write_text('{"r": 16}')
-    (adapter / "adapter_model.safetensors").write_bytes(b"first weights")
-    tuned = settings.model_copy(update={"generate": settings.generate.model_copy(update={"adapter": str(adapter)})})
-    runs = plan_runs([("adapter", tuned)])
+    folder = tmp_path / "tuned"
+    folder.mkdir()
+    (folder / config_file).write_text('{"r": 16}')
+    (folder / weights_file).write_bytes(b"first weights")
+    tuned = settings.model_copy(update={"generate": settings.generate.model_copy(update={field: str(folder)})})
+    runs = plan_runs([("tuned", tuned)])
     evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: ScriptedGenerator())
     again = ScriptedGenerator()
     evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: again)
-    assert again.calls == []  # unchanged adapter: every record reused
-    (adapter / "adapter_model.safetensors").write_bytes(b"retrained weights")
+    assert again.calls == []  # unchanged weights: every record reused
+    (folder / weights_file).write_bytes(b"retrained weights")
     retrained = ScriptedGenerator()
     evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: retrained)
     assert len(retrained.calls) == len(QUESTIONS)
@@ -321,18 +325,3 @@ def test_a_threshold_the_base_model_ignores_reuses_its_records(setup):
     evaluate(load_dataset(root), plan_runs([("base", dialled)]), EvalConfig(), out, embedder=embedder,
              load_generator=lambda s: again)
     assert again.calls == []  # same answers as before, so the same records
-
-
-def test_a_re_merged_model_at_the_same_path_is_not_resumed(setup, tmp_path):
-    root, settings, embedder, out = setup
-    merged = tmp_path / "merged"  # what `rag finetune --merge` writes
-    merged.mkdir()
-    (merged / "training_card.json").write_text('{"run": 1}')
-    (merged / "model.safetensors").write_bytes(b"first merge")
-    tuned = settings.model_copy(update={"generate": settings.generate.model_copy(update={"model": str(merged)})})
-    runs = plan_runs([("merged", tuned)])
-    evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: ScriptedGenerator())
-    (merged / "model.safetensors").write_bytes(b"second merge")
-    again = ScriptedGenerator()
-    evaluate(load_dataset(root), runs, EvalConfig(), out, embedder=embedder, load_generator=lambda s: again)
-    assert len(again.calls) == len(QUESTIONS)
