@@ -168,11 +168,11 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
     n_layers = loaded.model.config.num_hidden_layers
     torch.manual_seed(cfg.seed)  # the LoRA init too: same seed, same adapter (and the same on every process)
     init = LoraConfig.from_pretrained(str(check_adapter(cfg.init_adapter, loaded.base_id))) if cfg.init_adapter else None
-    if init is not None and not (cfg.layers == "all" and init.layers_to_transform is not None):
-        model = PeftModel.from_pretrained(loaded.model, str(cfg.init_adapter), is_trainable=True)
-        layers = model.peft_config["default"].layers_to_transform
-    elif init is not None:
+    if init is not None and cfg.layers == "all" and init.layers_to_transform is not None:
         model, layers = _widen_to_all_layers(loaded.model, init, cfg.init_adapter), None
+    elif init is not None:
+        model = PeftModel.from_pretrained(loaded.model, str(cfg.init_adapter), config=init, is_trainable=True)
+        layers = model.peft_config["default"].layers_to_transform
     else:
         layers = _layers_to_transform(cfg, n_layers, device)
         lora = LoraConfig(
