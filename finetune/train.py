@@ -311,6 +311,7 @@ def train(
     model.train()
     t_start, last_save = time.perf_counter() - state.elapsed_s, time.perf_counter()
     window: list[float] = []
+    pending_tokens = 0  # of the examples since the last optimizer step
     bar = _progress(progress and main, total_micro, state.micro_step, world=world, start_tokens=state.tokens,
                     start_elapsed_s=state.elapsed_s)
     try:
@@ -324,9 +325,11 @@ def train(
                 accelerator.backward(loss / cfg.grad_accum)
             state.micro_step += 1
             state.tokens += len(ids)
+            pending_tokens += len(ids)
             window.append(float(loss.detach()))
             if not sync:
                 continue
+            pending_tokens = 0
             accelerator.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
@@ -350,7 +353,7 @@ def train(
         # Weights only change at step boundaries: roll back to the last one, whose
         # examples are all in the weights, and drop the partial accumulation.
         state.micro_step = state.opt_step * cfg.grad_accum
-        state.tokens = int(state.tokens)
+        state.tokens -= pending_tokens
     checkpoint()
     if interrupted:
         log.warning("Interrupted: checkpoint saved at example %d; continue with --resume.", state.micro_step)

@@ -142,19 +142,22 @@ def test_resume_continues_from_the_saved_step(tiny_smollm, tmp_path, monkeypatch
 
     out = tmp_path / "r"
     calls = {"n": 0}
+    lengths: list[int] = []
     real = recipe.answer_loss
 
-    def crash_after_five(*a, **kw):
+    def crash_after_five(model, ids, *a, **kw):
         calls["n"] += 1
         if calls["n"] > 5:
             raise KeyboardInterrupt
-        return real(*a, **kw)
+        lengths.append(len(ids))
+        return real(model, ids, *a, **kw)
 
     monkeypatch.setattr(recipe, "answer_loss", crash_after_five)
     with pytest.raises(KeyboardInterrupt):
         train(config(tiny_smollm, out, save_every_s=0.0, epochs=1), examples(), progress=False)
     saved = json.loads((out / "checkpoint" / "state.json").read_text())
     assert saved["micro_step"] == 4 and saved["opt_step"] == 2  # rolled back to the last step boundary
+    assert saved["tokens"] == sum(lengths[:4])  # the fifth example's tokens went with its dropped gradient
     monkeypatch.setattr(recipe, "answer_loss", real)
     state_file = out / "checkpoint" / "state.json"
     state_file.write_text(json.dumps({**saved, "world_size": 2}))  # as if two processes had trained it
