@@ -22,7 +22,9 @@ The loaded text of a file is:
   as a section headed ``Slide N: title``; slides joined by a blank line.
 - ``.csv`` / ``.tsv``: one line per row, each cell named by its column
   (``Name: Ada | Born: 1815``), each row its own section headed with its
-  spreadsheet row number (``row 7``; the header is row 1). A row per chunk is
+  spreadsheet row number (``row 7``; the header is row 1). A first row holding a
+  number other than a year is data, not a header: its columns are then
+  ``column 1``, ``column 2``... A row per chunk is
   what the small generator reads right: tried by hand on a six-planet table,
   with all rows in one chunk it answered Mars's moons with Venus's diameter;
   with a row per chunk it answered three questions of that kind right.
@@ -353,8 +355,24 @@ def _joined(parts: Sequence[Section]) -> list[Section]:
     return sections
 
 
+#: A cell that is a plain number: sign, currency, thousands separators, decimal point or comma, percent.
+_NUMBER = re.compile(r"[-+(]?[$€£¥]?(?:\d{1,3}(?:[, ]?\d{3})*(?:[.,]\d+)?|\.\d+) ?%?\)?")
+
+
+def _is_header(row: Sequence[str]) -> bool:
+    """Does the first non-empty row name the columns?
+
+    A header names things; a row holding a number is data (``2024-01-05,Acme,12.5``
+    or ``Temperature,25``), except for years, which head financial tables (``,2019,2018``).
+    """
+    for cell in row:
+        if _NUMBER.fullmatch(cell) and not (len(cell) == 4 and cell.isdigit() and 1800 <= int(cell) <= 2199):
+            return False
+    return True
+
+
 def _load_csv(text: str, tab: bool) -> list[Section]:
-    """The first non-empty row names the columns (a file without a header reads its first row as one)."""
+    """The first non-empty row names the columns unless it holds numbers (then columns are numbered)."""
     delimiter = "\t"
     if not tab:
         try:  # only the delimiter: the sniffer's quoting guesses misread standard "" escapes and apostrophes
@@ -371,12 +389,13 @@ def _load_csv(text: str, tab: bool) -> list[Section]:
     numbered = [(n, row) for n, row in enumerate(rows, start=1) if any(row)]
     if not numbered:
         return []
-    header = numbered[0][1]
-    if len(numbered) == 1:  # a header alone still says what the file is about
+    header = numbered[0][1] if _is_header(numbered[0][1]) else []
+    if header and len(numbered) == 1:  # a header alone still says what the file is about
         return [Section(" | ".join(h for h in header if h), 0)]
     width = max(len(row) for _, row in numbered)
     names = [header[i] if i < len(header) and header[i] else f"column {i + 1}" for i in range(width)]
-    rows_as_text = ((n, " | ".join(f"{names[i]}: {v}" for i, v in enumerate(row) if v)) for n, row in numbered[1:])
+    data = numbered[1:] if header else numbered
+    rows_as_text = ((n, " | ".join(f"{names[i]}: {v}" for i, v in enumerate(row) if v)) for n, row in data)
     return _joined([Section(text, heading=f"row {n}") for n, text in rows_as_text])
 
 

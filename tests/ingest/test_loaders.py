@@ -213,6 +213,24 @@ def test_csv_quoting_as_spreadsheets_write_it(tmp_path: Path) -> None:
     assert sections[3].text == "title: Film D | review: Great cast | year: 2005"
 
 
+def test_csv_without_a_header_keeps_its_first_row(tmp_path: Path) -> None:
+    (tmp_path / "log.csv").write_text("2024-01-05,Acme,12.5\n2024-01-06,Beta,\"$1,300\"\n", encoding="utf-8")
+    (tmp_path / "kv.csv").write_text("Temperature;25,5 %\nHumidity;-3\n", encoding="utf-8")
+    assert [(s.heading, s.text) for s in load(tmp_path / "log.csv")] == [
+        ("row 1", "column 1: 2024-01-05 | column 2: Acme | column 3: 12.5"),
+        ("row 2", "column 1: 2024-01-06 | column 2: Beta | column 3: $1,300")]
+    assert [s.text for s in load(tmp_path / "kv.csv")] == ["column 1: Temperature | column 2: 25,5 %",
+                                                            "column 1: Humidity | column 2: -3"]
+    (tmp_path / "one.csv").write_text("Acme,12\n", encoding="utf-8")  # a lone data row is still data
+    assert [s.text for s in load(tmp_path / "one.csv")] == ["column 1: Acme | column 2: 12"]
+
+
+def test_csv_headed_by_years_keeps_them_as_column_names(tmp_path: Path) -> None:
+    (tmp_path / "fin.csv").write_text(",2019,2018\nRevenue,\"1,234\",1100\n", encoding="utf-8")
+    assert [(s.heading, s.text) for s in load(tmp_path / "fin.csv")] == [
+        ("row 2", "column 1: Revenue | 2019: 1,234 | 2018: 1100")]
+
+
 def test_tsv_and_ragged_rows(tmp_path: Path) -> None:
     (tmp_path / "t.tsv").write_text("name\tvalue\nalpha\t1\textra, with comma\n", encoding="utf-8")
     [section] = load(tmp_path / "t.tsv")
