@@ -365,10 +365,10 @@ def _is_header(row: Sequence[str]) -> bool:
     A header names things; a row holding a number is data (``2024-01-05,Acme,12.5``
     or ``Temperature,25``), except for years, which head financial tables (``,2019,2018``).
     """
-    for cell in row:
-        if _NUMBER.fullmatch(cell) and not (len(cell) == 4 and cell.isdigit() and 1800 <= int(cell) <= 2199):
-            return False
-    return True
+    def is_year(cell: str) -> bool:
+        return len(cell) == 4 and cell.isdigit() and 1800 <= int(cell) <= 2199
+
+    return not any(_NUMBER.fullmatch(cell) and not is_year(cell) for cell in row)
 
 
 def _load_csv(text: str, tab: bool) -> list[Section]:
