@@ -10,6 +10,7 @@ saving leaves the previous checkpoint intact.
 from __future__ import annotations
 
 import json
+import os
 import shutil
 from pathlib import Path
 from typing import Any
@@ -28,12 +29,20 @@ def save_adapter(model: Any, tokenizer: Any, out: Path) -> None:
 
     weights = tmp / "adapter_model.safetensors"
     save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(weights)).items()}, str(weights))
+    _readable_as_umask_allows(weights)
     for f in tmp.iterdir():
         target = out / f.name
         if target.is_dir():
             shutil.rmtree(target)
         f.replace(target)
     tmp.rmdir()
+
+
+def _readable_as_umask_allows(path: Path) -> None:
+    """safetensors writes 0600; an adapter is made to be shared, so give it the mode any other file would get."""
+    umask = os.umask(0)
+    os.umask(umask)
+    path.chmod(0o666 & ~umask)
 
 
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:

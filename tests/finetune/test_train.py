@@ -1,6 +1,8 @@
 """The recipe on tiny random models: loss falls, files written, adapter reloads, resume, QLoRA on CPU."""
 
 import json
+import os
+import stat
 
 import pytest
 
@@ -131,7 +133,12 @@ def test_saving_never_asks_the_hub(tiny_smollm, tmp_path, monkeypatch):
     loaded = load_model(str(tiny_smollm), tmp_path, dtype="float32")
     model = get_peft_model(loaded.model, LoraConfig(r=2, target_modules=["q_proj"], task_type="CAUSAL_LM"))
     model.peft_config["default"].base_model_name_or_path = "HuggingFaceTB/SmolLM2-135M-Instruct"  # as train() sets it
-    save_adapter(model, loaded.tokenizer, tmp_path / "a")
+    old_umask = os.umask(0o022)
+    try:
+        save_adapter(model, loaded.tokenizer, tmp_path / "a")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((tmp_path / "a" / "adapter_model.safetensors").stat().st_mode) == 0o644  # others may read it
     optimizer = torch.optim.AdamW(model.parameters())
     save_checkpoint(tmp_path / "c", model, optimizer, torch.optim.lr_scheduler.LambdaLR(optimizer, lambda _: 1.0), {})
     assert (tmp_path / "a" / "adapter_model.safetensors").is_file() and (tmp_path / "c" / "adapter.safetensors").is_file()
