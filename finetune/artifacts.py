@@ -29,7 +29,7 @@ def save_adapter(model: Any, tokenizer: Any, out: Path) -> None:
 
     weights = tmp / "adapter_model.safetensors"
     save_file({k: v.to(torch.bfloat16) for k, v in load_file(str(weights)).items()}, str(weights))
-    _readable_as_umask_allows(weights)
+    share_weights(tmp)
     for f in tmp.iterdir():
         target = out / f.name
         if target.is_dir():
@@ -38,11 +38,15 @@ def save_adapter(model: Any, tokenizer: Any, out: Path) -> None:
     tmp.rmdir()
 
 
-def _readable_as_umask_allows(path: Path) -> None:
-    """safetensors writes 0600; an adapter is made to be shared, so give it the mode any other file would get."""
+def share_weights(folder: Path) -> None:
+    """Give ``folder``'s .safetensors the mode any other new file gets (umask), not safetensors' 0600.
+
+    Why: an adapter or a merged model is made to be shared (a team's folder); at 0600 no one else could load it.
+    """
     umask = os.umask(0)
     os.umask(umask)
-    path.chmod(0o666 & ~umask)
+    for weights in folder.glob("*.safetensors"):
+        weights.chmod(0o666 & ~umask)
 
 
 def save_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any, state: dict[str, Any]) -> None:

@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from finetune.dataset import RaftConfig, RaftExample, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
-from finetune.artifacts import write_card
+from finetune.artifacts import share_weights, write_card
 from finetune.synthesize import synthesis_quality, synthesize_items
 from finetune.train import TrainConfig, dump_examples, train
 from rag_app.config import Settings
@@ -172,6 +172,7 @@ def merge_adapter(settings: Settings, adapter_dir: Path, out: Path) -> Path:
     loaded = apply_adapter(load_model(settings.generate.model, settings.cache_dir, dtype="bfloat16", device="cpu"), adapter_dir)
     merged = loaded.model.merge_and_unload()
     merged.save_pretrained(str(out), safe_serialization=True)
+    share_weights(out)
     loaded.tokenizer.save_pretrained(str(out))
     card = adapter_dir / "training_card.json"
     if card.is_file():  # provenance, and what marks the folder as fine-tuned when served (GenerateConfig.fine_tuned)

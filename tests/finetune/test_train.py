@@ -68,7 +68,12 @@ def test_training_lowers_loss_and_writes_a_loadable_adapter(tiny_smollm, tmp_pat
     from rag_app.config import load_settings
 
     settings = load_settings(cache_dir=tmp_path, generate={"model": str(tiny_smollm), "adapter": "none"})
-    merged = merge_adapter(settings, out, out / "merged")
+    old_umask = os.umask(0o022)
+    try:
+        merged = merge_adapter(settings, out, out / "merged")
+    finally:
+        os.umask(old_umask)
+    assert stat.S_IMODE((merged / "model.safetensors").stat().st_mode) == 0o644  # others may load it
     with torch.no_grad():
         plain = answer_loss(load_model(str(merged), tmp_path, dtype="float32").model, ids, n, "cpu").item()
     assert plain == pytest.approx(after, rel=0.05)  # merged in bf16
