@@ -63,6 +63,10 @@ SUPPORTED_TYPES = {
     ".tsv": "csv",
 }
 
+#: loader kind -> how it reads; bump when the same bytes load differently (ingest folds it into a file's
+#: digest, so an indexed file is re-read once instead of staying "unchanged"). 1 where absent.
+READER_VERSIONS = {"csv": 2}  # 2: header-less CSVs keep their first row; decimal-comma ; files
+
 # HTML elements whose text is never content a question could be about.
 _HTML_DROP = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "form", "button")
 _HTML_BLOCKS = (
@@ -355,30 +359,49 @@ def _joined(parts: Sequence[Section]) -> list[Section]:
     return sections
 
 
-#: A cell that is a plain number: sign, currency, thousands separators, decimal point or comma, percent.
-_NUMBER = re.compile(r"[-+(]?[$€£¥]?(?:\d{1,3}(?:[, ]?\d{3})*(?:[.,]\d+)?|\.\d+) ?%?\)?")
+#: A cell that is a plain number: sign, currency, thousands separators, decimal point or comma, exponent,
+#: then a percent, currency, currency code, unit of temperature or k/M/bn (``25,5 %``, ``2,50 €``, ``5 USD``).
+_NUMBER = re.compile(
+    r"[-+−(]?[$€£¥]?[-+−]? ?(?:\d{1,3}(?:[,. ]?\d{3})*(?:[.,]\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
+    r" ?(?:%|[$€£¥]|[A-Z]{3}|°[CF]|[kMB]|bn)?\)?"
+)
 
 
 def _is_header(row: Sequence[str]) -> bool:
     """Does the first non-empty row name the columns?
 
-    A header names things; a row holding a number is data (``2024-01-05,Acme,12.5``
-    or ``Temperature,25``), except for years, which head financial tables (``,2019,2018``).
+    A header names things; a row holding a plain number is data (``Acme,12.5``,
+    ``Temperature,25 °C``), except where the numbers are labels: years, which
+    head financial tables (``,2019,2018``), and runs of consecutive integers,
+    which head scales, sizes and pandas frames (``Question,1,2,3,4,5``, ``,0,1,2``).
     """
-    def is_year(cell: str) -> bool:
-        return len(cell) == 4 and cell.isdigit() and 1800 <= int(cell) <= 2199
+    def is_year(cell: str) -> bool:  # 2019, or 2019 EUR
+        return re.fullmatch(r"(?:18|19|20|21)\d\d(?: ?[A-Za-z]+)?", cell) is not None
 
-    return not any(_NUMBER.fullmatch(cell) and not is_year(cell) for cell in row)
+    numbers = [cell for cell in row if _NUMBER.fullmatch(cell)]
+    counting = len(numbers) >= 3 and all(c.isdigit() for c in numbers) and all(
+        int(b) == int(a) + 1 for a, b in zip(numbers, numbers[1:]))
+    return counting or all(is_year(cell) for cell in numbers)
+
+
+def _delimiter(sample: str) -> str:
+    """The sniffed delimiter, ``;`` over ``,`` when both split every line alike (``Kaffee;2,50 €``: decimal commas)."""
+    sniffer = csv.Sniffer()
+    try:  # only the delimiter: the sniffer's quoting guesses misread standard "" escapes and apostrophes
+        delimiter = sniffer.sniff(sample, delimiters=",;\t|").delimiter
+    except csv.Error:  # one column, or too irregular to tell: plain commas
+        return ","
+    if delimiter == ",":
+        try:
+            return sniffer.sniff(sample, delimiters=";").delimiter
+        except csv.Error:
+            pass
+    return delimiter
 
 
 def _load_csv(text: str, tab: bool) -> list[Section]:
-    """The first non-empty row names the columns unless it holds numbers (then columns are numbered)."""
-    delimiter = "\t"
-    if not tab:
-        try:  # only the delimiter: the sniffer's quoting guesses misread standard "" escapes and apostrophes
-            delimiter = csv.Sniffer().sniff(text[:65536], delimiters=",;\t|").delimiter
-        except csv.Error:  # one column, or too irregular to tell: plain commas
-            delimiter = ","
+    """The first non-empty row names the columns unless it holds data numbers (then columns are numbered)."""
+    delimiter = "\t" if tab else _delimiter(text[:65536])
     csv.field_size_limit(max(csv.field_size_limit(), len(text)))  # one long cell (an article) is still a cell
     try:
         records = list(csv.reader(io.StringIO(text), delimiter=delimiter))

@@ -342,3 +342,17 @@ def test_a_csv_row_is_a_chunk_that_retrieval_finds(docs: Path, settings, fake_em
         assert chunks[2] == ("row 4", "Planet: Mars | Moons: 2 | Diameter (km): 6792") and len(chunks) == 4
         [hit] = Retriever(store, fake_embedder, RetrieveConfig(top_k=1, mode="dense")).retrieve("Mars Moons")
     assert hit.chunk.location == "planets.csv § row 4"
+
+
+def test_a_changed_csv_reader_rereads_only_the_csv_files(docs: Path, settings, embedder, monkeypatch) -> None:
+    # An index built before a loader change: the CSV's chunks must not stay as the old reader made them.
+    (docs / "log.csv").write_text("2024-01-05,Acme,12.5\n2024-01-06,Beta,13\n", encoding="utf-8")
+    monkeypatch.setattr("ingest.pipeline.READER_VERSIONS", {})  # as before any reader was versioned
+    ingest_folder(docs, settings, embedder=embedder)
+    monkeypatch.undo()
+    before = _chunk_ids(settings.index)
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.updated == ["log.csv"] and sorted(report.unchanged) == sorted(DOCS)
+    after = _chunk_ids(settings.index)
+    assert all(after[name] == before[name] for name in DOCS)
+    assert not ingest_folder(docs, settings, embedder=embedder).committed  # once, not on every run

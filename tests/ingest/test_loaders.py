@@ -321,3 +321,23 @@ def test_corrupt_pptx_fails_with_reason(tmp_path: Path) -> None:
     (tmp_path / "broken.pptx").write_bytes(b"PK\x03\x04 not really a zip")
     with pytest.raises(LoaderError, match="not a readable .pptx"):
         load(tmp_path / "broken.pptx")
+
+
+@pytest.mark.parametrize(("first_row", "text"), [
+    (",0,1,2", "column 1: A | 0: 5 | 1: 6 | 2: 7"),  # pandas' to_csv of a frame with integer columns
+    ("Question,1,2,3", "Question: A | 1: 5 | 2: 6 | 3: 7"),  # a rating scale
+    ("Size,38,39,40", "Size: A | 38: 5 | 39: 6 | 40: 7"),
+    (",2019 EUR,2018 EUR", "column 1: A | 2019 EUR: 5 | 2018 EUR: 6 | column 4: 7"),
+])  # fmt: skip
+def test_csv_headed_by_counting_numbers_or_years_keeps_them_as_names(tmp_path: Path, first_row: str, text: str) -> None:
+    (tmp_path / "t.csv").write_text(f"{first_row}\nA,5,6,7\n", encoding="utf-8")
+    assert [(s.heading, s.text) for s in load(tmp_path / "t.csv")] == [("row 2", text)]
+
+
+@pytest.mark.parametrize("first_row", ["Revenue,5 USD", "Temp,25 °C", "Growth,3.5k", "Loss,$-5", "Drop,−3", "Kaffee;2,50 €"])
+def test_csv_whose_first_row_holds_a_number_with_a_unit_is_data(tmp_path: Path, first_row: str) -> None:
+    sep = ";" if ";" in first_row else ","
+    (tmp_path / "t.csv").write_text(f"{first_row}\nOther{sep}1\n", encoding="utf-8")
+    sections = load(tmp_path / "t.csv")
+    label, value = first_row.split(sep)
+    assert sections[0].heading == "row 1" and sections[0].text == f"column 1: {label} | column 2: {value}"
