@@ -329,12 +329,12 @@ def train(
             window.append(float(loss.detach()))
             if not sync:
                 continue
-            pending_tokens = 0
             accelerator.clip_grad_norm_(params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
             state.opt_step += 1
+            pending_tokens = 0  # after the step: an interrupt inside it still rolls these back
             state.losses.append((state.opt_step, sum(window) / len(window)))
             window = []
             if val and state.opt_step % cfg.eval_every == 0:

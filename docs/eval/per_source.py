@@ -37,7 +37,7 @@ THRESHOLDS = (0.2, 0.25, 0.3, 0.4, 0.5)
 
 
 def measure(adapter: str, run: Path, rows_path: Path, sets: list[str]) -> None:
-    done = {json.loads(line)["id"] for line in rows_path.read_text().splitlines()} if rows_path.exists() else set()
+    done = {(r["set"], r["id"]) for r in map(json.loads, rows_path.read_text().splitlines())} if rows_path.exists() else set()
     settings = load_settings(None)
     gen = HFGenerator(apply_adapter(load_model(settings.generate.model, settings.cache_dir, device="cpu"), adapter),
                       "adapter", adapter)
@@ -45,9 +45,11 @@ def measure(adapter: str, run: Path, rows_path: Path, sets: list[str]) -> None:
     for name in sets:
         store = IndexStore.open(next(Path(".rag/datasets").glob(f"{name}-*")))  # the index rag eval built
         for record in map(json.loads, (run / name / "records.jsonl").read_text().splitlines()):
-            if record["id"] in done:
+            if (name, record["id"]) in done:
                 continue
             chunks = store.get_chunks([h["chunk_id"] for h in record["retrieved"][: len(record["sources"])]])
+            if [c.doc_id for c in chunks] != [src["doc_id"] for src in record["sources"]]:
+                raise SystemExit(f"{store.index_dir} is not the index {run / name} was run on")
             per = []
             for chunk in chunks:
                 messages = build_messages(record["question"], [SimpleNamespace(text=chunk.text, location=chunk.location)])
