@@ -143,8 +143,8 @@ def bench_retrieval(sizes: list[int], n_queries: int, k: int, threads: int, dim:
 # ---------------------------------------------------------------- generation
 
 
-def prompts(n: int) -> list[list[dict[str, str]]]:
-    """n grounded prompts: a question, its gold doc and three docs of other topics (800 characters each)."""
+def prompts(n: int, sources: int = 4) -> list[list[dict[str, str]]]:
+    """n grounded prompts: a question, its gold doc and ``sources - 1`` docs of other topics (800 characters each)."""
     from rag_app.prompts import build_messages
     from rag_app.store import Chunk
 
@@ -160,9 +160,9 @@ def prompts(n: int) -> list[list[dict[str, str]]]:
     out = []
     for i, row in enumerate(picked[:n]):
         gold = row["gold_doc_ids"][0]
-        others = [t for t in topics if t != gold.rsplit("_", 1)[0]][:3]
+        others = [t for t in topics if t != gold.rsplit("_", 1)[0]][: sources - 1]
         names = [f"{t}_00" for t in others]
-        names.insert(i % 4, gold)
+        names.insert(i % sources, gold)
         chunks = [Chunk(j, (docs / f"{name}.txt").read_text()[:800], f"{name}.txt", name) for j, name in enumerate(names)]
         out.append(build_messages(row["question"], chunks))
     return out

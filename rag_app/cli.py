@@ -126,7 +126,7 @@ def _generation_overrides(
     }
 
 
-KOpt = Annotated[Optional[int], typer.Option("--k", "-k", help="Sources to retrieve (default 4).")]
+KOpt = Annotated[Optional[int], typer.Option("--k", "-k", help="Sources to retrieve (default 5).")]
 ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="Retrieval: dense, hybrid or bm25.")]
 HybridOpt = Annotated[bool, typer.Option("--hybrid", help="Dense + BM25 fused by reciprocal rank.")]
 MmrOpt = Annotated[Optional[bool], typer.Option("--mmr/--no-mmr", help="Drop near-duplicate sources.")]

@@ -78,7 +78,9 @@ class RetrieveConfig(_Section):
     the generator (unrelated questions score ~0.0-0.2 with MiniLM).
     """
 
-    top_k: int = 4
+    # Five: with the shipped adapter, five dense sources answered and abstained better than four or six
+    # (docs/EVAL.md, "How many sources"), for ~0.2 s more to the first token (bench/sources.py).
+    top_k: int = 5
     # Dense by default: hybrid retrieves better (mean nDCG@10 0.832 vs 0.807 over six sets) but the
     # shipped adapter, trained on dense-ranked sources, answered worse from it (docs/EVAL.md).
     mode: Literal["dense", "hybrid", "bm25"] = "dense"

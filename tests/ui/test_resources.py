@@ -30,7 +30,7 @@ def test_with_overrides_copies_and_validates():
     changed = with_overrides(base, retrieve={"top_k": 30, "mode": "hybrid"}, generate={"temperature": 0.7})
     assert (changed.retrieve.top_k, changed.retrieve.mode, changed.generate.temperature) == (30, "hybrid", 0.7)
     assert changed.retrieve.fetch_k == 30  # grown with top_k, so the pair stays valid
-    assert base.retrieve.top_k == 4 and base.generate.temperature == 0.0  # the base is untouched
+    assert base.retrieve.top_k == 5 and base.generate.temperature == 0.0  # the base is untouched
     assert with_overrides(base) is base
     with pytest.raises(ConfigError, match="generate.temperature"):
         with_overrides(base, generate={"temperature": -1.0})
