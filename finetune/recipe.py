@@ -49,6 +49,7 @@ class FinetuneRequest:
     lora_r: int = 16
     lora_alpha: int = 32
     grad_accum: int = 8
+    max_length: int = 1024
     quant: str = "auto"
     layers: str = "auto"
     resume: bool = False
@@ -214,6 +215,7 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
         base_model=settings.generate.model, out_dir=request.out, cache_dir=settings.cache_dir, quant=request.quant,  # type: ignore[arg-type]
         lora_r=request.lora_r, lora_alpha=request.lora_alpha, layers=request.layers, lr=request.lr,  # type: ignore[arg-type]
         epochs=request.epochs, max_steps=request.max_steps, grad_accum=request.grad_accum, seed=request.seed,
+        max_length=request.max_length,
         init_adapter=request.init_adapter,
     )
     if request.dry_run:

@@ -99,6 +99,8 @@ class TrainConfig:
             raise ConfigError(f"--max-steps must be >= 1, got {self.max_steps}")
         if self.grad_accum < 1:
             raise ConfigError(f"--grad-accum must be >= 1, got {self.grad_accum}")
+        if self.max_length < 64:
+            raise ConfigError(f"--max-length must be >= 64 tokens, got {self.max_length}")
 
 
 @dataclass
@@ -270,6 +272,10 @@ def train(
     # -- data: tokenized once, deterministic order
     encoded = [encode(ex, tokenizer) for ex in train_examples]
     too_long = sum(1 for ids, _ in encoded if len(ids) > cfg.max_length)
+    if too_long:  # a silent drop would bias the data toward short sources (tables, long paragraphs go first)
+        longest = max(len(ids) for ids, _ in encoded)
+        log.warning("%d of %d training examples are longer than %d tokens and are skipped; keep them with "
+                    "--max-length %d", too_long, len(encoded), cfg.max_length, longest)
     encoded = [e for e in encoded if len(e[0]) <= cfg.max_length]
     val = [e for e in (encode(ex, tokenizer) for ex in val_examples[: cfg.val_examples]) if len(e[0]) <= cfg.max_length]
     order = training_order(len(encoded), cfg.seed)

@@ -305,6 +305,8 @@ def finetune(
     lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
     lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
     grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 8,
+    max_length: Annotated[int, typer.Option(
+        help="Longest example in tokens; longer ones are skipped (four 800-character sources take ~850, five ~1,070).")] = 1024,
     quant: Annotated[str, typer.Option(help="auto, nf4 (QLoRA) or none.")] = "auto",
     no_quant: Annotated[bool, typer.Option("--no-quant", help="Plain LoRA (same as --quant none).")] = False,
     layers: Annotated[str, typer.Option(help="auto, all or top-half. With --init-adapter: all widens it to every layer, else its own layers.")] = "auto",
@@ -330,7 +332,7 @@ def finetune(
         datasets=list(datasets or []), out=out, split=split, max_examples=max_examples, val_fraction=val_fraction,
         p_gold=p_gold, distractors=distractors, quote=quote, triples=triples, examples=examples,
         save_examples=save_examples, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
-        grad_accum=grad_accum, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
+        grad_accum=grad_accum, max_length=max_length, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
         merge=merge, eval_examples=eval_examples, seed=seed, init_adapter=init_adapter, synthesize=synthesize,
     )
     indexes = {d: dataset_index(d, settings, plain_folder=synthesize is not None)

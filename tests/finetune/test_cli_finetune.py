@@ -50,9 +50,10 @@ def test_hard_negatives_come_from_the_mode_asked_for(qa_set, tiny_smollm, monkey
 
 def test_short_run_writes_an_adapter_rag_ask_accepts(qa_set, tiny_smollm, monkeypatch, capsys, tmp_path):
     code, out, _ = run_main(monkeypatch, capsys, "finetune", str(qa_set), "--model", str(tiny_smollm),
-                            "--out", "run", "--max-steps", "2", "--grad-accum", "2")
+                            "--out", "run", "--max-steps", "2", "--grad-accum", "2", "--max-length", "900")
     assert code == 0 and "Adapter written to run" in out
     card = json.loads((tmp_path / "run" / "training_card.json").read_text())
+    assert card["settings"]["max_length"] == 900
     assert card["steps"]["optimizer_steps"] == 2 and card["data"]["sets"]["cities"]["train_questions"] == 7
     assert card["data"]["train_per_set"] == {"cities": card["data"]["train_examples"]} and card["data"]["quoted_targets"] == 0
     assert card["data"]["val_examples_used"] <= card["data"]["val_examples"]  # the loss subset, beside the built count

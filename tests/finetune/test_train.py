@@ -125,6 +125,18 @@ def test_llama32_shaped_model_trains(tiny_llama32, tmp_path):
     assert card["steps"]["optimizer_steps"] == 3
 
 
+def test_examples_over_max_length_are_skipped_with_a_warning_that_says_how_to_keep_them(tiny_smollm, tmp_path, caplog):
+    data = examples(6)
+    data[0].sources[0].text += " More paint." * 60  # a long source: one example far over the limit
+    with caplog.at_level("WARNING", logger="finetune.train"):
+        card = train(config(tiny_smollm, tmp_path / "m", epochs=1, max_length=120), data, progress=False)
+    assert card["data"]["skipped_too_long"] == 1 and card["steps"]["optimizer_steps"] == 3  # 5 examples, 2 a step
+    [message] = [r.getMessage() for r in caplog.records if "longer than" in r.getMessage()]
+    assert message.startswith("1 of 6 training examples are longer than 120 tokens") and "--max-length" in message
+    with pytest.raises(ConfigError, match="--max-length must be >= 64"):
+        config(tiny_smollm, tmp_path / "x", max_length=10)
+
+
 def test_saving_never_asks_the_hub(tiny_smollm, tmp_path, monkeypatch):
     """Adapters record the base's Hub id; peft would look it up online at every save (offline: a warning)."""
     from peft import LoraConfig, get_peft_model
