@@ -67,6 +67,11 @@ SUPPORTED_TYPES = {
 #: digest, so an indexed file is re-read once instead of staying "unchanged"). 1 where absent.
 READER_VERSIONS = {"csv": 2}  # 2: header-less CSVs keep their first row; decimal-comma ; files
 
+
+def reader_version(path: str | Path) -> int:
+    """How :func:`load` reads this kind of file now (see ``READER_VERSIONS``)."""
+    return READER_VERSIONS.get(SUPPORTED_TYPES.get(Path(path).suffix.lower(), ""), 1)
+
 # HTML elements whose text is never content a question could be about.
 _HTML_DROP = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "form", "button")
 _HTML_BLOCKS = (

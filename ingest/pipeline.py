@@ -2,11 +2,12 @@
 
 ``ingest_folder`` walks the folder, hashes every supported file (sha256 of its
 bytes, and of its loader's version where a loader changed how it reads) and
-compares with the ``files`` table of the live index. Unchanged files are left alone, changed ones have their chunks replaced, deleted ones
-are dropped; everything is staged in a new generation by
-:class:`~rag_app.store.IndexWriter` and made live with one atomic commit at
-the end, so a crash or Ctrl-C leaves the previous index as it was. A second
-run over an unchanged folder loads no model, takes no lock and writes nothing.
+compares with the ``files`` table of the live index. Unchanged files are left
+alone, changed ones have their chunks replaced, deleted ones are dropped;
+everything is staged in a new generation by :class:`~rag_app.store.IndexWriter`
+and made live with one atomic commit at the end, so a crash or Ctrl-C leaves
+the previous index as it was. A second run over an unchanged folder loads no
+model, takes no lock and writes nothing.
 
 Chunks of several files are embedded together, longest first in batches of
 ``ingest.embed_batch_size``: short files (one paragraph each) would otherwise
@@ -32,7 +33,7 @@ from rag_app.errors import IngestError, LoaderError
 from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, index_exists
 
 from ingest.chunking import chunk, make_splitter
-from ingest.loaders import READER_VERSIONS, SUPPORTED_TYPES, is_supported, load
+from ingest.loaders import SUPPORTED_TYPES, is_supported, load, reader_version
 from ingest.report import IngestReport
 
 __all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
@@ -314,7 +315,7 @@ def _matches(source: str, globs: Sequence[str]) -> bool:
 def _hash(path: Path) -> tuple[str, int]:
     """sha256 of the bytes, salted with the loader's reader version once it was bumped; and the size."""
     h = hashlib.sha256()
-    version = READER_VERSIONS.get(SUPPORTED_TYPES.get(path.suffix.lower(), ""), 1)
+    version = reader_version(path)
     if version > 1:
         h.update(f"reader {version}\n".encode())
     size = 0

@@ -91,8 +91,10 @@ def line(label: str, rows: list[dict], outcomes: list[tuple[float | None, bool, 
     by: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     for row, (f1, abstained, cited) in zip(rows, outcomes):
         d = by[row["set"]]
-        d["f1" if f1 is not None else "right"].append(f1 if f1 is not None else float(abstained))
-        if f1 is not None:
+        if f1 is None:  # gold withheld: abstaining is right
+            d["right"].append(float(abstained))
+        else:
+            d["f1"].append(f1)
             d["false"].append(float(abstained))
         if cited is not None:
             d["cited"].append(cited)
