@@ -74,6 +74,8 @@ def reader_version(path: str | Path) -> int:
 
 # HTML elements whose text is never content a question could be about.
 _HTML_DROP = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "form", "button")
+_HTML_SKIP = frozenset(("head", "title", *_HTML_DROP))
+_HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
 _HTML_BLOCKS = (
     "p", "div", "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "ul", "ol",
     "dl", "dt", "dd", "table", "tr", "figure", "figcaption", "address", "hr",
@@ -84,6 +86,13 @@ _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # A line above "---" that is a list item, quote, table row or heading is not a setext title.
 _NOT_SETEXT_TEXT = re.compile(r"^(?:[-*+] |\d+[.)] |>|\||#)")
 _CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
+_NON_ASCII = re.compile(r"[^\x00-\x7f]")
+_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{3,}")
+_SNIFF = 65536  # bytes read to tell text from binary and find the encoding
+# UTF-32 first: its LE mark starts like UTF-16's. (A UTF-8 mark is read by the utf-8-sig codec.)
+_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
+         (codecs.BOM_UTF16_BE, "utf-16"))
+_UNICODE = ["utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be"]
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,9 @@ def is_supported(path: str | Path) -> bool:
 def load(path: str | Path) -> list[Section]:
     """Read one file into sections.
 
+    Text kinds are checked for binary content on their first 64 KB before the
+    rest is read, so a multi-gigabyte binary under ``.txt`` costs one small read.
+
     Args:
         path: a ``.txt .md .markdown .html .htm .pdf .docx .pptx .csv .tsv`` file.
 
@@ -127,22 +139,19 @@ def load(path: str | Path) -> list[Section]:
 
     Raises:
         LoaderError: unsupported type, unreadable, binary content under a text
-            extension, corrupt or encrypted PDF, invalid DOCX or PPTX.
+            extension, an encoding not recognised, corrupt or encrypted PDF,
+            invalid DOCX or PPTX.
     """
     path = Path(path)
     kind = SUPPORTED_TYPES.get(path.suffix.lower())
     if kind is None:
         raise LoaderError(f"unsupported type {path.suffix or '(no extension)'}")
-    try:
-        data = path.read_bytes()
-    except OSError as err:
-        raise LoaderError(f"cannot read file: {err.strerror or err}") from None
+    data = _read(path, whole=kind in ("text", "markdown", "html", "csv"))
     if kind == "text":
         return _whole(decode_text(data))
     if kind == "markdown":
         return _markdown_sections(decode_text(data), setext=True)
     if kind == "html":
-        _reject_binary(data)
         return _markdown_sections(_html_to_text(data), setext=False)
     if kind == "pdf":
         return _load_pdf(path, data)
@@ -153,41 +162,129 @@ def load(path: str | Path) -> list[Section]:
     return _load_docx(path)
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes of a text file -> str, never failing on an encoding.
+def _read(path: Path, whole: bool) -> bytes:
+    """The file's bytes (``whole``: text, refused as binary from its first 64 KB), else just those 64 KB."""
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(_SNIFF)
+            if not whole:
+                return head
+            _reject_binary(head)
+            return head + fh.read()
+    except PermissionError:
+        raise LoaderError("permission denied: cannot read") from None
+    except OSError as err:
+        raise LoaderError(f"cannot read file: {err.strerror or err}") from None
 
-    Tries a UTF-16/32 byte-order mark, then UTF-8 (with or without BOM), then
-    cp1252 (what "ANSI" files from Windows editors are), then latin-1, which
-    maps every byte. Newlines are normalised to ``\\n``.
+
+def decode_text(data: bytes) -> str:
+    """Bytes of a text file -> str, in the encoding :func:`_sniff_encoding` finds.
+
+    Valid UTF-8 is decided on the whole file; the other encodings on its first
+    64 KB, and bytes after them that do not fit become U+FFFD. Newlines are
+    normalised to ``\\n``.
 
     Raises:
-        LoaderError: the bytes are binary (NUL bytes or many control characters).
+        LoaderError: the bytes are binary, or in no encoding recognised.
     """
+    codec = _sniff_encoding(data[:_SNIFF])
     text = None
-    for bom, codec in ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"),
-                       (codecs.BOM_UTF16_LE, "utf-16"), (codecs.BOM_UTF16_BE, "utf-16")):  # fmt: skip
-        if data.startswith(bom):
-            text = data.decode(codec, errors="replace")
-            break
+    if codec == "utf-8-sig":
+        try:
+            text = data.decode(codec)
+        except UnicodeDecodeError:  # UTF-8 in its first 64 KB only: a legacy encoding after all
+            codec = _legacy_codec(data[:_SNIFF])
     if text is None:
-        _reject_binary(data)
-        for codec in ("utf-8-sig", "cp1252"):
-            try:
-                text = data.decode(codec)
-                break
-            except UnicodeDecodeError:
-                log.debug("not %s, trying the next encoding", codec)
-        else:
-            text = data.decode("latin-1")
+        text = data.decode(codec, errors="replace")
     return text.replace("\r\n", "\n").replace("\r", "\n")
 
 
-def _reject_binary(data: bytes) -> None:
-    head = data[:65536]
+def _sniff_encoding(head: bytes) -> str:
+    """The codec of a text file from its first bytes.
+
+    In order: a UTF-16/32 byte-order mark; UTF-16/32 without one (NUL bytes
+    laid out as such, which charset-normalizer recognises); UTF-8; then a
+    legacy encoding (:func:`_legacy_codec`).
+
+    Raises:
+        LoaderError: binary content (NUL bytes or many control characters), or
+            an encoding not recognised (random bytes, say).
+    """
+    codec = _reject_binary(head)
+    if codec is not None:
+        return codec
+    try:
+        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at 64 KB is fine
+        return "utf-8-sig"
+    except UnicodeDecodeError:
+        return _legacy_codec(head)
+
+
+def _legacy_codec(head: bytes) -> str:
+    """cp1252 or latin-1 for Western text, else what charset-normalizer finds (Shift-JIS, GB18030, cp1251...).
+
+    Western first because charset-normalizer cannot tell the Latin code pages
+    apart (it reads French cp1252 as cp1250, è as č) nor place a short line:
+    text whose non-ASCII characters stand alone between ASCII ones (café,
+    Straße) is Western; Japanese, Cyrillic and random bytes come in runs.
+
+    Raises:
+        LoaderError: neither Western nor any encoding charset-normalizer recognises.
+    """
+    from charset_normalizer import from_bytes
+
+    try:
+        western, text = "cp1252", head.decode("cp1252")
+    except UnicodeDecodeError:  # one of the five bytes cp1252 leaves undefined: latin-1 maps every byte
+        western, text = "latin-1", head.decode("latin-1")
+    if _looks_western(text):
+        return western
+    cut = head.rfind(b"\n")  # end the sample on a line: a multi-byte character cut in two fails every codec
+    best = from_bytes(head[: cut + 1] if cut > 0 else head, cp_exclusion=_UNICODE).best()
+    if best is None:
+        raise LoaderError("encoding not recognised (not UTF-8, nor a legacy encoding); save the file as UTF-8 to index it")
+    return best.encoding
+
+
+def _looks_western(text: str) -> bool:
+    """Few of the non-ASCII characters sit in runs of three or more."""
+    high = len(_NON_ASCII.findall(text))
+    return sum(len(run) for run in _NON_ASCII_RUN.findall(text)) <= 0.1 * high
+
+
+def _reject_binary(head: bytes) -> str | None:
+    """Refuse binary content; returns the codec of a UTF-16/32 file (it holds NULs), else None."""
+    for bom, codec in _BOMS:
+        if head.startswith(bom):
+            return codec
     if b"\x00" in head:
-        raise LoaderError("binary content (NUL bytes), not text")
+        codec = _unmarked_unicode(head)
+        if codec is None:
+            raise LoaderError("binary content (NUL bytes), not text")
+        return codec
     if head and len(_CONTROL.findall(head.decode("latin-1"))) > 0.05 * len(head):
         raise LoaderError("binary content (control characters), not text")
+    return None
+
+
+def _unmarked_unicode(head: bytes) -> str | None:
+    """UTF-16 or UTF-32 without a byte-order mark, as charset-normalizer finds it; None for binary.
+
+    Its guess is checked: it calls a few bytes of garbage UTF-16, while real
+    UTF-16 has its NUL bytes in the high byte of each pair (``H\\x00i\\x00``
+    in little-endian), not in the low one, and decodes to no control characters.
+    """
+    from charset_normalizer import from_bytes
+
+    best = from_bytes(head[: len(head) // 2 * 2], cp_isolation=_UNICODE).best()
+    if best is None or best.encoding not in _UNICODE:
+        return None
+    if best.encoding.startswith("utf_16"):
+        high, low = (head[1::2], head[0::2]) if best.encoding == "utf_16_le" else (head[0::2], head[1::2])
+        if low.count(0) >= high.count(0):
+            return None
+    text = str(best)
+    return None if len(_CONTROL.findall(text)) > 0.05 * len(text) else best.encoding
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[str, int]:
@@ -271,30 +368,66 @@ def _markdown_sections(text: str, setext: bool) -> list[Section]:
 
 def _html_to_text(data: bytes) -> str:
     """Visible text of an HTML page, with ``#``-headings so it can be cut like Markdown."""
-    from bs4 import BeautifulSoup, NavigableString
+    from bs4 import BeautifulSoup
 
     soup = BeautifulSoup(data, "html.parser")  # bytes: bs4 sniffs the charset (meta tag, BOM, then guesses)
     title = " ".join(soup.title.get_text(" ").split()) if soup.title else ""
-    for tag in soup.find_all(["head", "title", *_HTML_DROP]):
-        tag.decompose()
-    for level in range(1, 7):
-        for tag in soup.find_all(f"h{level}"):
-            words = " ".join(tag.get_text(" ").split())
-            tag.replace_with(NavigableString(f"\n\n{'#' * level} {words}\n\n" if words else "\n"))
-    for tag in soup.find_all("br"):
-        tag.replace_with(NavigableString("\n"))
-    for tag in soup.find_all("li"):
-        tag.insert_before(NavigableString("\n- "))
-    for tag in soup.find_all(["td", "th"]):
-        tag.insert_after(NavigableString(" | "))
-    for tag in soup.find_all(_HTML_BLOCKS):
-        tag.insert_before(NavigableString("\n\n" if tag.name == "p" else "\n"))
-        tag.insert_after(NavigableString("\n\n" if tag.name == "p" else "\n"))
-    lines = [" ".join(line.replace("\xa0", " ").split()).removesuffix(" |") for line in soup.get_text().split("\n")]
+    lines = [" ".join(line.replace("\xa0", " ").split()).removesuffix(" |") for line in _html_text(soup).split("\n")]
     text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
     if title and not re.search(r"^# ", text, re.MULTILINE):
         text = f"# {title}\n\n{text}"  # the page title heads the page when it has no <h1>
     return text
+
+
+def _html_text(root: Any) -> str:
+    """The tree's visible text: blocks on their own lines, ``#``-headings, ``- `` list items, ``|`` after cells.
+
+    One walk with an explicit stack, linear in the size of the tree and safe at
+    any depth. (Editing the tree in place, bs4's ``insert_before`` and
+    ``replace_with``, costs time proportional to its depth per edit: 100,000
+    nested divs took 339 s.)
+    """
+    from bs4 import CData, NavigableString, Tag
+
+    texts = (NavigableString, CData)  # what get_text returns: no comments, doctypes, processing instructions
+    out: list[str] = []
+    stack: list[Any] = [root]  # nodes to visit, and plain str marks to write once a tag's children are done
+    while stack:
+        node = stack.pop()
+        if type(node) is str:
+            out.append(node)
+        elif not isinstance(node, Tag):
+            if type(node) in texts:
+                out.append(node)
+        elif node.name in _HTML_SKIP:
+            continue
+        elif node.name in _HTML_HEADINGS:
+            words = " ".join(" ".join(_html_strings(node, texts)).split())
+            out.append(f"\n\n{'#' * _HTML_HEADINGS[node.name]} {words}\n\n" if words else "\n")
+        elif node.name == "br":
+            out.append("\n")
+        else:
+            mark = "\n\n" if node.name == "p" else "\n" if node.name in _HTML_BLOCKS else ""
+            out.append("\n- " if node.name == "li" else mark)
+            stack.append(" | " if node.name in ("td", "th") else mark)
+            stack.extend(reversed(node.contents))
+    return "".join(out)
+
+
+def _html_strings(root: Any, texts: tuple[type, ...]) -> list[str]:
+    """The visible strings under ``root`` (dropped elements left out), in order; iterative like :func:`_html_text`."""
+    from bs4 import Tag
+
+    found: list[str] = []
+    stack: list[Any] = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, Tag):
+            if node.name not in _HTML_SKIP:
+                stack.extend(reversed(node.contents))
+        elif type(node) in texts:
+            found.append(node)
+    return found
 
 
 def _load_pdf(path: Path, data: bytes) -> list[Section]:

@@ -21,20 +21,20 @@ import hashlib
 import logging
 import os
 import time
-from collections.abc import Sequence
-from dataclasses import dataclass
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from rag_app.config import Settings
+from rag_app.config import IngestConfig, Settings
 from rag_app.errors import IngestError, LoaderError
 from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, index_exists
 
 from ingest.chunking import chunk, make_splitter
 from ingest.loaders import SUPPORTED_TYPES, is_supported, load, reader_version
-from ingest.report import IngestReport
+from ingest.report import IngestReport, printable
 
 __all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
 
@@ -44,6 +44,7 @@ log = logging.getLogger(__name__)
 # length in (bigger = less padding; 16 batches cost ~5% more CPU than one global
 # sort over 1,000 chunks) and what bounds memory (2,048 chunks of 800 chars ~ 2 MB).
 _FLUSH_BATCHES = 64
+_KEPT = "; the previous version stays indexed"
 
 
 @dataclass(frozen=True)
@@ -52,6 +53,15 @@ class _File:
     source: str  # relative POSIX path: the key of the files table
     sha256: str
     size: int
+
+
+@dataclass
+class _Walk:
+    """What :func:`_walk` found: ``failed`` are files, and folders (``sub/``), that could not be read."""
+
+    files: list[_File] = field(default_factory=list)
+    skipped: list[tuple[str, str]] = field(default_factory=list)
+    failed: list[tuple[str, str]] = field(default_factory=list)
 
 
 def ingest_folder(
@@ -65,9 +75,12 @@ def ingest_folder(
 
     The index mirrors the supported files under ``folder`` that match
     ``settings.ingest.globs`` (hidden files and folders excluded): files gone
-    from there (or no longer matched) are removed from the index. A file that
-    fails to load is reported and skipped; if an older version of it was
-    indexed, that version is kept.
+    from there (or no longer matched) are removed from the index. Files over
+    ``settings.ingest.max_file_mb``, links to outside the folder and names that
+    are not UTF-8 are skipped, with the reason in the report. A file (or a
+    folder) that cannot be read is reported; if an older version of it was
+    indexed, that version is kept. Every skipped and failed file is written
+    to ``<index>/last-ingest-report.txt`` (:meth:`IngestReport.write_file`).
 
     Args:
         folder: the documents folder; chunk sources are paths relative to it.
@@ -93,20 +106,27 @@ def ingest_folder(
     if not folder.is_dir():
         raise IngestError(f"{folder} is a file, not a folder; pass the folder that holds it")
     report = IngestReport(folder=folder, index=settings.index)
-    files, report.skipped = _walk(folder, settings.ingest.globs, settings.index)
+    walked = _walk(folder, settings.ingest, settings.index)
+    files, report.skipped = walked.files, walked.skipped
     if not files:
+        if walked.failed:
+            reasons = _reasons(walked.failed)
+            raise IngestError(f"no document in {folder} could be read ({reasons}); fix or remove these files")
         kinds = " ".join(sorted(SUPPORTED_TYPES))
         others = f" ({len(report.skipped)} files of other types)" if report.skipped else ""
         raise IngestError(f"nothing to ingest in {folder}: no {kinds} files{others}; point rag ingest at your documents")
     signature = settings.ingest.chunking_signature()
     indexed, live = _snapshot(settings, None if rebuild else _model_name(settings, embedder))
+    unread = {source for source, _ in walked.failed}
+    report.failed = [(source, reason + _kept_note(source, indexed)) for source, reason in walked.failed]
     rechunk = live is not None and live.chunking != signature
     todo = [f for f in files if rebuild or rechunk or f.source not in indexed or indexed[f.source].sha256 != f.sha256]
-    gone = [] if rebuild else sorted(set(indexed) - {f.source for f in files})
+    gone = [] if rebuild else sorted(set(indexed) - {f.source for f in files} - _kept(indexed, unread))
     moved = live is not None and live.source_dir != str(folder.resolve())  # recorded for uploads
     if not todo and not gone and not moved:
         report.unchanged = [f.source for f in files]
         report.total_chunks, report.documents = (live.chunks, live.documents) if live else (0, 0)
+        report.write_file()
         report.seconds = time.perf_counter() - started
         return report
 
@@ -139,7 +159,7 @@ def ingest_folder(
     )
     try:
         with IndexWriter(settings.index, manifest, rebuild=rebuild) as writer:
-            _update(writer, files, settings, get_embedder, report, console, force=rebuild or rechunk)
+            _update(writer, files, unread, settings, get_embedder, report, console, force=rebuild or rechunk)
             if writer.files():
                 if report.added or report.updated or report.removed or rebuild or moved:
                     tic = time.perf_counter()
@@ -153,9 +173,14 @@ def ingest_folder(
         raise IngestError(
             f"cannot write the index at {settings.index}: {err.strerror or err}; choose a writable --index"
         ) from None
+    report.failed.sort()
+    report.write_file()
     if not report.committed and not (live and report.total_chunks):
-        reasons = "; ".join(f"{s}: {r}" for s, r in (report.failed + report.skipped)[:3])
-        raise IngestError(f"no document in {folder} could be read ({reasons}); fix or remove these files")
+        listed = f"; all listed in {report.report_file}" if report.report_file else ""
+        raise IngestError(
+            f"no document in {folder} could be read ({_reasons(report.failed + report.skipped)}{listed}); "
+            "fix or remove these files"
+        )
     report.seconds = time.perf_counter() - started
     log.info("ingest: %s", report.summary().plain.replace("\n", " | "))
     return report
@@ -164,6 +189,7 @@ def ingest_folder(
 def _update(
     writer: IndexWriter,
     files: Sequence[_File],
+    unread: set[str],
     settings: Settings,
     get_embedder: Any,
     report: IngestReport,
@@ -175,11 +201,12 @@ def _update(
     ``get_embedder()`` returns the embedder, loading it the first time; it is
     called only when a file is to be embedded (another writer may have changed
     the index between planning and taking the lock, so that is decided here).
+    Files under ``unread`` (files and folders that could not be read) are kept.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     indexed: dict[str, FileRecord] = writer.files()  # under the lock: the authoritative state
-    present = {f.source for f in files}
+    present = {f.source for f in files} | _kept(indexed, unread)
     for source in sorted(set(indexed) - present):
         writer.remove_file(source)
         report.removed.append(source)
@@ -238,7 +265,7 @@ def _update(
 
 def _read(f: _File, config: Any, splitter: Any, report: IngestReport, previously_indexed: bool) -> list[Chunk] | None:
     """Load and chunk one file; None (and a line in the report) when it cannot be read."""
-    kept = "; the previous version stays indexed" if previously_indexed else ""
+    kept = _KEPT if previously_indexed else ""
     try:
         chunks = chunk(load(f.path), f.source, config, splitter=splitter)
     except LoaderError as err:
@@ -282,30 +309,101 @@ def embed(texts: Sequence[str], embedder: Any, batch_size: int, advance: Any = N
     return out
 
 
-def _walk(folder: Path, globs: Sequence[str], index_dir: Path) -> tuple[list[_File], list[tuple[str, str]]]:
-    """Supported files (hashed) and skipped ones, both sorted by relative path.
+def _walk(folder: Path, config: IngestConfig, index_dir: Path) -> _Walk:
+    """Supported files (hashed), skipped and unreadable ones, each sorted by relative path.
 
     Hidden files and folders (``.git``, ``.rag``) and the index directory are
-    not visited. A glob matches the path relative to ``folder``; ``*`` also
-    matches ``/`` and a leading ``**/`` also matches at the top level.
+    not visited; nor are links to folders (``os.walk`` does not follow them: no
+    loops, no file twice). A link that resolves outside ``folder`` is skipped
+    with a reason, so a ``passwd.txt -> /etc/passwd`` never reaches the index.
+    A glob matches the path relative to ``folder``; ``*`` also matches ``/``
+    and a leading ``**/`` also matches at the top level.
     """
-    index_real = index_dir.resolve()
-    found: list[_File] = []
-    skipped: list[tuple[str, str]] = []
-    for root, dirs, names in os.walk(folder):
+    real, index_real = folder.resolve(), index_dir.resolve()
+    out = _Walk()
+
+    def unlistable(err: OSError) -> None:  # os.walk skips a folder it cannot list; say so
+        source = printable(os.path.relpath(err.filename or folder, folder)) + "/"
+        denied = isinstance(err, PermissionError)
+        reason = "permission denied: cannot list the folder" if denied else f"cannot list the folder: {err.strerror}"
+        out.failed.append((source, reason))
+
+    for root, dirs, names in os.walk(folder, onerror=unlistable):
         here = Path(root)
-        dirs[:] = sorted(d for d in dirs if not d.startswith(".") and (here / d).resolve() != index_real)
+        dirs[:] = [d for d in sorted(dirs) if _visit_dir(here / d, folder, real, index_real, out)]
         for name in sorted(names):
             path = here / name
             source = path.relative_to(folder).as_posix()
-            if name.startswith(".") or not _matches(source, globs) or not path.is_file():
+            if name.startswith(".") or not _matches(source, config.globs):
                 continue
-            if not is_supported(path):
-                skipped.append((source, f"unsupported type {path.suffix or '(no extension)'}"))
-                continue
+            if _leaves(path, real):
+                out.skipped.append((printable(source), "link to outside the folder"))
+            elif path.is_file():  # not a FIFO, socket or dangling link
+                _visit_file(path, source, config, out)
+    out.files.sort(key=lambda f: f.source)
+    out.skipped.sort()
+    out.failed.sort()
+    return out
+
+
+def _visit_dir(path: Path, folder: Path, real: Path, index_real: Path, out: _Walk) -> bool:
+    """Whether to walk into ``path``: not hidden, not the index, not a link (one to outside is reported)."""
+    if path.name.startswith(".") or path.resolve() == index_real:
+        return False
+    if path.is_symlink():
+        if _leaves(path, real):
+            out.skipped.append((printable(path.relative_to(folder).as_posix()) + "/", "link to outside the folder"))
+        return False
+    return True
+
+
+def _visit_file(path: Path, source: str, config: IngestConfig, out: _Walk) -> None:
+    """Hash a candidate into ``out.files``, or say in ``out`` why it is skipped or unreadable."""
+    shown = printable(source)
+    limit = config.max_file_mb * 1e6
+    try:
+        if not is_supported(path):
+            out.skipped.append((shown, f"unsupported type {path.suffix or '(no extension)'}"))
+        elif shown != source:  # SQLite, rich and the report file take only valid UTF-8
+            out.skipped.append((shown, "the file name is not valid UTF-8; rename the file to index it"))
+        elif limit and (size := path.stat().st_size) > limit:
+            out.skipped.append((shown, f"{size / 1e6:,.0f} MB, over ingest.max_file_mb = {config.max_file_mb:g}; "
+                                       "raise it in rag.toml to index it"))
+        else:
             digest, size = _hash(path)
-            found.append(_File(path, source, digest, size))
-    return sorted(found, key=lambda f: f.source), sorted(skipped)
+            out.files.append(_File(path, source, digest, size))
+    except PermissionError:
+        out.failed.append((shown, "permission denied: cannot read"))
+    except OSError as err:
+        out.failed.append((shown, f"cannot read: {err.strerror or err}"))
+
+
+def _leaves(path: Path, real_folder: Path) -> bool:
+    """Is ``path`` a link that resolves outside ``real_folder`` (itself resolved)?"""
+    if not path.is_symlink():
+        return False
+    try:
+        return not path.resolve().is_relative_to(real_folder)
+    except (OSError, RuntimeError):  # a link loop leads nowhere (RuntimeError before Python 3.13)
+        return False
+
+
+def _kept(indexed: Iterable[str], unread: set[str]) -> set[str]:
+    """The indexed sources that could not be read this time, as files or under a folder (``sub/``): they stay."""
+    folders = tuple(u for u in unread if u.endswith("/"))
+    return {s for s in indexed if s in unread or s.startswith(folders)}
+
+
+def _kept_note(source: str, indexed: dict[str, FileRecord]) -> str:
+    """What an unreadable file or folder leaves in the index, for its line in the report."""
+    if not _kept(indexed, {source}):
+        return ""
+    return "; the files indexed from it before stay indexed" if source.endswith("/") else _KEPT
+
+
+def _reasons(items: Sequence[tuple[str, str]]) -> str:
+    """The first three ``source: reason`` pairs, for a one-line error."""
+    return "; ".join(f"{s}: {r}" for s, r in items[:3])
 
 
 def _matches(source: str, globs: Sequence[str]) -> bool:

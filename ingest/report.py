@@ -2,12 +2,27 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.text import Text
 
 _SHOWN = 10  # skipped/failed files listed one by one in the summary; the rest are counted
+REPORT_NAME = "last-ingest-report.txt"  # in the index directory, beside the generations the store manages
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print, to write as UTF-8 and to store in SQLite.
+
+    A file name that is not valid UTF-8 arrives from ``os.walk`` with its odd
+    bytes as lone surrogates, which every UTF-8 encoder refuses; they become
+    ``\\xff`` escapes.
+    """
+    try:
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeEncodeError:  # a surrogate that is no escaped byte
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 @dataclass
@@ -15,9 +30,11 @@ class IngestReport:
     """What one ingest did; ``summary()`` is what ``rag ingest`` prints.
 
     ``skipped`` and ``failed`` hold ``(source, reason)`` pairs: skipped files
-    were never candidates (unsupported type, no text), failed ones could not
-    be read (corrupt, binary, encrypted). Times are seconds of wall clock;
-    ``chunks_per_s`` is over the whole run, model loading included.
+    were never candidates (unsupported type, no text, too big, a link out of
+    the folder), failed ones could not be read (corrupt, binary, encrypted,
+    permission denied; a folder that could not be listed ends in ``/``).
+    Times are seconds of wall clock; ``chunks_per_s`` is over the whole run,
+    model loading included.
     """
 
     folder: Path
@@ -28,6 +45,7 @@ class IngestReport:
     removed: list[str] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     failed: list[tuple[str, str]] = field(default_factory=list)
+    report_file: Path | None = None  # every skipped and failed file, when there are any (see write_file)
     chunks_embedded: int = 0
     total_chunks: int = 0
     documents: int = 0
@@ -53,7 +71,8 @@ class IngestReport:
         """A multi-line rich ``Text`` (plain via ``.plain``); file names are never read as markup."""
         t = Text()
         if self.committed:
-            t.append(f"Indexed {self.folder} -> {self.index} (generation {self.generation})\n", style="bold")
+            folder = printable(str(self.folder))
+            t.append(f"Indexed {folder} -> {self.index} (generation {self.generation})\n", style="bold")
         else:
             t.append("index is up to date", style="bold green")
             t.append(f": nothing embedded, {self.total_chunks} chunks from {self.documents} documents in {self.index}\n")
@@ -72,13 +91,45 @@ class IngestReport:
         t.append("\n")
         for label, items, style in (("failed", self.failed, "red"), ("skipped", self.skipped, "yellow")):
             for source, reason in items[:_SHOWN]:
-                t.append(f"{label}: {source}: {reason}\n", style=style)
+                t.append(f"{label}: {printable(source)}: {printable(reason)}\n", style=style)
             if len(items) > _SHOWN:
                 t.append(f"{label}: ... and {len(items) - _SHOWN} more\n", style=style)
+        if self.report_file is not None:
+            t.append(f"all {len(self.failed)} failed and {len(self.skipped)} skipped, with reasons: {self.report_file}\n")
         for note in self.notes:
-            t.append(f"note: {note}\n", style="dim")
+            t.append(f"note: {printable(note)}\n", style="dim")
         t.rstrip()
         return t
+
+    def details(self) -> str:
+        """Every failed and skipped file with its reason, one a line: what :meth:`write_file` writes."""
+        lines = [f"rag ingest {printable(str(self.folder))} -> {printable(str(self.index))}",
+                 f"{len(self.failed)} failed, {len(self.skipped)} skipped", ""]
+        for label, items in (("failed", self.failed), ("skipped", self.skipped)):
+            lines += [f"{label}: {printable(source)}: {printable(reason)}" for source, reason in items]
+        return "\n".join(lines) + "\n"
+
+    def write_file(self) -> None:
+        """Write :meth:`details` to ``<index>/last-ingest-report.txt``: the summary lists ten and names the file.
+
+        Written only when its text changed, so a run over an unchanged folder
+        still writes nothing; removed once nothing failed or was skipped. It
+        describes the last run, so it holds no times. A write that fails is a
+        note, never an error: the index itself was written.
+        """
+        path = self.index / REPORT_NAME
+        text = self.details()
+        try:
+            if not (self.failed or self.skipped):
+                path.unlink(missing_ok=True)
+                return
+            if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
+                tmp = path.with_name(path.name + ".tmp")
+                tmp.write_text(text, encoding="utf-8")
+                os.replace(tmp, path)
+            self.report_file = path
+        except OSError as err:
+            self.notes.append(f"could not write the report {path}: {err.strerror or err}")
 
     def __str__(self) -> str:
         return self.summary().plain

@@ -50,6 +50,8 @@ class IngestConfig(_Section):
     chunk_unit: Literal["chars", "tokens"] = "chars"
     globs: tuple[str, ...] = ("**/*",)
     embed_batch_size: int = 32
+    # Files over this many MB (10^6 bytes) are skipped, unread: a 200 MB log is ~350,000 chunks. 0 = no limit.
+    max_file_mb: float = 100.0
 
     @model_validator(mode="after")
     def _check(self) -> IngestConfig:
@@ -61,6 +63,8 @@ class IngestConfig(_Section):
             )
         if self.embed_batch_size < 1:
             raise ValueError("ingest.embed_batch_size must be >= 1")
+        if self.max_file_mb < 0:
+            raise ValueError(f"ingest.max_file_mb must be >= 0 (0 = no limit), got {self.max_file_mb}")
         return self
 
     def chunking_signature(self) -> dict[str, Any]:

@@ -6,6 +6,7 @@ base name, and tests/rag_app/test_pipeline.py tests rag_app/pipeline.py.)
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import numpy as np
@@ -356,3 +357,182 @@ def test_a_changed_csv_reader_rereads_only_the_csv_files(docs: Path, settings, e
     after = _chunk_ids(settings.index)
     assert all(after[name] == before[name] for name in DOCS)
     assert not ingest_folder(docs, settings, embedder=embedder).committed  # once, not on every run
+
+
+# ---------------------------------------------------------------- a folder's contents must not break ingest (issue #23)
+
+
+def _sources(index: Path) -> set[str]:
+    with IndexStore.open(index) as store:
+        return set(store.files())
+
+
+def _all_text(index: Path) -> str:
+    with IndexStore.open(index) as store:
+        return "\n".join(c.text for c in store.iter_chunks())
+
+
+def test_links_to_outside_the_folder_are_skipped(docs: Path, tmp_path: Path, settings, embedder) -> None:
+    secret = tmp_path / "secret.txt"
+    secret.write_text("root:x:0:0 the password is hunter2", encoding="utf-8")
+    (tmp_path / "elsewhere").mkdir()
+    (tmp_path / "elsewhere" / "private.txt").write_text("private notes hunter2", encoding="utf-8")
+    (docs / "passwd.txt").symlink_to(secret)
+    (docs / "elsewhere").symlink_to(tmp_path / "elsewhere", target_is_directory=True)
+    (docs / "rivers-link.txt").symlink_to(docs / "rivers.txt")  # inside the folder: fine
+    (docs / "loop").symlink_to(docs, target_is_directory=True)  # inside, and never followed
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert dict(report.skipped) == {"passwd.txt": "link to outside the folder", "elsewhere/": "link to outside the folder"}
+    assert _sources(settings.index) == {*DOCS, "rivers-link.txt"}
+    assert "hunter2" not in _all_text(settings.index)
+
+
+def test_an_unreadable_file_is_reported_and_the_rest_indexed(docs: Path, settings, embedder, monkeypatch) -> None:
+    # Simulated: as root (CI containers) chmod 000 does not stop a read; the test below does it for real.
+    import ingest.pipeline as pipeline
+
+    real_hash = pipeline._hash
+
+    def denied(path: Path):
+        if path.name == "rivers.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path)
+
+    monkeypatch.setattr(pipeline, "_hash", denied)
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.failed == [("rivers.txt", "permission denied: cannot read")]
+    assert report.committed and _sources(settings.index) == set(DOCS) - {"rivers.txt"}
+    monkeypatch.undo()
+    ingest_folder(docs, settings, embedder=embedder)  # readable again: indexed; then unreadable once more
+    monkeypatch.setattr(pipeline, "_hash", denied)
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.failed == [("rivers.txt", "permission denied: cannot read; the previous version stays indexed")]
+    assert report.removed == [] and _sources(settings.index) == set(DOCS)
+
+
+def test_an_unreadable_folder_is_reported_and_what_it_held_stays(docs: Path, settings, embedder, monkeypatch) -> None:
+    import os
+
+    ingest_folder(docs, settings, embedder=embedder)
+    real_scandir = os.scandir
+
+    def scandir(path="."):
+        if os.path.basename(os.fsdecode(path)) == "space":
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)  # what os.walk lists a folder with
+    report = ingest_folder(docs, settings, embedder=embedder)
+    kept = "; the files indexed from it before stay indexed"
+    assert report.failed == [("space/", f"permission denied: cannot list the folder{kept}")]
+    assert not report.committed and _sources(settings.index) == set(DOCS)
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root reads whatever the mode; the two tests above simulate it")
+def test_chmod_000_file_and_folder_are_reported(docs: Path, settings, embedder) -> None:
+    (docs / "locked.txt").write_text("Nobody may read this.", encoding="utf-8")
+    (docs / "locked").mkdir()
+    (docs / "locked" / "inner.txt").write_text("Nor this.", encoding="utf-8")
+    os.chmod(docs / "locked.txt", 0)
+    os.chmod(docs / "locked", 0)
+    try:
+        report = ingest_folder(docs, settings, embedder=embedder)
+    finally:
+        os.chmod(docs / "locked.txt", 0o644)
+        os.chmod(docs / "locked", 0o755)
+    assert dict(report.failed) == {"locked.txt": "permission denied: cannot read",
+                                   "locked/": "permission denied: cannot list the folder"}
+    assert _sources(settings.index) == set(DOCS)
+
+
+def _sparse(path: Path, size: int) -> Path:
+    with open(path, "wb") as fh:  # no disk used: a hole reads as NUL bytes
+        fh.truncate(size)
+    return path
+
+
+def test_a_file_over_the_size_limit_is_skipped_unread(docs: Path, tmp_path: Path, embedder, monkeypatch) -> None:
+    import ingest.pipeline as pipeline
+
+    _sparse(docs / "huge.txt", 101 * 10**6)
+    hashed: list[str] = []
+    real_hash = pipeline._hash
+    monkeypatch.setattr(pipeline, "_hash", lambda path: hashed.append(path.name) or real_hash(path))
+    settings = load_settings(index=tmp_path / "index")  # the default limit: 100 MB
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.skipped == [("huge.txt", "101 MB, over ingest.max_file_mb = 100; raise it in rag.toml to index it")]
+    assert "huge.txt" not in hashed and sorted(report.added) == sorted(DOCS)
+    small = load_settings(index=tmp_path / "index", ingest={"max_file_mb": 0.5})
+    _sparse(docs / "half.md", 600_000)
+    assert ("half.md", "1 MB, over ingest.max_file_mb = 0.5; raise it in rag.toml to index it") in (
+        ingest_folder(docs, small, embedder=embedder).skipped)
+    unlimited = load_settings(index=tmp_path / "index", ingest={"max_file_mb": 0})
+    failed = dict(ingest_folder(docs, unlimited, embedder=embedder).failed)
+    assert failed["huge.txt"].startswith("binary content (NUL bytes)")  # read, then refused from its first bytes
+
+
+def test_max_file_mb_must_not_be_negative() -> None:
+    with pytest.raises(ConfigError, match=r"ingest.max_file_mb must be >= 0 \(0 = no limit\)"):
+        load_settings(ingest={"max_file_mb": -1})
+
+
+def test_text_in_other_encodings_is_indexed_or_refused(docs: Path, settings, embedder) -> None:
+    import random
+
+    (docs / "tokyo.txt").write_bytes("東京は日本の首都です。富士山は日本で一番高い山です。".encode("shift_jis"))
+    (docs / "windows.txt").write_bytes("Exported from Windows: caf\u00e9 au lait.".encode("utf-16-le"))
+    rng = random.Random(7)
+    (docs / "noise.txt").write_bytes(bytes(rng.randrange(0x80, 0x100) for _ in range(3000)))
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert [s for s, _ in report.failed] == ["noise.txt"] and "encoding not recognised" in report.failed[0][1]
+    with IndexStore.open(settings.index) as store:
+        assert [c.text for c in store.iter_chunks("tokyo.txt")] == ["東京は日本の首都です。富士山は日本で一番高い山です。"]
+        assert [c.text for c in store.iter_chunks("windows.txt")] == ["Exported from Windows: caf\u00e9 au lait."]
+
+
+def test_every_failure_and_skip_is_in_the_report_file(docs: Path, settings, embedder) -> None:
+    for i in range(14):
+        (docs / f"sheet{i:02d}.xlsx").write_text("a,b", encoding="utf-8")
+    for i in range(5):
+        (docs / f"bad{i}.pdf").write_bytes(b"not a pdf")
+    report = ingest_folder(docs, settings, embedder=embedder)
+    path = settings.index / "last-ingest-report.txt"
+    assert report.report_file == path
+    text = report.summary().plain
+    assert "skipped: ... and 4 more" in text and f"all 5 failed and 14 skipped, with reasons: {path}" in text
+    lines = path.read_text(encoding="utf-8").splitlines()
+    assert [line for line in lines if line.startswith("failed: ")] == [
+        f"failed: bad{i}.pdf: not a PDF (no %PDF header); corrupt or misnamed file" for i in range(5)]
+    assert [line for line in lines if line.startswith("skipped: ")] == [
+        f"skipped: sheet{i:02d}.xlsx: unsupported type .xlsx" for i in range(14)]
+    stamp = path.stat().st_mtime_ns
+    listing = sorted(p.name for p in settings.index.iterdir())
+    again = ingest_folder(docs, settings, embedder=embedder)  # nothing changed: nothing written
+    assert not again.committed and again.report_file == path and path.stat().st_mtime_ns == stamp
+    assert sorted(p.name for p in settings.index.iterdir()) == listing
+    for p in [*docs.glob("*.xlsx"), *docs.glob("bad*.pdf")]:
+        p.unlink()
+    clean = ingest_folder(docs, settings, embedder=embedder)
+    assert clean.report_file is None and not path.exists() and "with reasons" not in clean.summary().plain
+
+
+def test_a_file_name_that_is_not_utf8_is_skipped_and_printed_safely(docs: Path, settings, embedder) -> None:
+    import io
+
+    from rich.console import Console
+
+    folder = os.fsencode(docs)
+    fd = os.open(os.path.join(folder, b"caf\xe9-latin1.txt"), os.O_WRONLY | os.O_CREAT, 0o644)
+    os.write(fd, b"A file whose name is latin-1, not UTF-8.")
+    os.close(fd)
+    os.mkdir(os.path.join(folder, b"dir\xff"))
+    with open(os.path.join(folder, b"dir\xff", b"inner.txt"), "wb") as fh:
+        fh.write(b"Inside a folder whose name is not UTF-8.")
+    report = ingest_folder(docs, settings, embedder=embedder)  # SQLite refused these names: the run aborted
+    reason = "the file name is not valid UTF-8; rename the file to index it"
+    assert report.skipped == [("caf\\xe9-latin1.txt", reason), ("dir\\xff/inner.txt", reason)]
+    assert report.committed and _sources(settings.index) == set(DOCS)
+    out = io.StringIO()
+    Console(file=out, width=200).print(report.summary())
+    assert "skipped: caf\\xe9-latin1.txt: the file name is not valid UTF-8" in out.getvalue()
+    assert "dir\\xff/inner.txt" in (settings.index / "last-ingest-report.txt").read_text(encoding="utf-8")

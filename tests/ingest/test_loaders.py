@@ -341,3 +341,91 @@ def test_csv_whose_first_row_holds_a_number_with_a_unit_is_data(tmp_path: Path, 
     sections = load(tmp_path / "t.csv")
     label, value = first_row.split(sep)
     assert sections[0].heading == "row 1" and sections[0].text == f"column 1: {label} | column 2: {value}"
+
+
+# ---------------------------------------------------------------- encodings, binary heads, deep HTML (issue #23)
+
+JAPANESE = "東京は日本の首都です。人口は約千四百万人で、多くの会社の本社があります。\n富士山は日本で一番高い山です。\n"
+
+
+def test_shift_jis_text_loads_as_the_right_characters(tmp_path: Path) -> None:
+    (tmp_path / "tokyo.txt").write_bytes(JAPANESE.encode("shift_jis"))
+    [section] = load(tmp_path / "tokyo.txt")
+    assert section.text == JAPANESE.strip()
+
+
+@pytest.mark.parametrize("codec", ["utf-16-le", "utf-16-be"])
+def test_utf16_without_a_byte_order_mark_is_text_not_binary(tmp_path: Path, codec: str) -> None:
+    text = "Notes exported from Windows.\nCaf\u00e9 and cr\u00e8me; 東京 too.\n"
+    (tmp_path / "notes.txt").write_bytes(text.encode(codec))  # .encode("utf-16-le") writes no BOM
+    [section] = load(tmp_path / "notes.txt")
+    assert section.text == text.strip()
+
+
+def test_random_high_bytes_are_refused_as_no_known_encoding(tmp_path: Path) -> None:
+    import random
+
+    rng = random.Random(23)
+    noise = bytes(rng.randrange(0x80, 0x100) for _ in range(4000))  # cp1252 or latin-1 took them as accents
+    (tmp_path / "noise.txt").write_bytes(noise)
+    with pytest.raises(LoaderError, match="encoding not recognised"):
+        load(tmp_path / "noise.txt")
+
+
+def test_a_few_garbage_bytes_with_nuls_are_still_binary() -> None:
+    # charset-normalizer alone calls these UTF-16; their NULs sit where no UTF-16 text has them.
+    with pytest.raises(LoaderError, match="binary content"):
+        decode_text(b"\x00\x01\x02 garbage")
+
+
+def test_western_text_is_not_mistaken_for_another_code_page() -> None:
+    french = "Le château est à côté de la forêt. Noël approche déjà. Ça va? Très bien."
+    assert decode_text(french.encode("cp1252")) == french  # charset-normalizer alone says cp1250: è -> č
+
+
+def test_a_huge_binary_file_is_refused_from_its_first_bytes(tmp_path: Path) -> None:
+    import tracemalloc
+
+    path = tmp_path / "disk.txt"
+    with open(path, "wb") as fh:  # sparse: no disk is used
+        fh.truncate(256 * 2**20)
+    tracemalloc.start()
+    try:
+        with pytest.raises(LoaderError, match="binary content"):
+            load(path)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 16 * 2**20  # the head, not the 256 MB
+
+
+@pytest.fixture
+def deadline():
+    """``with deadline(s):`` raises TimeoutError after s seconds, so a quadratic loader fails instead of hanging."""
+    import contextlib
+    import signal
+
+    @contextlib.contextmanager
+    def within(seconds: float):
+        def expire(*_: object) -> None:
+            raise TimeoutError(f"still running after {seconds} s")
+
+        previous = signal.signal(signal.SIGALRM, expire)
+        signal.setitimer(signal.ITIMER_REAL, seconds)
+        try:
+            yield
+        finally:
+            signal.setitimer(signal.ITIMER_REAL, 0)
+            signal.signal(signal.SIGALRM, previous)
+
+    return within
+
+
+def test_deeply_nested_html_loads_in_linear_time(tmp_path: Path, deadline) -> None:
+    # 30,000 nested divs: ~1 s now; editing the tree in place took ~100 s (339 s for 100,000).
+    depth = 30_000
+    html = "<div>" * depth + "<h2>Deep <span>down</span></h2><p>The <b>bottom</b> line.</p>" + "</div>" * depth
+    (tmp_path / "deep.html").write_text(html, encoding="utf-8")
+    with deadline(60):
+        sections = load(tmp_path / "deep.html")
+    assert [(s.heading, s.text) for s in sections] == [("Deep down", "## Deep down\n\nThe bottom line.")]
