@@ -38,6 +38,10 @@ class IngestError(RagError):
     """The folder cannot be ingested at all (missing, empty, nothing ingestible)."""
 
 
+class IndexWriteError(IngestError):
+    """Writing a new index generation failed (a full disk, an I/O error); the previous one is still live."""
+
+
 class LoaderError(RagError):
     """One file cannot be read; ingest reports it and skips the file."""
 
@@ -48,6 +52,14 @@ class ModelNotFoundError(RagError):
 
 class AdapterMismatchError(RagError):
     """A LoRA adapter was trained for another base model."""
+
+
+class AdapterError(RagError):
+    """A LoRA adapter folder is damaged (unreadable config, empty or truncated weights)."""
+
+
+class ContextWindowError(ConfigError):
+    """The prompt leaves no room for the answer in the generator's context window."""
 
 
 class EmptyQuestionError(RagError):

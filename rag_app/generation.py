@@ -16,11 +16,32 @@ from typing import Any, Protocol, runtime_checkable
 
 from rag_app.abstain import abstain_token_id, decide_first_token
 from rag_app.config import GenerateConfig
-from rag_app.models import BUNDLED, LoadedModel, apply_adapter, load_model, stop_token_ids
+from rag_app.errors import ContextWindowError
+from rag_app.models import BUNDLED, LoadedModel, apply_adapter, check_adapter, load_model, stop_token_ids
 
 log = logging.getLogger(__name__)
 
 Messages = Sequence[dict[str, str]]
+
+
+def check_context(prompt_tokens: int, max_new_tokens: int, context_window: int) -> None:
+    """Refuse a prompt that leaves less than ``max_new_tokens`` of the context window for the answer.
+
+    Why: past its window a model does not fail, it answers garbage (on the
+    transformers path after a minute of prefill). Both backends call this, so
+    they refuse with the same line. The pipeline packs sources into this
+    budget, so only a question (with its chat history) too long on its own
+    gets here.
+
+    Raises:
+        ContextWindowError: prompt + answer do not fit.
+    """
+    if prompt_tokens + max_new_tokens > context_window:
+        raise ContextWindowError(
+            f"the prompt has {prompt_tokens} tokens and the answer up to {max_new_tokens}, over the context window of "
+            f"{context_window}; shorten the question, lower generate.max_new_tokens or retrieve.top_k, "
+            "or raise generate.context_window"
+        )
 
 
 @runtime_checkable
@@ -92,7 +113,9 @@ class HFGenerator:
     ) -> dict:
         import torch
 
-        ids = torch.tensor([self._encode(messages)], device=self.loaded.device)
+        prompt = self._encode(messages)
+        check_context(len(prompt), max_new_tokens, self.context_window)
+        ids = torch.tensor([prompt], device=self.loaded.device)
         kwargs = {
             "input_ids": ids,
             "attention_mask": torch.ones_like(ids),
@@ -226,6 +249,8 @@ def _load_generator(
     import torch
 
     torch.manual_seed(0)
+    if adapter:
+        check_adapter(adapter)  # a damaged adapter: one line before the model loads, not after
     loaded = load_model(model, Path(cache_dir), dtype=dtype, device=device, load_in_4bit=load_in_4bit)
     if adapter:
         loaded = apply_adapter(loaded, adapter)

@@ -34,7 +34,7 @@ from typing import Any
 import numpy as np
 
 from rag_app.errors import AdapterMismatchError
-from rag_app.models import adapter_digest
+from rag_app.models import adapter_digest, check_adapter_weights
 
 log = logging.getLogger(__name__)
 
@@ -79,6 +79,7 @@ def adapter_tensors(adapter_dir: Path, n_head: int, n_head_kv: int) -> tuple[dic
     Raises:
         AdapterMismatchError: the adapter uses something llama.cpp's LoRA cannot express
             (DoRA, bias, per-module alpha, extra saved modules, non-LLaMA module names).
+        AdapterError: the weights file is empty or truncated.
     """
     from safetensors.numpy import load_file
 
@@ -89,6 +90,7 @@ def adapter_tensors(adapter_dir: Path, n_head: int, n_head_kv: int) -> tuple[dic
     weights = adapter_dir / "adapter_model.safetensors"
     if not weights.is_file():
         raise AdapterMismatchError(f"{adapter_dir} has no adapter_model.safetensors; re-save it with safe_serialization or use --backend hf")
+    check_adapter_weights(adapter_dir)  # an empty or truncated file: one line, as on the transformers path
     unsupported = [key for key in ("use_dora", "alpha_pattern", "modules_to_save", "lora_bias") if cfg.get(key)]
     if cfg.get("bias", "none") != "none":
         unsupported.append("bias")

@@ -190,17 +190,15 @@ class LlamaCppGenerator:
         ``abstain_threshold``: see :func:`rag_app.abstain.decide_first_token`.
 
         Raises:
-            ConfigError: the prompt alone fills the context window.
+            ContextWindowError: the prompt leaves no room for ``max_new_tokens``
+                (:func:`rag_app.generation.check_context`).
         """
         from llama_cpp import LogitsProcessorList
 
+        from rag_app.generation import check_context
+
         ids = self.encode(messages)
-        room = self.context_window - len(ids)
-        if room < 1:
-            raise ConfigError(
-                f"the prompt has {len(ids)} tokens, over the context window of {self.context_window}; "
-                "lower retrieve.top_k or raise generate.context_window"
-            )
+        check_context(len(ids), max_new_tokens, self.context_window)
         sampling = {"temperature": temperature, "top_p": top_p if temperature > 0 else 1.0, "top_k": 0,
                     "min_p": 0.0, "repeat_penalty": 1.0}
         processors = self._stop_processors()
@@ -208,7 +206,7 @@ class LlamaCppGenerator:
             processors.append(_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold))
         with self._lock:
             chunks = self.llm.create_completion(
-                ids, max_tokens=min(max_new_tokens, room), stream=True, stop=["<|im_end|>"],
+                ids, max_tokens=max_new_tokens, stream=True, stop=["<|im_end|>"],
                 logits_processor=LogitsProcessorList(processors) if processors else None, **sampling,
             )
             for chunk in chunks:
@@ -267,7 +265,7 @@ def load_llamacpp_generator(
 
     Raises:
         ConfigError: ``model`` is not ``bundled`` or ``llama-cpp-python`` is missing.
-        AdapterMismatchError, ModelNotFoundError: as :func:`rag_app.models.check_adapter`.
+        AdapterError, AdapterMismatchError, ModelNotFoundError: as :func:`rag_app.models.check_adapter`.
     """
     from transformers import AutoTokenizer
 
@@ -278,13 +276,13 @@ def load_llamacpp_generator(
         raise ConfigError(f"generate.backend llamacpp serves only the bundled GGUF, not {model!r}; use --backend hf")
     if not llama_cpp_available():
         raise ConfigError("generate.backend llamacpp needs llama-cpp-python; run: pip install '.[llamacpp]' or use --backend hf")
+    adapter_dir = check_adapter(adapter, BUNDLED_ID) if adapter else None  # before any model loads
     checkpoint = ensure_bundled_checkpoint(cache_dir)  # tokenizer + chat template the HF path uses
     tokenizer = AutoTokenizer.from_pretrained(str(checkpoint), local_files_only=True)
     config = json.loads((checkpoint / "config.json").read_text())
     window = min(context_window or 4096, config.get("max_position_embeddings") or 2048)
     n_head = config["num_attention_heads"]
     n_head_kv = config.get("num_key_value_heads") or n_head
-    adapter_dir = check_adapter(adapter, BUNDLED_ID) if adapter else None
     merge = adapter_dir is not None and weights == "q8_0" and adapter_mode == "merge"
     lora = lora_gguf_for(adapter_dir, cache_dir, n_head, n_head_kv) if adapter_dir and not merge else None
     if weights == "q8_0":

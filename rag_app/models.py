@@ -17,12 +17,13 @@ import importlib.util
 import json
 import logging
 import shutil
+import struct
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from rag_app.errors import AdapterMismatchError, ModelNotFoundError
+from rag_app.errors import AdapterError, AdapterMismatchError, ModelNotFoundError
 
 if TYPE_CHECKING:
     import torch
@@ -243,30 +244,103 @@ def adapter_digest(adapter_dir: Path, salt: str = "", names: Sequence[str] = ("a
     return h.hexdigest()[:16]
 
 
-def read_adapter_base(adapter_dir: Path) -> str:
+ADAPTER_WEIGHTS = "adapter_model.safetensors"
+_ADAPTER_FIX = "retrain it with rag finetune, or point --adapter at another folder (or --no-adapter)"
+
+
+def read_adapter_config(adapter_dir: Path) -> dict[str, Any]:
+    """``adapter_config.json`` as a dict; a damaged file is a one-line error, not a JSONDecodeError.
+
+    Raises:
+        ModelNotFoundError: the folder has no adapter_config.json.
+        AdapterError: it is not a JSON object.
+    """
+    path = Path(adapter_dir) / "adapter_config.json"
     try:
-        cfg = json.loads((adapter_dir / "adapter_config.json").read_text())
+        cfg = json.loads(path.read_bytes())
     except FileNotFoundError:
         raise ModelNotFoundError(f"{adapter_dir} is not a LoRA adapter (no adapter_config.json); check --adapter") from None
-    return cfg.get("base_model_name_or_path") or ""
+    except (OSError, ValueError) as err:  # JSONDecodeError and UnicodeDecodeError are ValueErrors
+        raise AdapterError(f"{path} is not readable JSON ({str(err).splitlines()[0][:80]}); {_ADAPTER_FIX}") from None
+    if not isinstance(cfg, dict):
+        raise AdapterError(f"{path} holds a JSON {type(cfg).__name__}, not an adapter config; {_ADAPTER_FIX}")
+    return cfg
 
 
-def check_adapter(adapter_dir: str | Path, base_id: str) -> Path:
-    """Refuse an adapter trained for another base model, before loading any weights.
+def check_adapter_weights(adapter_dir: Path) -> None:
+    """Refuse empty or truncated adapter weights from the safetensors header alone (no tensor is read).
+
+    A folder with only peft's older ``adapter_model.bin`` passes (transformers reads it).
+
+    Raises:
+        AdapterError: no weights file, or one that is not a complete safetensors file.
+    """
+    path = Path(adapter_dir) / ADAPTER_WEIGHTS
+    if not path.is_file():
+        if (Path(adapter_dir) / "adapter_model.bin").is_file():
+            return
+        raise AdapterError(f"{adapter_dir} has no {ADAPTER_WEIGHTS}; {_ADAPTER_FIX}")
+    problem = _safetensors_problem(path)
+    if problem:
+        raise AdapterError(f"{path} is {problem}; {_ADAPTER_FIX}")
+
+
+def _safetensors_problem(path: Path) -> str | None:
+    """What is wrong with a safetensors file's framing (8-byte header length, JSON header, data size), or None."""
+    size = path.stat().st_size
+    if size == 0:
+        return "empty (0 bytes)"
+    with path.open("rb") as fh:
+        head = fh.read(8)
+        if len(head) < 8:
+            return f"truncated ({size} bytes)"
+        (n,) = struct.unpack("<Q", head)
+        if n > size - 8:
+            return f"truncated or not a safetensors file (header of {n} bytes in a {size}-byte file)"
+        try:
+            header = json.loads(fh.read(n))
+        except ValueError:
+            return "not a safetensors file (unreadable header)"
+    try:
+        ends = [int(t["data_offsets"][1]) for k, t in header.items() if k != "__metadata__"]
+    except (AttributeError, KeyError, IndexError, TypeError, ValueError):
+        return "not a safetensors file (unreadable header)"
+    if not ends:
+        return "a safetensors file without tensors"
+    if max(ends) > size - 8 - n:
+        return f"truncated ({size} bytes, its header describes {8 + n + max(ends)})"
+    return None
+
+
+def read_adapter_base(adapter_dir: Path) -> str:
+    return read_adapter_config(adapter_dir).get("base_model_name_or_path") or ""
+
+
+def check_adapter(adapter_dir: str | Path, base_id: str | None = None) -> Path:
+    """Refuse a damaged adapter, or one trained for another base model, before loading any weights.
+
+    Both backends (and ``rag finetune --init-adapter``) call this first: peft
+    and the llama.cpp converter fail on a damaged file deep inside their
+    readers, with an error that names neither the file nor a fix.
+
+    Args:
+        base_id: the base it must be trained for; None checks the files only (before the base is loaded).
 
     Raises:
         ModelNotFoundError: no adapter there.
         AdapterMismatchError: its recorded base differs from ``base_id``.
+        AdapterError: its config is not JSON, or its weights are missing, empty or truncated.
     """
     adapter_dir = Path(adapter_dir)
     if not adapter_dir.is_dir():
         raise ModelNotFoundError(f"no adapter at {adapter_dir}; pass a folder written by rag finetune, or --no-adapter")
     recorded = read_adapter_base(adapter_dir)
-    if recorded and recorded != base_id:
+    if base_id is not None and recorded and recorded != base_id:
         raise AdapterMismatchError(
             f"adapter {adapter_dir} was trained for base model {recorded!r}, not {base_id!r}; "
             f"use --model {recorded if recorded != BUNDLED_ID else BUNDLED} or --no-adapter"
         )
+    check_adapter_weights(adapter_dir)
     return adapter_dir
 
 

@@ -7,6 +7,8 @@ fsyncs it, and only then points ``CURRENT`` at it with an atomic rename. A
 reader opens whatever ``CURRENT`` names and so always sees a complete
 generation. The previous generation is kept, so a long-lived reader (the UI)
 survives one commit under its feet; older ones are deleted.
+A write that fails (a full disk) is one :class:`~rag_app.errors.IndexWriteError`
+line, and the staged folder is deleted: ``CURRENT`` still names the old generation.
 
 Layout::
 
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import contextlib
 import dataclasses
+import errno
 import fcntl
 import hashlib
 import json
@@ -40,7 +43,13 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from rag_app.errors import EmbeddingMismatchError, IndexCorruptError, IndexLockedError, IndexNotFoundError
+from rag_app.errors import (
+    EmbeddingMismatchError,
+    IndexCorruptError,
+    IndexLockedError,
+    IndexNotFoundError,
+    IndexWriteError,
+)
 
 if TYPE_CHECKING:
     import faiss
@@ -143,11 +152,50 @@ def _now() -> str:
 
 def _write_durably(path: Path, data: bytes) -> None:
     tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as fh:
-        fh.write(data)
-        fh.flush()
-        os.fsync(fh.fileno())
-    os.replace(tmp, path)
+    try:
+        with open(tmp, "wb") as fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:  # a full disk: leave no half-written .tmp beside CURRENT
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
+
+
+def _is_disk_full(err: BaseException) -> bool:
+    """ENOSPC/EDQUOT as an OSError, or as the text SQLite and FAISS put in their own exceptions."""
+    if isinstance(err, OSError) and err.errno in (errno.ENOSPC, errno.EDQUOT):
+        return True
+    text = str(err).lower()
+    return any(s in text for s in ("disk is full", "no space left", "quota exceeded"))
+
+
+def _free_space(path: Path) -> str:
+    """``", 3.2 MB free"``, or nothing when the file system cannot say."""
+    try:
+        free = shutil.disk_usage(path).free
+    except OSError:
+        return ""
+    return f", {free / 1e9:.1f} GB free" if free >= 1e9 else f", {free / 1e6:.1f} MB free"
+
+
+def _write_failure(index_dir: Path, err: BaseException) -> IndexWriteError:
+    """One line for a failed write: what failed, where, the free space, and that the live index is untouched.
+
+    Why here: the writer only stages into a new generation, so whatever failed,
+    the generation ``CURRENT`` names is still complete and served.
+    """
+    free = _free_space(index_dir)
+    if _is_disk_full(err):
+        what, fix = f"the disk is full at {index_dir}{free}", "free some space and run again"
+    else:
+        reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().split("\n")[0][:160]
+        what = f"writing the index at {index_dir} failed ({reason or type(err).__name__}{free})"
+        fix = "check the disk and run again"
+    kept = "the previous index is still served" if index_exists(index_dir) else "no index was written"
+    return IndexWriteError(f"{what}; {kept}; {fix}")
 
 
 def _fsync_tree(root: Path) -> None:
@@ -364,6 +412,7 @@ class IndexWriter:
     Raises:
         IndexLockedError: another writer holds the lock.
         EmbeddingMismatchError: the live index used another embedding model.
+        IndexWriteError: staging, adding or committing failed to write (a full disk).
     """
 
     def __init__(self, index_dir: str | Path, manifest: Manifest, rebuild: bool = False) -> None:
@@ -392,11 +441,20 @@ class IndexWriter:
                 f"another process is writing to the index at {self.index_dir}; wait for it to finish and run again"
             ) from None
         try:
-            self._stage()
+            with self._writing():
+                self._stage()
         except BaseException:
             self._release()
             raise
         return self
+
+    @contextlib.contextmanager
+    def _writing(self) -> Iterator[None]:
+        """Turn a failed write (a full disk, an I/O error) into one :class:`IndexWriteError` line."""
+        try:
+            yield
+        except (sqlite3.OperationalError, OSError) as err:
+            raise _write_failure(self.index_dir, err) from None
 
     def _stage(self) -> None:
         import faiss
@@ -447,11 +505,12 @@ class IndexWriter:
     def remove_file(self, source: str) -> int:
         """Drop a file and its chunks; returns how many chunks went."""
         assert self._db is not None
-        ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
-        if ids:
-            self._index.remove_ids(np.asarray(ids, dtype=np.int64))
-        self._db.execute("DELETE FROM chunks WHERE source = ?", (source,))
-        self._db.execute("DELETE FROM files WHERE source = ?", (source,))
+        with self._writing():
+            ids = [r[0] for r in self._db.execute("SELECT id FROM chunks WHERE source = ?", (source,))]
+            if ids:
+                self._index.remove_ids(np.asarray(ids, dtype=np.int64))
+            self._db.execute("DELETE FROM chunks WHERE source = ?", (source,))
+            self._db.execute("DELETE FROM files WHERE source = ?", (source,))
         return len(ids)
 
     def add_file(self, source: str, sha256: str, size: int, chunks: Sequence[Chunk], vectors: np.ndarray) -> None:
@@ -465,15 +524,16 @@ class IndexWriter:
             raise ValueError(f"duplicate chunk ids in {source}")
         if len(chunks):
             self._index.add_with_ids(np.ascontiguousarray(vectors, dtype=np.float32), ids)
-        self._db.executemany(
-            'INSERT OR REPLACE INTO chunks (id, source, doc_id, ordinal, text, page, heading, start, "end") '
-            "VALUES (?,?,?,?,?,?,?,?,?)",
-            [(c.id, c.source, c.doc_id, c.ordinal, c.text, c.page, c.heading, c.start, c.end) for c in chunks],
-        )
-        self._db.execute(
-            "INSERT OR REPLACE INTO files (source, sha256, size, n_chunks, ingested_at) VALUES (?,?,?,?,?)",
-            (source, sha256, size, len(chunks), _now()),
-        )
+        with self._writing():  # SQLite spills a large transaction to disk: "database or disk is full"
+            self._db.executemany(
+                'INSERT OR REPLACE INTO chunks (id, source, doc_id, ordinal, text, page, heading, start, "end") '
+                "VALUES (?,?,?,?,?,?,?,?,?)",
+                [(c.id, c.source, c.doc_id, c.ordinal, c.text, c.page, c.heading, c.start, c.end) for c in chunks],
+            )
+            self._db.execute(
+                "INSERT OR REPLACE INTO files (source, sha256, size, n_chunks, ingested_at) VALUES (?,?,?,?,?)",
+                (source, sha256, size, len(chunks), _now()),
+            )
 
     def _build_bm25(self) -> None:
         import bm25s
@@ -490,7 +550,26 @@ class IndexWriter:
         np.save(folder / "ids.npy", ids, allow_pickle=False)
 
     def commit(self) -> Manifest:
-        """Write everything, fsync, then atomically make this generation live."""
+        """Write everything, fsync, then atomically make this generation live.
+
+        Raises:
+            IndexWriteError: a write failed (a full disk); the previous generation stays live.
+        """
+        assert self._db is not None and self._gen is not None
+        with self._writing():
+            self._write_generation()
+            _write_durably(self.index_dir / "CURRENT", self._gen.name.encode("utf-8"))
+        self.committed = True  # CURRENT names it now: never delete it on the way out
+        dir_fd = os.open(self.index_dir, os.O_RDONLY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
+        self._clean_stale(keep={self._gen.name})
+        return self.manifest
+
+    def _write_generation(self) -> None:
+        """Everything of the staged generation on disk and fsynced; nothing live is touched yet."""
         import faiss
 
         assert self._db is not None and self._gen is not None
@@ -501,22 +580,16 @@ class IndexWriter:
             raise IndexCorruptError(
                 f"staged index has {self._index.ntotal} vectors for {self.manifest.chunks} chunks; nothing was committed"
             )
-        faiss.write_index(self._index, str(self._gen / "vectors.faiss"))
+        try:
+            faiss.write_index(self._index, str(self._gen / "vectors.faiss"))
+        except RuntimeError as err:  # faiss reports a failed fopen/fwrite (a full disk) as RuntimeError
+            raise _write_failure(self.index_dir, err) from None
         self._build_bm25()  # reads the chunk texts, so before the connection closes
         self._db.close()
         self._db = None
         self.manifest.updated = _now()
         self.manifest.write(self._gen / "manifest.json")
         _fsync_tree(self._gen)
-        _write_durably(self.index_dir / "CURRENT", self._gen.name.encode("utf-8"))
-        dir_fd = os.open(self.index_dir, os.O_RDONLY)
-        try:
-            os.fsync(dir_fd)
-        finally:
-            os.close(dir_fd)
-        self.committed = True
-        self._clean_stale(keep={self._gen.name})
-        return self.manifest
 
     def _release(self) -> None:
         if self._db is not None:

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import json
+import os
+import sqlite3
 from pathlib import Path
 
 import numpy as np
 import pytest
 
-from rag_app.errors import EmbeddingMismatchError, IndexCorruptError, IndexLockedError, IndexNotFoundError
+from rag_app.errors import EmbeddingMismatchError, IndexCorruptError, IndexLockedError, IndexNotFoundError, IndexWriteError
 from rag_app.store import Chunk, IndexStore, IndexWriter, Manifest, chunk_id, index_exists
 
 DIM = 8
@@ -111,7 +113,8 @@ def test_crash_during_commit_keeps_the_old_generation(index: Path, monkeypatch, 
     else:
         owner, name = target.split(".")
         monkeypatch.setattr({"IndexWriter": IndexWriter, "Manifest": Manifest}[owner], name, boom)
-    with pytest.raises(RuntimeError, match="disk on fire"):
+    raised = IndexWriteError if target == "faiss.write_index" else RuntimeError  # faiss's errors are its writes failing
+    with pytest.raises(raised, match="disk on fire"):
         _write(index, {"c.txt": _file("c.txt", ["gamma"], 3)}, remove=["a.txt"])
     monkeypatch.undo()
     with IndexStore.open(index) as store:
@@ -152,3 +155,88 @@ def test_manifest_records_how_the_index_was_made(index: Path) -> None:
     data = json.loads((index / "gen-000001" / "manifest.json").read_text(encoding="utf-8"))
     assert data["embedding_model"] == "m1" and data["dim"] == DIM and data["chunking"] == CHUNKING
     assert data["schema_version"] >= 1 and data["created"] and data["updated"]
+
+
+# ---------------------------------------------------------------- a full disk: one line, the old generation served
+
+
+def _assert_old_index_served(index: Path) -> None:
+    with IndexStore.open(index) as store:
+        assert store.manifest.generation == 1 and set(store.files()) == {"a.txt", "b.txt"}
+        assert sorted(c.text for c in store.iter_chunks()) == ["alpha one", "alpha two", "beta"]
+    assert sorted(p.name for p in index.iterdir() if p.name != ".lock") == ["CURRENT", "gen-000001"]  # no .tmp left
+
+
+def _assert_disk_full_line(err: pytest.ExceptionInfo, index: Path) -> None:
+    message = str(err.value)
+    assert "\n" not in message
+    assert message.startswith(f"the disk is full at {index}, ") and " free;" in message
+    assert "the previous index is still served" in message
+
+
+@pytest.mark.parametrize("how", ["faiss says so", "/dev/full"])
+def test_full_disk_while_faiss_writes_keeps_the_old_index(index: Path, monkeypatch, how: str) -> None:
+    import faiss
+
+    real = faiss.write_index
+    if how == "/dev/full":  # a real ENOSPC from faiss's own fwrite (the index must outgrow stdio's buffer)
+        if not os.path.exists("/dev/full"):
+            pytest.skip("no /dev/full here")
+        monkeypatch.setattr(faiss, "write_index", lambda idx, _path: real(idx, "/dev/full"))
+    else:
+        def full(*_args):
+            raise RuntimeError("Error in faiss::FileIOWriter::operator() at impl/io.cpp:105: "
+                               "write error in vectors.faiss: 0 != 4096 (No space left on device)")
+
+        monkeypatch.setattr(faiss, "write_index", full)
+    big = _file("c.txt", [f"gamma {i}" for i in range(600)], 3)
+    with pytest.raises(IndexWriteError) as err:
+        _write(index, {"c.txt": big})
+    _assert_disk_full_line(err, index)
+    _assert_old_index_served(index)
+    monkeypatch.undo()
+    assert _write(index, {"c.txt": big}).generation == 2  # space again: the next run commits
+
+
+def test_sqlite_full_disk_while_adding_keeps_the_old_index(index: Path) -> None:
+    with pytest.raises(IndexWriteError) as err:
+        with IndexWriter(index, _manifest()) as w:
+            pages = w._db.execute("PRAGMA page_count").fetchone()[0]
+            w._db.execute(f"PRAGMA max_page_count = {pages}")  # SQLite's own "database or disk is full"
+            w.add_file("c.txt", "sha", 100, *_file("c.txt", ["gamma " * 20_000], 3))
+    _assert_disk_full_line(err, index)
+    _assert_old_index_served(index)
+
+
+class _FullDisk:
+    """A connection whose commit meets a full disk (sqlite3.Connection's methods cannot be patched)."""
+
+    def __init__(self, db: sqlite3.Connection) -> None:
+        self._db = db
+
+    def __getattr__(self, name: str):
+        return getattr(self._db, name)
+
+    def commit(self) -> None:
+        raise sqlite3.OperationalError("database or disk is full")
+
+
+def test_sqlite_full_disk_at_commit_keeps_the_old_index(index: Path) -> None:
+    with pytest.raises(IndexWriteError) as err:
+        with IndexWriter(index, _manifest()) as w:
+            w.add_file("c.txt", "sha", 100, *_file("c.txt", ["gamma"], 3))
+            w._db = _FullDisk(w._db)
+            w.commit()
+    _assert_disk_full_line(err, index)
+    _assert_old_index_served(index)
+
+
+def test_a_first_build_that_fails_to_write_says_no_index_was_written(tmp_path: Path, monkeypatch) -> None:
+    def denied(*_args):
+        raise PermissionError(13, "Permission denied")
+
+    monkeypatch.setattr(Manifest, "write", denied)
+    with pytest.raises(IndexWriteError, match=r"writing the index at .* failed \(Permission denied, .* free\); "
+                                              r"no index was written; check the disk"):
+        _write(tmp_path / "index", {"a.txt": _file("a.txt", ["alpha"], 1)})
+    assert not index_exists(tmp_path / "index")

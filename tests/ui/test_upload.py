@@ -11,6 +11,7 @@ from rag_app.errors import IndexLockedError, IngestError
 from rag_app.store import IndexStore, IndexWriter, Manifest
 from ui.upload import ingest_uploads, supported_extensions, upload_folder
 
+DOCS = ["france.txt", "rivers.md", "space.txt"]  # what the built_index fixture holds
 NOTE = b"# Oxygen\n\nOxygen was discovered by Carl Wilhelm Scheele and Joseph Priestley."
 
 
@@ -50,19 +51,20 @@ def test_unsupported_and_hidden_files_are_rejected_not_saved(built_index, docs_d
     assert (docs_dir / "evil name.txt").is_file() and not (docs_dir.parent.parent / "evil name.txt").exists()
 
 
-def test_unreadable_upload_is_rolled_back_and_the_old_version_kept(built_index, docs_dir: Path, fake_embedder):
+def test_unreadable_upload_is_rolled_back_and_the_original_kept(built_index, docs_dir: Path, fake_embedder):
     before = (docs_dir / "france.txt").read_bytes()
     broken_docx = b"PK\x03\x04 not a real docx"
     binary = b"MZ\x90\x00\x03\x00" * 40  # an executable renamed .txt: NUL bytes, not text
     result = ingest_uploads([("broken.docx", broken_docx), ("france.txt", binary)], built_index, fake_embedder)
 
-    assert {source for source, _ in result.report.failed} == {"broken.docx", "france.txt"}
-    assert sorted(result.rolled_back) == ["broken.docx", "france.txt"]
-    assert not (docs_dir / "broken.docx").exists()
-    assert (docs_dir / "france.txt").read_bytes() == before  # the readable version is back on disk...
+    assert result.renamed == [("france.txt", "france (2).txt")]  # never over the user's own france.txt
+    assert {source for source, _ in result.report.failed} == {"broken.docx", "france (2).txt"}
+    assert sorted(result.rolled_back) == ["broken.docx", "france (2).txt"]
+    assert not (docs_dir / "broken.docx").exists() and not (docs_dir / "france (2).txt").exists()
+    assert (docs_dir / "france.txt").read_bytes() == before
     with IndexStore.open(built_index.index) as store:
-        assert "broken.docx" not in store.files()
-        assert "Paris" in " ".join(c.text for c in store.iter_chunks("france.txt"))  # ...and still indexed
+        assert set(store.files()) == set(DOCS)
+        assert "Paris" in " ".join(c.text for c in store.iter_chunks("france.txt"))
 
 
 def test_locked_index_rolls_back_every_file(built_index, docs_dir: Path, fake_embedder):
@@ -83,3 +85,76 @@ def test_missing_source_folder_is_refused_instead_of_emptying_the_index(built_in
         ingest_uploads([("oxygen.md", NOTE)], built_index, fake_embedder)
     with IndexStore.open(built_index.index) as store:
         assert len(store.files()) == 3
+
+
+def _leftovers(folder: Path) -> list[str]:
+    return sorted(p.name for p in folder.rglob("*.uploading"))
+
+
+def test_unsavable_names_are_rejected_in_one_line_and_leave_no_temp_file(built_index, docs_dir: Path, fake_embedder):
+    (docs_dir / "notes.md").mkdir()  # a folder holds the name
+    long_name = "é" * 126 + ".txt"  # 256 bytes in UTF-8 (130 characters)
+    longest = "a" * 251 + ".txt"  # 255 bytes: still a valid name
+    result = ingest_uploads([("notes.md", NOTE), ("bad\x00name.txt", b"x"), (long_name, b"long"),
+                             (longest, b"The longest name a file may have."), ("ok.txt", b"fine text")],
+                            built_index, fake_embedder)
+
+    reasons = dict(result.rejected)
+    assert set(reasons) == {"notes.md", "bad\\x00name.txt", long_name}
+    assert "has a folder of that name" in reasons["notes.md"]
+    assert "NUL byte" in reasons["bad\\x00name.txt"]
+    assert "256 bytes long, over the 255" in reasons[long_name]
+    assert all("\n" not in why for why in reasons.values())
+    assert result.saved == [longest, "ok.txt"]
+    assert (docs_dir / "notes.md").is_dir() and _leftovers(docs_dir) == []
+    with IndexStore.open(built_index.index) as store:
+        assert {longest, "ok.txt"} <= set(store.files())
+
+
+def test_a_failed_write_is_rejected_and_its_temp_file_removed(built_index, docs_dir: Path, fake_embedder, monkeypatch):
+    import errno
+
+    import ui.upload
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(ui.upload.os, "fsync", full)
+    result = ingest_uploads([("oxygen.md", NOTE)], built_index, fake_embedder)
+    monkeypatch.undo()
+
+    assert result.rejected == [("oxygen.md", f"could not be saved in {docs_dir.resolve()}: No space left on device")]
+    assert not result.saved and result.report is None
+    assert _leftovers(docs_dir) == [] and not (docs_dir / "oxygen.md").exists()
+
+
+def test_an_upload_never_replaces_a_different_document_of_that_name(built_index, docs_dir: Path, fake_embedder):
+    original = (docs_dir / "france.txt").read_bytes()
+    lyon = b"Lyon is the third city of France."
+    first = ingest_uploads([("france.txt", lyon)], built_index, fake_embedder)
+    second = ingest_uploads([("france.txt", b"Marseille is a port in France.")], built_index, fake_embedder)
+
+    assert first.saved == ["france (2).txt"] and first.renamed == [("france.txt", "france (2).txt")]
+    assert second.saved == ["france (3).txt"] and second.renamed == [("france.txt", "france (3).txt")]
+    assert (docs_dir / "france.txt").read_bytes() == original and (docs_dir / "france (2).txt").read_bytes() == lyon
+    with IndexStore.open(built_index.index) as store:
+        assert {"france.txt", "france (2).txt", "france (3).txt"} <= set(store.files())
+        assert "Paris" in " ".join(c.text for c in store.iter_chunks("france.txt"))
+
+
+def test_the_same_bytes_again_are_not_duplicated(built_index, docs_dir: Path, fake_embedder):
+    ingest_uploads([("france.txt", b"Lyon is the third city of France.")], built_index, fake_embedder)  # -> france (2).txt
+    again = ingest_uploads([("france.txt", (docs_dir / "france.txt").read_bytes()),
+                            ("france.txt", b"Lyon is the third city of France.")], built_index, fake_embedder)
+    assert again.unchanged == ["france.txt"] and again.saved == [] and again.report is None
+    assert [name for name, _ in again.rejected] == ["france.txt"]  # the second of the batch: kept the first
+    resend = ingest_uploads([("C:\\tmp\\france.txt", b"Lyon is the third city of France.")], built_index, fake_embedder)
+    assert resend.unchanged == ["france (2).txt"] and not resend.saved
+    assert sorted(p.name for p in docs_dir.iterdir()) == sorted([*DOCS, "france (2).txt"])
+
+
+def test_the_same_bytes_as_a_file_not_yet_indexed_get_indexed_and_stay(built_index, docs_dir: Path, fake_embedder):
+    (docs_dir / "manual.txt").write_bytes(b"Copied here by hand, never ingested.")
+    result = ingest_uploads([("manual.txt", b"Copied here by hand, never ingested.")], built_index, fake_embedder)
+    assert not result.saved and not result.unchanged and result.report.added == ["manual.txt"]
+    assert (docs_dir / "manual.txt").is_file()
