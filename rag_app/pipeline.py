@@ -15,6 +15,7 @@ earlier turns as chat history.
 from __future__ import annotations
 
 import logging
+import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -24,6 +25,7 @@ from rag_app.config import Settings
 from rag_app.embeddings import Embedder, load_embedder
 from rag_app.errors import EmptyQuestionError
 from rag_app.generation import Generator, load_generator
+from rag_app.guard import check_reply, instructions
 from rag_app.prompts import ABSTAIN, build_messages, is_abstention, pack_sources, parse_citations
 from rag_app.retriever import RetrievedChunk, Retriever, rrf
 from rag_app.store import Chunk, IndexStore
@@ -71,26 +73,46 @@ class Answer:
     timings: Timings = field(default_factory=Timings)
     model: str = ""
     adapter: str | None = None
+    reply: str = ""  # the model's reply before the guards (rag_app.guard); ``text`` is what is shown
+    removed_links: list[str] = field(default_factory=list)  # links the reply had that no source holds
+    withheld_for: list[int] = field(default_factory=list)  # sources whose planted instruction the reply obeyed
 
     @property
     def cited_sources(self) -> list[Source]:
         return [s for s in self.sources if s.number in self.citations]
 
+    @property
+    def unsupported(self) -> bool:
+        """An answer (not an abstention) that cites no source that was shown: nothing backs it."""
+        return not self.abstained and not self.withheld_for and not self.citations
+
+    @property
+    def warnings(self) -> list[str]:
+        """One line per reason not to take the answer at face value, for every front door."""
+        out = []
+        if self.invalid_citations:
+            out.append(f"the answer cites source(s) {self.invalid_citations}, which were not shown: "
+                       "those citations back nothing")
+        if self.unsupported:
+            out.append("the answer cites none of the sources shown: check it against them before relying on it")
+        if self.removed_links:
+            out.append(f"removed {len(self.removed_links)} link(s) that appear in no source")
+        return out
+
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for s, src in zip(d["sources"], self.sources):
             s["location"] = src.location
+        d["unsupported"], d["warnings"] = self.unsupported, self.warnings
         return d
 
     def render_markdown(self) -> str:
         """The answer and its sources as Markdown (conversation export, ``rag ask`` output)."""
-        lines = [self.text, "", "**Sources**", ""]
+        lines = [self.text, *(f"\n_Warning: {w}._" for w in self.warnings), "", "**Sources**", ""]
         for s in self.sources:
             mark = " (cited)" if s.number in self.citations else ""
             first = s.text.strip().splitlines()[0] if s.text.strip() else ""
             lines.append(f"[{s.number}] {s.location} — score {s.score:.3f}{mark}  \n> {first[:200]}")
-        if self.invalid_citations:
-            lines.append(f"\nWarning: cites missing source(s) {self.invalid_citations}")
         return "\n".join(lines)
 
 
@@ -191,7 +213,9 @@ class RagPipeline:
         threshold = cfg.abstain_threshold if cfg.fine_tuned else None
         if threshold is None and cfg.abstain_threshold is not None:
             log.info("generate.abstain_threshold %.2f ignored: the model is not fine-tuned", cfg.abstain_threshold)
-        pieces: list[str] = []
+        # A source that talks to the assistant: the whole reply is checked before any of it is shown.
+        hold_all = bool(instructions(sources))
+        raw, shown = "", 0
         t_gen = time.perf_counter()
         t_first = t_gen
         for piece in self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
@@ -199,10 +223,17 @@ class RagPipeline:
             if timings.ttft_ms is None:
                 t_first = time.perf_counter()
                 timings.ttft_ms = (t_first - start) * 1000
-            pieces.append(piece)
-            yield piece
+            raw += piece
+            safe = 0 if hold_all else _checked_prefix(raw)
+            if safe > shown:
+                yield raw[shown:safe]
+                shown = safe
         end = time.perf_counter()
-        text = "".join(pieces).strip()
+        checked = check_reply(raw, sources)
+        rest = checked.text[shown:] if checked.text.startswith(raw[:shown]) else "\n\n" + checked.text
+        if rest:
+            yield rest
+        text = checked.text.strip()
         timings.generate_ms = (end - t_gen) * 1000
         timings.total_ms = (end - start) * 1000
         counter = getattr(self.generator, "count_text_tokens", None)
@@ -210,7 +241,8 @@ class RagPipeline:
         decode_s = end - t_first  # after the first token: decode speed, prefill excluded
         if timings.tokens > 1 and decode_s > 0:
             timings.tokens_per_s = (timings.tokens - 1) / decode_s
-        yield self._finish(question, text, sources, timings, skipped=False)
+        yield self._finish(question, text, sources, timings, skipped=False, reply=raw.strip(),
+                           removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}))
 
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> Answer:
         """Retrieve, generate and return the whole :class:`Answer` (no streaming)."""
@@ -221,8 +253,9 @@ class RagPipeline:
         assert final is not None
         return final
 
-    def _finish(self, question: str, text: str, sources: list[Source], timings: Timings, skipped: bool) -> Answer:
-        cited = parse_citations(text)
+    def _finish(self, question: str, text: str, sources: list[Source], timings: Timings, skipped: bool,
+                reply: str | None = None, removed_links: Sequence[str] = (), withheld_for: Sequence[int] = ()) -> Answer:
+        cited = [] if withheld_for else parse_citations(text)  # a withheld reply's numbers cite nothing
         valid = {s.number for s in sources}
         gen = self._generator
         return Answer(
@@ -236,4 +269,23 @@ class RagPipeline:
             timings=timings,
             model=getattr(gen, "name", self.settings.generate.model),
             adapter=getattr(gen, "adapter", self.settings.generate.adapter_path),
+            reply=text if reply is None else reply,
+            removed_links=list(removed_links),
+            withheld_for=list(withheld_for),
         )
+
+
+_URL_START = re.compile(r"https?:|www\.", re.IGNORECASE)
+
+
+def _checked_prefix(raw: str) -> int:
+    """How much of a reply being generated may be shown before the link check at its end.
+
+    Everything up to the last whole word, and nothing from the first link on:
+    a link is only shown once the whole reply shows it is in the sources.
+    """
+    link = _URL_START.search(raw)
+    if link:
+        return link.start()
+    cut = max(raw.rfind(" "), raw.rfind("\n"))
+    return cut + 1 if cut >= 0 else 0

@@ -211,12 +211,15 @@ def upload_outcome() -> None:
 def _upload_message(result: Any) -> tuple[str, str]:
     lines = render.report_lines(result.report) if result.report is not None else []
     lines += [f"**Rejected** {render.escape_markdown(n)}: {render.escape_markdown(why)}" for n, why in result.rejected]
+    lines += [f"Saved {render.escape_markdown(orig)} as **{render.escape_markdown(new)}**: a different file named "
+              f"{render.escape_markdown(orig)} is already there." for orig, new in result.renamed]
+    lines += [f"{render.escape_markdown(n)}: already in the index, unchanged." for n in result.unchanged]
     if result.rolled_back:
         names = ", ".join(render.escape_markdown(n) for n in result.rolled_back)
         lines.append(f"Not added (could not be read): {names}. The rest of the index is intact.")
     bad = result.rejected or result.rolled_back
     kind = "warning" if bad else "success"
-    if not result.saved:
+    if not result.saved and not result.unchanged:
         kind = "error"
     return kind, "  \n".join(lines) or "Nothing to add."
 
@@ -271,13 +274,19 @@ def render_sources(answer: Answer, latest: bool) -> None:
 
 def render_answer(answer: Answer, settings: Settings, latest: bool) -> None:
     valid = {s.number for s in answer.sources}
-    if answer.abstained:
+    if answer.withheld_for:
+        st.error(render.escape_markdown(answer.text), icon=":material/gpp_bad:")
+    elif answer.abstained:
         st.info(render.mark_citations(answer.text, valid), icon=":material/search_off:")
         st.caption(render.abstain_note(answer, settings.retrieve.min_score))
     else:
         st.markdown(render.answer_markdown(answer.text, valid))
     if answer.invalid_citations:
         st.warning(render.invalid_citation_note(answer.invalid_citations, len(answer.sources)), icon=":material/warning:")
+    if answer.unsupported:
+        st.warning(render.UNSUPPORTED_NOTE, icon=":material/warning:")
+    if answer.removed_links:
+        st.caption(render.removed_links_note(answer.removed_links))
     render_sources(answer, latest)
 
 

@@ -120,6 +120,15 @@ def invalid_citation_note(invalid: Sequence[int], n_sources: int) -> str:
     )
 
 
+UNSUPPORTED_NOTE = "This answer cites none of the sources below: check it against them before relying on it."
+
+
+def removed_links_note(links: Sequence[str]) -> str:
+    """Under an answer whose reply held links no source has (invented, or planted by a document)."""
+    n = len(links)
+    return f"{n} link{'s' if n != 1 else ''} in the reply appeared in no source and {'were' if n != 1 else 'was'} removed."
+
+
 def abstain_note(answer: Any, min_score: float | None = None) -> str:
     """Why the assistant did not answer: nothing relevant retrieved, or the model declined."""
     if answer.skipped_generation:
