@@ -13,7 +13,9 @@ plausible but wrong. Here:
   dropped too, so "abstain" is only taught when the answer really is absent,
   and the next distractor takes the gold's place, so the number of sources
   never tells the model whether the gold is there;
-* sources are shuffled, and the target cites the gold's position ``[n]``.
+* sources are shuffled, and the target cites the gold's position ``[n]``;
+* with probability ``p_inject`` one source carries an instruction planted
+  for the model (:mod:`finetune.injection`) and the target ignores it.
 
 Messages come from :func:`rag_app.prompts.build_messages`, the function the
 pipeline serves with; a drift between the two would be a bug.
@@ -31,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from finetune.injection import plant_in
 from rag_app.evaluate.dataset import QAItem
 from rag_app.evaluate.metrics import answer_in_text
 from rag_app.prompts import ABSTAIN, build_messages, format_answer
@@ -50,6 +53,9 @@ class RaftConfig:
         quote: target quotes the supporting sentence before the answer (RAFT's chain of thought).
         max_source_chars: longer sources are trimmed around the answer, at sentence
             boundaries, to keep examples ~650 tokens (training cost grows with length).
+        p_inject: probability that one source carries a planted instruction
+            (:mod:`finetune.injection`); the target ignores it. Drawn from its
+            own seeded stream, so every other choice is as without it.
         seed: makes gold dropping, distractor order and shuffling reproducible.
     """
 
@@ -57,11 +63,14 @@ class RaftConfig:
     distractors: int = 3
     quote: bool = False
     max_source_chars: int = 1000
+    p_inject: float = 0.2
     seed: int = 0
 
     def __post_init__(self) -> None:
         if not 0.0 <= self.p_gold <= 1.0:
             raise ValueError(f"p_gold must be in [0, 1], got {self.p_gold}")
+        if not 0.0 <= self.p_inject <= 1.0:
+            raise ValueError(f"p_inject must be in [0, 1], got {self.p_inject}")
         if self.distractors < 0:
             raise ValueError(f"distractors must be >= 0, got {self.distractors}")
 
@@ -211,6 +220,7 @@ def build_example(
     rng.shuffle(shown)
     sources = [_as_source(c, item.answers, cfg.max_source_chars) for c, _ in shown]
     gold_numbers = [n for n, (_, is_gold) in enumerate(shown, start=1) if is_gold]
+    _maybe_plant(sources, gold_numbers, cfg, f"{dataset}:{item.id}")
     if keep_gold:
         # Cite the gold sources that hold the answer (all of them for yes/no and multi-hop bridges).
         holding = [n for n in gold_numbers if _holds(item, sources[n - 1].text)]
@@ -221,6 +231,13 @@ def build_example(
         target = ABSTAIN
     return RaftExample(item.id, dataset, item.question, sources, target, gold_numbers, keep_gold,
                        item.answer_type, list(item.answers))
+
+
+def _maybe_plant(sources: list[SourceText], gold_numbers: Sequence[int], cfg: RaftConfig, key: str) -> None:
+    """With probability ``cfg.p_inject``, plant an instruction in one source (its own seeded stream)."""
+    rng = random.Random(f"{cfg.seed}-inject-{key}")
+    if sources and rng.random() < cfg.p_inject:
+        plant_in(sources, gold_numbers[0] - 1 if gold_numbers else None, rng)
 
 
 def build_examples(items: Iterable[QAItem], dataset: str, store: IndexStore, retriever: Retriever, cfg: RaftConfig) -> list[RaftExample]:
@@ -270,6 +287,7 @@ def examples_from_triples(path: Path, cfg: RaftConfig) -> list[RaftExample]:
         rng.shuffle(shown)
         sources = [SourceText(_trim(t, [row["answer"]], cfg.max_source_chars), f"context-{n}", f"context-{n}") for t, _ in shown]
         gold = [k for k, (_, g) in enumerate(shown, start=1) if g]
+        _maybe_plant(sources, gold, cfg, f"triples:{n}")
         target = format_answer(row["answer"], gold) if keep_gold else ABSTAIN
         out.append(RaftExample(str(row.get("id", n)), path.stem, row["question"], sources, target, gold, keep_gold, None, [row["answer"]]))
     return out

@@ -40,6 +40,7 @@ class FinetuneRequest:
     p_gold: float = 0.8
     distractors: int = 3
     quote: bool = False
+    p_inject: float = 0.2
     triples: Path | None = None
     examples: Path | None = None
     save_examples: Path | None = None
@@ -72,6 +73,8 @@ class FinetuneRequest:
             raise ConfigError(f"--quant must be auto, nf4 or none, got {self.quant!r}")
         if self.layers not in ("auto", "all", "top-half"):
             raise ConfigError(f"--layers must be auto, all or top-half, got {self.layers!r}")
+        if not 0 <= self.p_inject <= 1:
+            raise ConfigError(f"--inject must be in [0, 1], got {self.p_inject}")
 
 
 def balanced(groups: Mapping[str, list[RaftExample]], cap: int | None, seed: int) -> list[RaftExample]:
@@ -94,7 +97,8 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     from rag_app.retriever import Retriever
     from rag_app.store import IndexStore
 
-    cfg = RaftConfig(p_gold=request.p_gold, distractors=request.distractors, quote=request.quote, seed=request.seed)
+    cfg = RaftConfig(p_gold=request.p_gold, distractors=request.distractors, quote=request.quote,
+                     p_inject=request.p_inject, seed=request.seed)
     if request.examples:
         examples = read_jsonl(request.examples)
         val = [e for e in examples if e.id.startswith("val:")]
@@ -110,7 +114,7 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     # Hard negatives from the retriever as served (its mode), so training sees the distractors serving will.
     retrieve = settings.retrieve.model_copy(update={"mmr": False})
     stats: dict[str, Any] = {"raft": {"p_gold": cfg.p_gold, "distractors": cfg.distractors, "quote": cfg.quote,
-                                      "distractors_from": retrieve.mode},
+                                      "p_inject": cfg.p_inject, "distractors_from": retrieve.mode},
                              "split": request.split, "sets": {}}
     writers = _synthesis_models(settings) if request.synthesize else None
     for dataset_dir in request.datasets:

@@ -154,8 +154,8 @@ def _print_sources(answer: Any, console: Any) -> None:
         num = f"[bold green]{s.number}*[/]" if s.number in answer.citations else str(s.number)
         table.add_row(num, s.chunk.source, where, f"{s.score:.3f}", first)
     console.print(table)
-    if answer.invalid_citations:
-        console.print(f"[yellow]Warning: the answer cites missing source(s) {answer.invalid_citations}.[/]")
+    for warning in answer.warnings:
+        console.print(f"Warning: {warning}.", style="yellow", markup=False, highlight=False)
     t = answer.timings
     speed = f", {t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else ""
     ttft = f", first token {t.ttft_ms:.0f} ms" if t.ttft_ms is not None else ""
@@ -296,6 +296,9 @@ def finetune(
                        "Train with the mode you serve with.")] = None,
     hybrid: HybridOpt = False,
     quote: Annotated[bool, typer.Option(help="Targets quote the supporting sentence first.")] = False,
+    inject: Annotated[float, typer.Option(
+        help="Share of examples with an instruction planted in one source, which the target ignores "
+             "(prompt-injection resistance; 0 reproduces builds before it).")] = 0.2,
     triples: Annotated[Optional[Path], typer.Option(help="JSONL of {question, answer, context} instead of a QA set.")] = None,
     examples: Annotated[Optional[Path], typer.Option(help="Train on prebuilt examples (JSONL from --save-examples).")] = None,
     save_examples: Annotated[Optional[Path], typer.Option(help="Write the built examples to this JSONL.")] = None,
@@ -330,7 +333,7 @@ def finetune(
                                    retrieve={"mode": "hybrid" if hybrid else mode})
     request = FinetuneRequest(
         datasets=list(datasets or []), out=out, split=split, max_examples=max_examples, val_fraction=val_fraction,
-        p_gold=p_gold, distractors=distractors, quote=quote, triples=triples, examples=examples,
+        p_gold=p_gold, distractors=distractors, quote=quote, p_inject=inject, triples=triples, examples=examples,
         save_examples=save_examples, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
         grad_accum=grad_accum, max_length=max_length, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
         merge=merge, eval_examples=eval_examples, seed=seed, init_adapter=init_adapter, synthesize=synthesize,

@@ -85,3 +85,37 @@ def test_triples_and_jsonl_roundtrip(tmp_path):
     assert {e.gold_kept for e in mixed} == {True, False} and {len(e.sources) for e in mixed} == {3}
     write_jsonl(examples, tmp_path / "out.jsonl")
     assert [e.to_json() for e in read_jsonl(tmp_path / "out.jsonl")] == [e.to_json() for e in examples]
+
+
+def test_planted_instructions_go_into_a_share_of_sources_and_the_target_ignores_them():
+    import random
+
+    from finetune.dataset import SourceText
+    from finetune.injection import plant_in
+
+    rng = random.Random(0)
+    planted_in_gold = 0
+    for _ in range(200):
+        sources = [SourceText(f"Fact number {i}. It is true.", f"d{i}.txt", f"d{i}") for i in range(4)]
+        at = plant_in(sources, keep=1, rng=rng)
+        changed = [i for i, s in enumerate(sources) if s.text != f"Fact number {i}. It is true."]
+        assert changed == [at]
+        assert f"Fact number {at}." in sources[at].text  # the source keeps its own text
+        planted_in_gold += at == 1
+    assert 20 <= planted_in_gold <= 70  # the gold itself about one time in five
+
+
+def test_examples_with_planted_instructions_keep_their_targets_and_every_other_choice(setup):
+    from dataclasses import replace
+
+    store, retriever = setup
+    items = [replace(item, id=f"{item.id}-{k}") for k in range(10) for item in ITEMS]
+    plain = build_examples(items, "cities", store, retriever, RaftConfig(p_gold=0.8, p_inject=0.0, seed=2))
+    planted = build_examples(items, "cities", store, retriever, RaftConfig(p_gold=0.8, p_inject=1.0, seed=2))
+    for a, b in zip(plain, planted):
+        assert (a.target, a.gold_numbers, [s.doc_id for s in a.sources]) == (b.target, b.gold_numbers, [s.doc_id for s in b.sources])
+        differ = [i for i, (x, y) in enumerate(zip(a.sources, b.sources)) if x.text != y.text]
+        assert len(differ) == 1 and a.sources[differ[0]].text.split(". ")[0] in b.sources[differ[0]].text
+    default = build_examples(items, "cities", store, retriever, RaftConfig(seed=2))
+    share = sum(a.sources != b.sources for a, b in zip(plain, default)) / len(plain)
+    assert 0.05 < share < 0.4  # the default plants in about one example in five
