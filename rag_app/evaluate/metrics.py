@@ -267,13 +267,17 @@ def score_question(
     in_context = answer_in_text(item.answers, "\n".join(c.text for c in source_chunks), item.answer_spans)
     s["answer_in_context"] = float(in_context) if text_scorable else None
     for key in ("em", "f1", "abstained", "abstained_answerable", "false_abstention", "abstain_gold_shown",
-                "abstain_gold_not_shown", "abstention_accuracy", "citation_precision", "citation_valid"):
+                "abstain_gold_not_shown", "abstention_accuracy", "citation_precision", "citation_valid",
+                "unsupported", "guard_withheld"):
         s[key] = None
     if answer is None:
         return s
     reply = strip_citations(split_quote(answer.text)[1])  # a quoted supporting sentence is not the answer
     abstained = float(bool(answer.abstained))
     s["abstained"] = abstained
+    # What rag_app.guard did: shown to users as a warning or a withheld reply, so counted here too.
+    s["unsupported"] = None if answer.abstained else float(answer.unsupported)
+    s["guard_withheld"] = float(bool(answer.withheld_for))
     if answerable:
         if item.is_yes_no:
             s["em"] = s["f1"] = yes_no_score(reply, item.answers)

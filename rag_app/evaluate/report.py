@@ -26,9 +26,10 @@ LABELS = {
     "citation_valid": "citation validity", "abstained": "abstained (all)",
     "abstain_gold_shown": "abstained, gold shown", "abstain_gold_not_shown": "abstained, gold not shown",
     "abstention_accuracy": "abstained when withheld", "false_abstention": "false abstentions",
-    "abstained_answerable": "abstained, answerable (raw)",
+    "abstained_answerable": "abstained, answerable (raw)", "unsupported": "uncited answers",
+    "guard_withheld": "withheld (planted instruction)",
 }
-ANSWER_KEYS = ("em", "f1", "answer_in_context", "citation_precision", "citation_valid")
+ANSWER_KEYS = ("em", "f1", "answer_in_context", "citation_precision", "citation_valid", "unsupported", "guard_withheld")
 ABSTAIN_KEYS = ("abstain_gold_shown", "abstain_gold_not_shown", "abstention_accuracy", "false_abstention",
                 "abstained_answerable")
 

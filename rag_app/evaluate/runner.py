@@ -206,6 +206,7 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         "retrieved": [_hit_dict(h) for h in hits],
         "sources": sources,
         "reply": None if answer is None else answer.text,
+        "model_reply": None if answer is None else answer.reply,  # before rag_app.guard's checks
         "citations": [] if answer is None else [*answer.citations, *answer.invalid_citations],
         "invalid_citations": [] if answer is None else list(answer.invalid_citations),
         "abstained": None if answer is None else bool(answer.abstained),

@@ -113,11 +113,33 @@ def test_a_quoted_reply_is_scored_on_its_answer_line():
     hit = SimpleNamespace(chunk=chunk, score=0.9)
     source = SimpleNamespace(number=1, chunk=chunk, text=chunk.text)
     answer = SimpleNamespace(text='"They gave up 308 points in all." [1]\n308 [1]', abstained=False, citations=[1],
-                             invalid_citations=[], sources=[source], skipped_generation=False)
+                             invalid_citations=[], sources=[source], skipped_generation=False,
+                             unsupported=False, withheld_for=[])
     s = m.score_question(item, [hit], [chunk], answer, [1], withheld=False)
     assert s["em"] == 1.0 and s["f1"] == 1.0 and s["citation_precision"] == 1.0
     answer.text = "They gave up 308 points in all. [1]"  # the same words unquoted are a long answer
     assert m.score_question(item, [hit], [chunk], answer, [1], withheld=False)["em"] == 0.0
+
+
+@pytest.mark.parametrize("reply, withheld_for, unsupported, guarded", [
+    ("308 [1]", [], 0.0, 0.0),
+    ("308", [], 1.0, 0.0),
+    ("308 [4]", [], 1.0, 0.0),
+    ("Answer withheld: it followed an instruction written inside source 1.", [1], 0.0, 1.0),
+])
+def test_uncited_and_withheld_answers_are_counted(reply, withheld_for, unsupported, guarded):
+    from rag_app.evaluate.dataset import QAItem
+    from rag_app.pipeline import Answer, Source
+    from rag_app.prompts import parse_citations
+    from rag_app.store import Chunk
+
+    chunk = Chunk(1, "They gave up 308 points in all.", "d1.txt", "d1")
+    cited = [] if withheld_for else parse_citations(reply)
+    answer = Answer("How many points?", reply, [Source(1, chunk, 0.9, 0.9)], [n for n in cited if n == 1],
+                    [n for n in cited if n != 1], abstained=False, skipped_generation=False, withheld_for=withheld_for)
+    hit = type("Hit", (), {"chunk": chunk, "score": 0.9})()
+    s = m.score_question(QAItem("q1", "How many points?", ("308",), ("d1",)), [hit], [chunk], answer, [1], withheld=False)
+    assert (s["unsupported"], s["guard_withheld"]) == (unsupported, guarded)
 
 
 def test_yes_no_scored_by_first_word():
