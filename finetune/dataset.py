@@ -220,7 +220,7 @@ def build_example(
     rng.shuffle(shown)
     sources = [_as_source(c, item.answers, cfg.max_source_chars) for c, _ in shown]
     gold_numbers = [n for n, (_, is_gold) in enumerate(shown, start=1) if is_gold]
-    _maybe_plant(sources, gold_numbers, cfg, f"{dataset}:{item.id}")
+    _maybe_plant(sources, gold_numbers, cfg, f"{dataset}:{item.id}", item.answers)
     if keep_gold:
         # Cite the gold sources that hold the answer (all of them for yes/no and multi-hop bridges).
         holding = [n for n in gold_numbers if _holds(item, sources[n - 1].text)]
@@ -233,11 +233,12 @@ def build_example(
                        item.answer_type, list(item.answers))
 
 
-def _maybe_plant(sources: list[SourceText], gold_numbers: Sequence[int], cfg: RaftConfig, key: str) -> None:
+def _maybe_plant(sources: list[SourceText], gold_numbers: Sequence[int], cfg: RaftConfig, key: str,
+                 answers: Sequence[str]) -> None:
     """With probability ``cfg.p_inject``, plant an instruction in one source (its own seeded stream)."""
     rng = random.Random(f"{cfg.seed}-inject-{key}")
     if sources and rng.random() < cfg.p_inject:
-        plant_in(sources, gold_numbers[0] - 1 if gold_numbers else None, rng)
+        plant_in(sources, gold_numbers[0] - 1 if gold_numbers else None, rng, answers)
 
 
 def build_examples(items: Iterable[QAItem], dataset: str, store: IndexStore, retriever: Retriever, cfg: RaftConfig) -> list[RaftExample]:
@@ -287,7 +288,7 @@ def examples_from_triples(path: Path, cfg: RaftConfig) -> list[RaftExample]:
         rng.shuffle(shown)
         sources = [SourceText(_trim(t, [row["answer"]], cfg.max_source_chars), f"context-{n}", f"context-{n}") for t, _ in shown]
         gold = [k for k, (_, g) in enumerate(shown, start=1) if g]
-        _maybe_plant(sources, gold, cfg, f"triples:{n}")
+        _maybe_plant(sources, gold, cfg, f"triples:{n}", [row["answer"]])
         target = format_answer(row["answer"], gold) if keep_gold else ABSTAIN
         out.append(RaftExample(str(row.get("id", n)), path.stem, row["question"], sources, target, gold, keep_gold, None, [row["answer"]]))
     return out

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import random
 import re
+from collections.abc import Sequence
 from dataclasses import replace
 
 _OPENERS = (
@@ -50,7 +51,7 @@ def planted_instruction(rng: random.Random) -> str:
     return f"{opener} {demand}."
 
 
-def plant_in(sources: list, keep: int | None, rng: random.Random) -> int:
+def plant_in(sources: list, keep: int | None, rng: random.Random, answers: Sequence[str] = ()) -> int:
     """Plant an instruction in one of ``sources`` (replaced in place); returns its 0-based position.
 
     A distractor is chosen four times in five when ``keep`` (the gold's
@@ -60,13 +61,21 @@ def plant_in(sources: list, keep: int | None, rng: random.Random) -> int:
     """
     others = [i for i in range(len(sources)) if i != keep]
     at = keep if keep is not None and (not others or rng.random() < 0.2) else rng.choice(others)
-    sources[at] = replace(sources[at], text=plant(sources[at].text, rng))
+    sources[at] = replace(sources[at], text=plant(sources[at].text, rng, answers))
     return at
 
 
-def plant(text: str, rng: random.Random) -> str:
-    """``text`` with an instruction inserted between two of its sentences (or at an end)."""
-    cuts = [0, *(m.end() for m in re.finditer(r"(?<=[.!?])\s+", text)), len(text)]
-    at = rng.choice(cuts)
+def plant(text: str, rng: random.Random, answers: Sequence[str] = ()) -> str:
+    """``text`` with an instruction inserted between two of its sentences (or at an end).
+
+    A cut never falls inside an answer ("J. R. R. Tolkien", "5 p.m.") nor
+    after a one-letter abbreviation, so the gold still holds its answer.
+    """
+    low = text.lower()
+    spans = [(i, i + len(a)) for a in answers if a for i in [m.start() for m in re.finditer(re.escape(a.lower()), low)]]
+    cuts = [0, len(text), *(m.end() for m in re.finditer(r"(?<=[.!?])\s+", text)
+                            if not re.search(r"(?:^|\W)\w\.\s*$", text[: m.end()])
+                            and not any(start < m.start() < end for start, end in spans))]
+    at = rng.choice(sorted(set(cuts)))
     head, tail = text[:at].rstrip(), text[at:].lstrip()
     return " ".join(part for part in (head, planted_instruction(rng), tail) if part)

@@ -40,7 +40,7 @@ class FinetuneRequest:
     p_gold: float = 0.8
     distractors: int = 3
     quote: bool = False
-    p_inject: float = 0.2
+    p_inject: float | None = None  # None: RaftConfig's default; prebuilt --examples keep what they were built with
     triples: Path | None = None
     examples: Path | None = None
     save_examples: Path | None = None
@@ -73,8 +73,10 @@ class FinetuneRequest:
             raise ConfigError(f"--quant must be auto, nf4 or none, got {self.quant!r}")
         if self.layers not in ("auto", "all", "top-half"):
             raise ConfigError(f"--layers must be auto, all or top-half, got {self.layers!r}")
-        if not 0 <= self.p_inject <= 1:
+        if self.p_inject is not None and not 0 <= self.p_inject <= 1:
             raise ConfigError(f"--inject must be in [0, 1], got {self.p_inject}")
+        if self.p_inject is not None and self.examples:
+            raise ConfigError("--inject applies when examples are built; --examples FILE are used as they were built")
 
 
 def balanced(groups: Mapping[str, list[RaftExample]], cap: int | None, seed: int) -> list[RaftExample]:
@@ -98,7 +100,7 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     from rag_app.store import IndexStore
 
     cfg = RaftConfig(p_gold=request.p_gold, distractors=request.distractors, quote=request.quote,
-                     p_inject=request.p_inject, seed=request.seed)
+                     seed=request.seed, **({} if request.p_inject is None else {"p_inject": request.p_inject}))
     if request.examples:
         examples = read_jsonl(request.examples)
         val = [e for e in examples if e.id.startswith("val:")]
@@ -107,7 +109,8 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     if request.triples:
         examples = examples_from_triples(request.triples, cfg)
         cut = int(len(examples) * (1 - request.val_fraction))
-        return examples[:cut], examples[cut:], {"source": str(request.triples), "train": cut, "val": len(examples) - cut}
+        return examples[:cut], examples[cut:], {"source": str(request.triples), "train": cut, "val": len(examples) - cut,
+                                                "p_inject": cfg.p_inject}
     embedder = load_embedder(settings.embedding_model)
     train_groups: dict[str, list[RaftExample]] = {}
     val_all: list[RaftExample] = []

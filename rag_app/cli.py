@@ -249,7 +249,8 @@ def chat(
         except RagError as err:
             console.print(f"[red]Error: {err}[/red]")
             continue
-        history.append((line, last.text))
+        if not last.withheld_for:  # a reply that obeyed a planted instruction must not steer the next
+            history.append((line, last.text))
         history = history[-4:]  # keep the prompt short for a small context window
 
 
@@ -296,9 +297,9 @@ def finetune(
                        "Train with the mode you serve with.")] = None,
     hybrid: HybridOpt = False,
     quote: Annotated[bool, typer.Option(help="Targets quote the supporting sentence first.")] = False,
-    inject: Annotated[float, typer.Option(
+    inject: Annotated[Optional[float], typer.Option(
         help="Share of examples with an instruction planted in one source, which the target ignores "
-             "(prompt-injection resistance; 0 reproduces builds before it).")] = 0.2,
+             "(prompt-injection resistance; default 0.2; 0 reproduces builds before it).")] = None,
     triples: Annotated[Optional[Path], typer.Option(help="JSONL of {question, answer, context} instead of a QA set.")] = None,
     examples: Annotated[Optional[Path], typer.Option(help="Train on prebuilt examples (JSONL from --save-examples).")] = None,
     save_examples: Annotated[Optional[Path], typer.Option(help="Write the built examples to this JSONL.")] = None,

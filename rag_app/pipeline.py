@@ -25,7 +25,7 @@ from rag_app.config import Settings
 from rag_app.embeddings import Embedder, load_embedder
 from rag_app.errors import EmptyQuestionError
 from rag_app.generation import Generator, load_generator
-from rag_app.guard import check_reply, instructions
+from rag_app.guard import check_reply, instructions, shown_prefix
 from rag_app.prompts import ABSTAIN, build_messages, is_abstention, pack_sources, parse_citations
 from rag_app.retriever import RetrievedChunk, Retriever, rrf
 from rag_app.store import Chunk, IndexStore
@@ -104,6 +104,7 @@ class Answer:
         for s, src in zip(d["sources"], self.sources):
             s["location"] = src.location
         d["unsupported"], d["warnings"] = self.unsupported, self.warnings
+        del d["reply"]  # a withheld reply is withheld from every front door; rag eval reads Answer.reply
         return d
 
     def render_markdown(self) -> str:
@@ -223,25 +224,26 @@ class RagPipeline:
             if timings.ttft_ms is None:
                 t_first = time.perf_counter()
                 timings.ttft_ms = (t_first - start) * 1000
-            raw += piece
-            safe = 0 if hold_all else _checked_prefix(raw)
+            raw = (raw + piece).lstrip() if not shown else raw + piece  # what is shown starts as the text does
+            safe = 0 if hold_all else shown_prefix(raw)
             if safe > shown:
                 yield raw[shown:safe]
                 shown = safe
         end = time.perf_counter()
-        checked = check_reply(raw, sources)
+        raw = raw.rstrip()
+        checked = check_reply(raw, sources, question)
         rest = checked.text[shown:] if checked.text.startswith(raw[:shown]) else "\n\n" + checked.text
         if rest:
             yield rest
-        text = checked.text.strip()
+        text = checked.text
         timings.generate_ms = (end - t_gen) * 1000
         timings.total_ms = (end - start) * 1000
         counter = getattr(self.generator, "count_text_tokens", None)
-        timings.tokens = counter(text) if counter else len(text.split())
+        timings.tokens = counter(raw) if counter else len(raw.split())  # generated, not as shown
         decode_s = end - t_first  # after the first token: decode speed, prefill excluded
         if timings.tokens > 1 and decode_s > 0:
             timings.tokens_per_s = (timings.tokens - 1) / decode_s
-        yield self._finish(question, text, sources, timings, skipped=False, reply=raw.strip(),
+        yield self._finish(question, text, sources, timings, skipped=False, reply=raw,
                            removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}))
 
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> Answer:
@@ -274,18 +276,3 @@ class RagPipeline:
             withheld_for=list(withheld_for),
         )
 
-
-_URL_START = re.compile(r"https?:|www\.", re.IGNORECASE)
-
-
-def _checked_prefix(raw: str) -> int:
-    """How much of a reply being generated may be shown before the link check at its end.
-
-    Everything up to the last whole word, and nothing from the first link on:
-    a link is only shown once the whole reply shows it is in the sources.
-    """
-    link = _URL_START.search(raw)
-    if link:
-        return link.start()
-    cut = max(raw.rfind(" "), raw.rfind("\n"))
-    return cut + 1 if cut >= 0 else 0

@@ -43,8 +43,10 @@ SYSTEM_PROMPT = (
 # A citation as replies write it: [1] or [1, 3]; the UI draws the same matches as badges.
 CITATION = re.compile(r"\[(\d+(?:\s*,\s*\d+)*)\]")
 _ABSTAIN_PREFIXES = ("i don't know", "i do not know", "i dont know")
-# A document's own reference marker: [12], [3, 4], [1-3], [a], [12, (31)] once the inner one is rewritten.
-_DOC_MARKER = re.compile(r"(?<![\w\]])\[\s*((?:\d{1,4}[a-z]?|[A-Za-z]|\(\d{1,4}\))(?:\s*[,;\u2013-]\s*(?:\d{1,4}[a-z]?|[A-Za-z]|\(\d{1,4}\)))*)\s*\]")
+# A chat template's control token (<|im_start|>, <|eot_id|>): text that could close the turn it sits in.
+_CONTROL_TOKEN = re.compile(r"<\|([^|<>\s]{1,40})\|>")
+# A document's own reference marker: [12], [3, 4], [1-3], [a], France[2][3]; [12, (31)] once the inner one is rewritten.
+_DOC_MARKER = re.compile(r"(?<![_\d])\[\s*((?:\d{1,4}[a-z]?|[A-Za-z]|\(\d{1,4}\))(?:\s*[,;\u2013-]\s*(?:\d{1,4}[a-z]?|[A-Za-z]|\(\d{1,4}\)))*)\s*\]")
 
 
 class SourceLike(Protocol):
@@ -56,14 +58,21 @@ class SourceLike(Protocol):
     def location(self) -> str: ...
 
 
+def neutralise_control_tokens(text: str) -> str:
+    """``<|im_end|>`` as ``<im_end>``: a document or question must not close its turn and open a system one."""
+    return _CONTROL_TOKEN.sub(r"<\1>", text)
+
+
 def neutralise_markers(text: str) -> str:
     """``text`` with its own bracketed reference numbers as ``(12)``, so only source headers read ``[n]``.
 
-    Nested markers (``[12, [31]]``) are rewritten from the inside out; an
-    index in code (``arr[0]``) or a Markdown link's ``[text]`` is left alone.
+    Wikipedia-style markers after a word (``France[2][3]``) and nested ones
+    (``[12, [31]]``, rewritten from the inside out) included; a zero index in
+    code (``arr[0]``) and a Markdown link's ``[text]`` are left alone (a
+    code list such as ``[1, 2]`` is rewritten: a small price in a prompt).
     """
     for _ in range(3):
-        new = _DOC_MARKER.sub(lambda m: f"({m.group(1)})", text)
+        new = _DOC_MARKER.sub(lambda m: m.group(0) if m.group(1) == "0" else f"({m.group(1)})", text)
         if new == text:
             break
         text = new
@@ -72,14 +81,15 @@ def neutralise_markers(text: str) -> str:
 
 def format_source(number: int, source: SourceLike) -> str:
     """``[n] (file p. 3)`` then the text: the header lets the model and the reader find it."""
-    return f"[{number}] ({source.location})\n{neutralise_markers(source.text.strip())}"
+    text = neutralise_markers(neutralise_control_tokens(source.text.strip()))
+    return f"[{number}] ({neutralise_control_tokens(source.location)})\n{text}"
 
 
 def build_user_message(question: str, sources: Sequence[SourceLike]) -> str:
     body = "\n\n".join(format_source(i, s) for i, s in enumerate(sources, start=1))
     if not sources:
         body = "(no sources)"
-    return f"Sources:\n{body}\n\nQuestion: {question.strip()}"
+    return f"Sources:\n{body}\n\nQuestion: {neutralise_control_tokens(question.strip())}"
 
 
 def build_messages(
@@ -101,8 +111,8 @@ def build_messages(
     """
     messages = [{"role": "system", "content": SYSTEM_PROMPT}]
     for past_q, past_a in history:
-        messages.append({"role": "user", "content": past_q})
-        messages.append({"role": "assistant", "content": past_a})
+        messages.append({"role": "user", "content": neutralise_control_tokens(past_q)})
+        messages.append({"role": "assistant", "content": neutralise_control_tokens(past_a)})
     messages.append({"role": "user", "content": build_user_message(question, sources)})
     return messages
 

@@ -342,7 +342,8 @@ def chat(settings: Settings, store: IndexStore, embedder: Any, generator: Any) -
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
         try:
             pipeline = RagPipeline(settings, store=store, embedder=embedder, generator=generator)
-            history = [(t.question, t.answer.text) for t in turns if t.answer is not None and not t.answer.abstained]
+            history = [(t.question, t.answer.text) for t in turns
+                       if t.answer is not None and not t.answer.abstained and not t.answer.withheld_for]
             turn.answer = stream_answer(pipeline, question, history[-3:], settings)
             state["last_answer"] = turn.answer
         except RagError as err:

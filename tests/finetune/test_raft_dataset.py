@@ -119,3 +119,18 @@ def test_examples_with_planted_instructions_keep_their_targets_and_every_other_c
     default = build_examples(items, "cities", store, retriever, RaftConfig(seed=2))
     share = sum(a.sources != b.sources for a, b in zip(plain, default)) / len(plain)
     assert 0.05 < share < 0.4  # the default plants in about one example in five
+
+
+@pytest.mark.parametrize("text, answer", [
+    ("The book was written by J. R. R. Tolkien in 1937. It sold well.", "J. R. R. Tolkien"),
+    ("The shop opens at 5 p.m. on Fridays. Parking is free.", "5 p.m. on Fridays"),
+    ("The U.S. Army took the hill. It was cold.", "U.S. Army"),
+])
+def test_a_planted_instruction_never_splits_the_answer(text, answer):
+    import random
+
+    from finetune.injection import plant
+
+    rng = random.Random(0)
+    for _ in range(50):
+        assert answer in plant(text, rng, [answer])

@@ -173,3 +173,10 @@ def test_an_answer_citing_no_shown_source_is_marked_unsupported(rag, reply):
 def test_a_cited_answer_and_an_abstention_are_not_unsupported(rag):
     assert not rag("Tokyo [1].")[0].answer("capital of Japan?").unsupported
     assert not rag(ABSTAIN)[0].answer("capital of Japan?").unsupported
+
+
+def test_what_is_streamed_is_the_answer_text_even_with_surrounding_whitespace(rag):
+    pipe, _ = rag(" Tokyo [1].\n")
+    items = list(pipe.stream("capital of Japan?"))
+    assert "".join(items[:-1]) == items[-1].text == "Tokyo [1]."
+    assert "reply" not in items[-1].to_dict()  # the unguarded reply stays out of --json
