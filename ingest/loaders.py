@@ -31,23 +31,35 @@ The loaded text of a file is:
 
 A file that cannot be read raises :class:`~rag_app.errors.LoaderError` with the
 reason; ingest reports it and goes on with the other files.
+
+``load(path, data=...)`` parses bytes (or a binary file object) it is given:
+ingest opens each file once with :func:`open_checked` and hashes the very
+bytes parsed. Which encoding a text file is in is :mod:`ingest.encoding`'s
+question.
 """
 
 from __future__ import annotations
 
-import codecs
 import csv
+import errno
 import io
 import logging
+import os
 import re
+import stat
 from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 from rag_app.errors import LoaderError
 
+from ingest.encoding import SNIFF, decode_text, sniff_encoding, wide_codec
+
+__all__ = ["SUPPORTED_TYPES", "Section", "decode_text", "is_supported", "load", "open_checked", "reader_version"]
+
 log = logging.getLogger(__name__)
+_CHANGED = "changed while being indexed ({}); ingest again to index it"
 
 #: extension -> loader kind. Everything else is "skipped: unsupported type".
 SUPPORTED_TYPES = {
@@ -76,6 +88,7 @@ def reader_version(path: str | Path) -> int:
 _HTML_DROP = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "form", "button")
 _HTML_SKIP = frozenset(("head", "title", *_HTML_DROP))
 _HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
+_END = object()  # on _html_text's stack: the heading being gathered ends here
 _HTML_BLOCKS = (
     "p", "div", "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "ul", "ol",
     "dl", "dt", "dd", "table", "tr", "figure", "figcaption", "address", "hr",
@@ -85,14 +98,6 @@ _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # A line above "---" that is a list item, quote, table row or heading is not a setext title.
 _NOT_SETEXT_TEXT = re.compile(r"^(?:[-*+] |\d+[.)] |>|\||#)")
-_CONTROL = re.compile(r"[\x00-\x08\x0b\x0e-\x1f\x7f]")
-_NON_ASCII = re.compile(r"[^\x00-\x7f]")
-_NON_ASCII_RUN = re.compile(r"[^\x00-\x7f]{3,}")
-_SNIFF = 65536  # bytes read to tell text from binary and find the encoding
-# UTF-32 first: its LE mark starts like UTF-16's. (A UTF-8 mark is read by the utf-8-sig codec.)
-_BOMS = ((codecs.BOM_UTF32_LE, "utf-32"), (codecs.BOM_UTF32_BE, "utf-32"), (codecs.BOM_UTF16_LE, "utf-16"),
-         (codecs.BOM_UTF16_BE, "utf-16"))
-_UNICODE = ["utf_16", "utf_16_le", "utf_16_be", "utf_32", "utf_32_le", "utf_32_be"]
 
 
 @dataclass(frozen=True)
@@ -125,14 +130,18 @@ def is_supported(path: str | Path) -> bool:
     return Path(path).suffix.lower() in SUPPORTED_TYPES
 
 
-def load(path: str | Path) -> list[Section]:
+def load(path: str | Path, data: bytes | BinaryIO | None = None) -> list[Section]:
     """Read one file into sections.
 
     Text kinds are checked for binary content on their first 64 KB before the
-    rest is read, so a multi-gigabyte binary under ``.txt`` costs one small read.
+    rest is read, so a multi-gigabyte binary under ``.txt`` costs one small
+    read; that detection runs once per file, and its codec decodes the text.
 
     Args:
-        path: a ``.txt .md .markdown .html .htm .pdf .docx .pptx .csv .tsv`` file.
+        path: a ``.txt .md .markdown .html .htm .pdf .docx .pptx .csv .tsv`` file; its extension picks the loader.
+        data: the file's bytes, or a binary file object to read them from; None opens ``path`` (following
+            links). Ingest passes the descriptor :func:`open_checked` opened, so the bytes it parses are
+            the bytes it hashes, whatever happens to the path meanwhile.
 
     Returns:
         Sections in file order; empty when the file holds no text (an empty file).
@@ -146,145 +155,108 @@ def load(path: str | Path) -> list[Section]:
     kind = SUPPORTED_TYPES.get(path.suffix.lower())
     if kind is None:
         raise LoaderError(f"unsupported type {path.suffix or '(no extension)'}")
-    data = _read(path, whole=kind in ("text", "markdown", "html", "csv"))
+    if data is None:
+        with _open(path, "rb") as fh:
+            raw, codec = _read(fh, kind)
+    else:
+        raw, codec = _read(io.BytesIO(data) if isinstance(data, (bytes, bytearray)) else data, kind)
     if kind == "text":
-        return _whole(decode_text(data))
+        return _whole(decode_text(raw, codec))
     if kind == "markdown":
-        return _markdown_sections(decode_text(data), setext=True)
+        return _markdown_sections(decode_text(raw, codec), setext=True)
     if kind == "html":
-        return _markdown_sections(_html_to_text(data), setext=False)
+        return _markdown_sections(_html_to_text(raw), setext=False)
     if kind == "pdf":
-        return _load_pdf(path, data)
+        return _load_pdf(raw)
     if kind == "csv":
-        return _load_csv(decode_text(data), tab=path.suffix.lower() == ".tsv")
+        return _load_csv(decode_text(raw, codec), tab=path.suffix.lower() == ".tsv")
     if kind == "pptx":
-        return _load_pptx(path)
-    return _load_docx(path)
+        return _load_pptx(raw)
+    return _load_docx(raw)
 
 
-def _read(path: Path, whole: bool) -> bytes:
-    """The file's bytes (``whole``: text, refused as binary from its first 64 KB), else just those 64 KB."""
+def _read(source: BinaryIO, kind: str) -> tuple[bytes, str | None]:
+    """All the bytes of ``source``, and a text kind's codec, found from its first 64 KB before the rest is read."""
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(_SNIFF)
-            if not whole:
-                return head
-            _reject_binary(head)
-            return head + fh.read()
-    except PermissionError:
-        raise LoaderError("permission denied: cannot read") from None
+        head = source.read(SNIFF)
+        codec = None
+        if kind in ("text", "markdown", "csv"):
+            codec = sniff_encoding(head)
+        elif kind == "html":
+            wide_codec(head)  # refuses binary; bs4 finds the charset itself
+        return head + source.read(), codec
     except OSError as err:
         raise LoaderError(f"cannot read file: {err.strerror or err}") from None
 
 
-def decode_text(data: bytes) -> str:
-    """Bytes of a text file -> str, in the encoding :func:`_sniff_encoding` finds.
-
-    Valid UTF-8 is decided on the whole file; the other encodings on its first
-    64 KB, and bytes after them that do not fit become U+FFFD. Newlines are
-    normalised to ``\\n``.
-
-    Raises:
-        LoaderError: the bytes are binary, or in no encoding recognised.
-    """
-    codec = _sniff_encoding(data[:_SNIFF])
-    text = None
-    if codec == "utf-8-sig":
-        try:
-            text = data.decode(codec)
-        except UnicodeDecodeError:  # UTF-8 in its first 64 KB only: a legacy encoding after all
-            codec = _legacy_codec(data[:_SNIFF])
-    if text is None:
-        text = data.decode(codec, errors="replace")
-    return text.replace("\r\n", "\n").replace("\r", "\n")
-
-
-def _sniff_encoding(head: bytes) -> str:
-    """The codec of a text file from its first bytes.
-
-    In order: a UTF-16/32 byte-order mark; UTF-16/32 without one (NUL bytes
-    laid out as such, which charset-normalizer recognises); UTF-8; then a
-    legacy encoding (:func:`_legacy_codec`).
-
-    Raises:
-        LoaderError: binary content (NUL bytes or many control characters), or
-            an encoding not recognised (random bytes, say).
-    """
-    codec = _reject_binary(head)
-    if codec is not None:
-        return codec
+def _open(path: Path, mode: str, opener: Any = None) -> BinaryIO:
+    """``open(path, mode)``, failing as a :class:`LoaderError` with the reason."""
     try:
-        codecs.getincrementaldecoder("utf-8")().decode(head, final=False)  # a character cut at 64 KB is fine
-        return "utf-8-sig"
-    except UnicodeDecodeError:
-        return _legacy_codec(head)
+        return open(path, mode, opener=opener)
+    except PermissionError:
+        raise LoaderError("permission denied: cannot read") from None
+    except OSError as err:
+        if opener is not None and err.errno in (errno.ELOOP, errno.EMLINK):  # O_NOFOLLOW met a link (EMLINK: BSD)
+            raise LoaderError(_CHANGED.format("it is a link now")) from None
+        raise LoaderError(f"cannot read file: {err.strerror or err}") from None
 
 
-def _legacy_codec(head: bytes) -> str:
-    """cp1252 or latin-1 for Western text, else what charset-normalizer finds (Shift-JIS, GB18030, cp1251...).
+def _no_follow(path: str, flags: int) -> int:
+    """Open no link, and do not wait on a FIFO: one swapped in is then refused as no regular file."""
+    return os.open(path, flags | os.O_NOFOLLOW | os.O_NONBLOCK | os.O_NOCTTY)
 
-    Western first because charset-normalizer cannot tell the Latin code pages
-    apart (it reads French cp1252 as cp1250, è as č) nor place a short line:
-    text whose non-ASCII characters stand alone between ASCII ones (café,
-    Straße) is Western; Japanese, Cyrillic and random bytes come in runs.
+
+def open_checked(path: str | Path, within: Path, expect: tuple[int, int] | None = None) -> tuple[BinaryIO, os.stat_result]:
+    """Open ``path`` for :func:`load` so that what is read is the regular file the walk saw, inside ``within``.
+
+    Ingest hashes each file while it walks the folder and opens it again to
+    load it. In between, a path can be swapped for a link (``notes.txt ->
+    ../secret.txt``), for another file, or a folder on the way to it for a
+    link to outside; reading the path again would index what it then names.
+    So the one descriptor that is read is checked, and nothing is read by path:
+
+    - opened with ``O_NOFOLLOW``: the file itself is no link (ingest passes
+      the resolved target of a link that stays inside the folder);
+    - ``fstat``: a regular file, and ``expect`` (``st_dev, st_ino``, what the
+      walk hashed) when given;
+    - under ``within`` (resolved): the path resolves there now and names this
+      very file, so a file reached through a folder swapped for a link is refused.
+
+    A hard link cannot be told by any path: a file in the folder that is a
+    hard link to one outside is the same file in both places, and is read like
+    any other.
+
+    Returns:
+        The open file (the caller closes it) and its ``fstat``.
 
     Raises:
-        LoaderError: neither Western nor any encoding charset-normalizer recognises.
+        LoaderError: unreadable, or changed since the walk (a link, no regular
+            file, another file, outside ``within``).
     """
-    from charset_normalizer import from_bytes
-
+    path = Path(path)
+    fh = _open(path, "rb", opener=_no_follow)
     try:
-        western, text = "cp1252", head.decode("cp1252")
-    except UnicodeDecodeError:  # one of the five bytes cp1252 leaves undefined: latin-1 maps every byte
-        western, text = "latin-1", head.decode("latin-1")
-    if _looks_western(text):
-        return western
-    cut = head.rfind(b"\n")  # end the sample on a line: a multi-byte character cut in two fails every codec
-    best = from_bytes(head[: cut + 1] if cut > 0 else head, cp_exclusion=_UNICODE).best()
-    if best is None:
-        raise LoaderError("encoding not recognised (not UTF-8, nor a legacy encoding); save the file as UTF-8 to index it")
-    return best.encoding
+        st = os.fstat(fh.fileno())
+        if not stat.S_ISREG(st.st_mode):
+            raise LoaderError(_CHANGED.format("it is no regular file now"))
+        if expect is not None and (st.st_dev, st.st_ino) != tuple(expect):
+            raise LoaderError(_CHANGED.format("another file is there now"))
+        if not _names_within(path, st, within):
+            raise LoaderError(_CHANGED.format("it is outside the folder now"))
+    except BaseException:
+        fh.close()
+        raise
+    return fh, st
 
 
-def _looks_western(text: str) -> bool:
-    """Few of the non-ASCII characters sit in runs of three or more."""
-    high = len(_NON_ASCII.findall(text))
-    return sum(len(run) for run in _NON_ASCII_RUN.findall(text)) <= 0.1 * high
-
-
-def _reject_binary(head: bytes) -> str | None:
-    """Refuse binary content; returns the codec of a UTF-16/32 file (it holds NULs), else None."""
-    for bom, codec in _BOMS:
-        if head.startswith(bom):
-            return codec
-    if b"\x00" in head:
-        codec = _unmarked_unicode(head)
-        if codec is None:
-            raise LoaderError("binary content (NUL bytes), not text")
-        return codec
-    if head and len(_CONTROL.findall(head.decode("latin-1"))) > 0.05 * len(head):
-        raise LoaderError("binary content (control characters), not text")
-    return None
-
-
-def _unmarked_unicode(head: bytes) -> str | None:
-    """UTF-16 or UTF-32 without a byte-order mark, as charset-normalizer finds it; None for binary.
-
-    Its guess is checked: it calls a few bytes of garbage UTF-16, while real
-    UTF-16 has its NUL bytes in the high byte of each pair (``H\\x00i\\x00``
-    in little-endian), not in the low one, and decodes to no control characters.
-    """
-    from charset_normalizer import from_bytes
-
-    best = from_bytes(head[: len(head) // 2 * 2], cp_isolation=_UNICODE).best()
-    if best is None or best.encoding not in _UNICODE:
-        return None
-    if best.encoding.startswith("utf_16"):
-        high, low = (head[1::2], head[0::2]) if best.encoding == "utf_16_le" else (head[0::2], head[1::2])
-        if low.count(0) >= high.count(0):
-            return None
-    text = str(best)
-    return None if len(_CONTROL.findall(text)) > 0.05 * len(text) else best.encoding
+def _names_within(path: Path, st: os.stat_result, within: Path) -> bool:
+    """Does ``path`` resolve under ``within`` to the file ``st`` describes (no folder on the way leads out)?"""
+    try:
+        real = Path(os.path.realpath(path))
+        here = os.stat(real)
+    except OSError:
+        return False
+    return real.is_relative_to(within) and (here.st_dev, here.st_ino) == (st.st_dev, st.st_ino)
 
 
 def _strip_span(text: str, start: int, end: int) -> tuple[str, int]:
@@ -385,25 +357,37 @@ def _html_text(root: Any) -> str:
     One walk with an explicit stack, linear in the size of the tree and safe at
     any depth. (Editing the tree in place, bs4's ``insert_before`` and
     ``replace_with``, costs time proportional to its depth per edit: 100,000
-    nested divs took 339 s.)
+    nested divs took 339 s.) A heading's words are gathered by the same walk:
+    inside one, only strings are written, and at its end they become one
+    ``## words`` line.
     """
     from bs4 import CData, NavigableString, Tag
 
     texts = (NavigableString, CData)  # what get_text returns: no comments, doctypes, processing instructions
     out: list[str] = []
-    stack: list[Any] = [root]  # nodes to visit, and plain str marks to write once a tag's children are done
+    stack: list[Any] = [root]  # nodes to visit, plain str marks to write once a tag's children are done, _END
+    heading: tuple[int, int] | None = None  # inside a heading: its level, and where its words start in out
     while stack:
         node = stack.pop()
-        if type(node) is str:
+        if node is _END:
+            assert heading is not None
+            level, start = heading
+            words = " ".join(" ".join(out[start:]).split())
+            out[start:] = [f"\n\n{'#' * level} {words}\n\n" if words else "\n"]
+            heading = None
+        elif type(node) is str:
             out.append(node)
         elif not isinstance(node, Tag):
             if type(node) in texts:
                 out.append(node)
         elif node.name in _HTML_SKIP:
             continue
+        elif heading is not None:  # in a heading (a nested one too): its strings only, no layout
+            stack.extend(reversed(node.contents))
         elif node.name in _HTML_HEADINGS:
-            words = " ".join(" ".join(_html_strings(node, texts)).split())
-            out.append(f"\n\n{'#' * _HTML_HEADINGS[node.name]} {words}\n\n" if words else "\n")
+            heading = (_HTML_HEADINGS[node.name], len(out))
+            stack.append(_END)
+            stack.extend(reversed(node.contents))
         elif node.name == "br":
             out.append("\n")
         else:
@@ -414,29 +398,13 @@ def _html_text(root: Any) -> str:
     return "".join(out)
 
 
-def _html_strings(root: Any, texts: tuple[type, ...]) -> list[str]:
-    """The visible strings under ``root`` (dropped elements left out), in order; iterative like :func:`_html_text`."""
-    from bs4 import Tag
-
-    found: list[str] = []
-    stack: list[Any] = [root]
-    while stack:
-        node = stack.pop()
-        if isinstance(node, Tag):
-            if node.name not in _HTML_SKIP:
-                stack.extend(reversed(node.contents))
-        elif type(node) in texts:
-            found.append(node)
-    return found
-
-
-def _load_pdf(path: Path, data: bytes) -> list[Section]:
+def _load_pdf(data: bytes) -> list[Section]:
     if b"%PDF" not in data[:1024]:
         raise LoaderError("not a PDF (no %PDF header); corrupt or misnamed file")
     from pypdf import PdfReader
 
     try:
-        reader = PdfReader(path)
+        reader = PdfReader(io.BytesIO(data))
         if reader.is_encrypted and not reader.decrypt(""):
             raise LoaderError("encrypted PDF; save an unprotected copy to index it")
         pages = [page.extract_text() or "" for page in reader.pages]
@@ -451,12 +419,12 @@ def _load_pdf(path: Path, data: bytes) -> list[Section]:
     return sections
 
 
-def _load_docx(path: Path) -> list[Section]:
+def _load_docx(data: bytes) -> list[Section]:
     try:
         import docx
         from docx.table import Table
 
-        document = docx.Document(str(path))
+        document = docx.Document(io.BytesIO(data))
         blocks: list[tuple[int | None, str]] = []  # (heading level or None, text)
         for item in document.iter_inner_content():
             if isinstance(item, Table):
@@ -571,12 +539,12 @@ def _check_quotes_close(text: str, delimiter: str, n_records: int) -> None:
                           'close or remove the stray " and ingest again')
 
 
-def _load_pptx(path: Path) -> list[Section]:
+def _load_pptx(data: bytes) -> list[Section]:
     try:
         from pptx import Presentation
 
         slides = []
-        for number, slide in enumerate(Presentation(str(path)).slides, start=1):
+        for number, slide in enumerate(Presentation(io.BytesIO(data)).slides, start=1):
             title_shape = slide.shapes.title
             title = " ".join(title_shape.text_frame.text.split()) if title_shape is not None else ""
             lines = [line for shape in slide.shapes for line in _pptx_shape_lines(shape)]

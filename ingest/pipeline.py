@@ -9,6 +9,12 @@ and made live with one atomic commit at the end, so a crash or Ctrl-C leaves
 the previous index as it was. A second run over an unchanged folder loads no
 model, takes no lock and writes nothing.
 
+What is indexed is read once: each changed file is opened again (checked to
+be the file the walk hashed, see :func:`~ingest.loaders.open_checked`) and the
+bytes read through that descriptor are both parsed and hashed, so the digest
+recorded is always that of the text indexed, even if the path was swapped
+meanwhile.
+
 Chunks of several files are embedded together, longest first in batches of
 ``ingest.embed_batch_size``: short files (one paragraph each) would otherwise
 make batches of one or two, and sorting by length keeps padding small.
@@ -22,7 +28,7 @@ import logging
 import os
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,7 +39,7 @@ from rag_app.errors import IngestError, LoaderError
 from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, index_exists
 
 from ingest.chunking import chunk, make_splitter
-from ingest.loaders import SUPPORTED_TYPES, is_supported, load, reader_version
+from ingest.loaders import SUPPORTED_TYPES, is_supported, load, open_checked, reader_version
 from ingest.report import IngestReport, printable
 
 __all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
@@ -49,10 +55,12 @@ _KEPT = "; the previous version stays indexed"
 
 @dataclass(frozen=True)
 class _File:
-    path: Path
+    path: Path  # as walked (its name picks the loader)
     source: str  # relative POSIX path: the key of the files table
     sha256: str
     size: int
+    target: Path  # what is opened to load it: ``path``, or the resolved target of a link inside the folder
+    identity: tuple[int, int]  # (st_dev, st_ino) of what the walk hashed: loading refuses another file
 
 
 @dataclass
@@ -79,8 +87,10 @@ def ingest_folder(
     ``settings.ingest.max_file_mb``, links to outside the folder and names that
     are not UTF-8 are skipped, with the reason in the report. A file (or a
     folder) that cannot be read is reported; if an older version of it was
-    indexed, that version is kept. Every skipped and failed file is written
-    to ``<index>/last-ingest-report.txt`` (:meth:`IngestReport.write_file`).
+    indexed, that version is kept. A file that became a link, another file or
+    one outside the folder between the walk and its loading counts as one
+    that cannot be read. Every skipped and failed file is written to
+    ``<index>/last-ingest-report.txt`` (:meth:`IngestReport.write_file`).
 
     Args:
         folder: the documents folder; chunk sources are paths relative to it.
@@ -117,6 +127,8 @@ def ingest_folder(
         raise IngestError(f"nothing to ingest in {folder}: no {kinds} files{others}; point rag ingest at your documents")
     signature = settings.ingest.chunking_signature()
     indexed, live = _snapshot(settings, None if rebuild else _model_name(settings, embedder))
+    if rebuild:  # nothing of the live index is kept, so no report line may say "stays indexed"
+        indexed = {}
     unread = {source for source, _ in walked.failed}
     report.failed = [(source, reason + _kept_note(source, indexed)) for source, reason in walked.failed]
     rechunk = live is not None and live.chunking != signature
@@ -159,7 +171,8 @@ def ingest_folder(
     )
     try:
         with IndexWriter(settings.index, manifest, rebuild=rebuild) as writer:
-            _update(writer, files, unread, settings, get_embedder, report, console, force=rebuild or rechunk)
+            _update(writer, files, unread, settings, get_embedder, report, console, force=rebuild or rechunk,
+                    root=folder.resolve())
             if writer.files():
                 if report.added or report.updated or report.removed or rebuild or moved:
                     tic = time.perf_counter()
@@ -195,6 +208,7 @@ def _update(
     report: IngestReport,
     console: Any,
     force: bool,
+    root: Path,
 ) -> None:
     """Stage every change in ``writer``: removals, then load -> chunk -> embed -> add per file.
 
@@ -202,6 +216,7 @@ def _update(
     called only when a file is to be embedded (another writer may have changed
     the index between planning and taking the lock, so that is decided here).
     Files under ``unread`` (files and folders that could not be read) are kept.
+    ``root`` is the folder, resolved: a file loaded must be under it.
     """
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
@@ -245,11 +260,12 @@ def _update(
         queued = 0
         for f in todo:
             tic = time.perf_counter()
-            chunks = _read(f, config, splitter, report, previously_indexed=f.source in indexed)
+            read = _read(f, root, config, splitter, report, previously_indexed=f.source in indexed)
             report.read_seconds += time.perf_counter() - tic
             progress.advance(files_task)
-            if chunks is None:
+            if read is None:
                 continue
+            f, chunks = read  # f now carries the digest and size of the bytes loaded
             if not chunks and f.source in indexed:  # emptied: its old chunks no longer describe it
                 writer.remove_file(f.source)
                 report.removed.append(f.source)
@@ -263,11 +279,29 @@ def _update(
         flush()
 
 
-def _read(f: _File, config: Any, splitter: Any, report: IngestReport, previously_indexed: bool) -> list[Chunk] | None:
-    """Load and chunk one file; None (and a line in the report) when it cannot be read."""
+def _read(
+    f: _File, root: Path, config: IngestConfig, splitter: Any, report: IngestReport, previously_indexed: bool
+) -> tuple[_File, list[Chunk]] | None:
+    """Load and chunk one file, reading its bytes once; None (and a line in the report) when it cannot be read.
+
+    The file is opened by :func:`~ingest.loaders.open_checked` (no link, the
+    inode the walk hashed, under ``root``) and the bytes read through that
+    descriptor are hashed as :func:`load` parses them: the returned ``_File``
+    carries their digest and size, which is what the index records (the
+    walk's digest only decided that the file needed reading). A file over
+    ``ingest.max_file_mb`` by now is refused before, or while, it is read.
+    """
     kept = _KEPT if previously_indexed else ""
     try:
-        chunks = chunk(load(f.path), f.source, config, splitter=splitter)
+        fh, st = open_checked(f.target, within=root, expect=f.identity)
+        with fh:
+            if config.max_file_mb and st.st_size > config.max_file_mb * 1e6:
+                raise LoaderError(_too_big(st.st_size, config.max_file_mb))
+            reader = _Hashing(fh, reader_version(f.path), config.max_file_mb)
+            sections = load(f.path, data=reader)
+            reader.drain()  # a loader that stopped early must not leave bytes out of the digest
+        f = replace(f, sha256=reader.hexdigest(), size=reader.size)
+        chunks = chunk(sections, f.source, config, splitter=splitter)
     except LoaderError as err:
         report.failed.append((f.source, f"{err}{kept}"))
         return None
@@ -277,7 +311,43 @@ def _read(f: _File, config: Any, splitter: Any, report: IngestReport, previously
         return None
     if not chunks:
         report.skipped.append((f.source, "no text"))
-    return chunks
+    return f, chunks
+
+
+class _Hashing:
+    """A file read through this is hashed as it goes; past ``max_file_mb`` (0: no limit) it is refused.
+
+    What :func:`load` reads from it is exactly what the digest covers, so the
+    digest recorded and the text indexed cannot come from two different reads.
+    The digest is salted with the loader's reader version once it was bumped
+    (``READER_VERSIONS``), so a file read differently now is read again once.
+    """
+
+    def __init__(self, fh: Any, version: int, max_file_mb: float = 0) -> None:
+        self._fh, self._mb, self._limit = fh, max_file_mb, int(max_file_mb * 1e6)
+        self._h = hashlib.sha256()
+        if version > 1:
+            self._h.update(f"reader {version}\n".encode())
+        self.size = 0
+
+    def read(self, n: int = -1) -> bytes:
+        if self._limit:  # one byte past the limit tells a file that grew since it was measured
+            room = self._limit + 1 - self.size
+            n = room if n is None or n < 0 else min(n, room)
+        block = self._fh.read(n) or b""  # None: a FIFO swapped in has nothing to read yet
+        self._h.update(block)
+        self.size += len(block)
+        if self._limit and self.size > self._limit:
+            raise LoaderError(f"it grew past ingest.max_file_mb = {self._mb:g} while being indexed; "
+                              "raise it in rag.toml to index it")
+        return block
+
+    def drain(self) -> None:
+        while self.read(1 << 20):
+            pass
+
+    def hexdigest(self) -> str:
+        return self._h.hexdigest()
 
 
 def embed(texts: Sequence[str], embedder: Any, batch_size: int, advance: Any = None) -> np.ndarray:
@@ -318,6 +388,13 @@ def _walk(folder: Path, config: IngestConfig, index_dir: Path) -> _Walk:
     with a reason, so a ``passwd.txt -> /etc/passwd`` never reaches the index.
     A glob matches the path relative to ``folder``; ``*`` also matches ``/``
     and a leading ``**/`` also matches at the top level.
+
+    These checks are on paths, which can change right after: a file swapped
+    for a link, or a folder for a link to outside (``os.walk`` tests for a
+    link, then lists the folder). So they decide only what to look at; what
+    is indexed is read by :func:`_read` through a descriptor checked to be
+    the walked file, under the folder. Hard links cannot be told by path: a
+    hard link in the folder to a file outside is indexed like any file in it.
     """
     real, index_real = folder.resolve(), index_dir.resolve()
     out = _Walk()
@@ -367,11 +444,11 @@ def _visit_file(path: Path, source: str, config: IngestConfig, out: _Walk) -> No
         elif shown != source:  # SQLite, rich and the report file take only valid UTF-8
             out.skipped.append((shown, "the file name is not valid UTF-8; rename the file to index it"))
         elif limit and (size := path.stat().st_size) > limit:
-            out.skipped.append((shown, f"{size / 1e6:,.0f} MB, over ingest.max_file_mb = {config.max_file_mb:g}; "
-                                       "raise it in rag.toml to index it"))
+            out.skipped.append((shown, _too_big(size, config.max_file_mb)))
         else:
-            digest, size = _hash(path)
-            out.files.append(_File(path, source, digest, size))
+            digest, size, identity = _hash(path)
+            target = path.resolve() if path.is_symlink() else path  # a link inside: load opens its target
+            out.files.append(_File(path, source, digest, size, target, identity))
     except PermissionError:
         out.failed.append((shown, "permission denied: cannot read"))
     except OSError as err:
@@ -410,18 +487,23 @@ def _matches(source: str, globs: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(source, g) or (g.startswith("**/") and fnmatch.fnmatchcase(source, g[3:])) for g in globs)
 
 
-def _hash(path: Path) -> tuple[str, int]:
-    """sha256 of the bytes, salted with the loader's reader version once it was bumped; and the size."""
-    h = hashlib.sha256()
-    version = reader_version(path)
-    if version > 1:
-        h.update(f"reader {version}\n".encode())
-    size = 0
-    with open(path, "rb") as fh:
-        while block := fh.read(1 << 20):
-            h.update(block)
-            size += len(block)
-    return h.hexdigest(), size
+def _hash(path: Path) -> tuple[str, int, tuple[int, int]]:
+    """sha256 of the bytes (salted as :class:`_Hashing` says), the size, and which file it was (st_dev, st_ino).
+
+    This digest only plans the run (which files changed); a file that is
+    loaded is hashed again from the bytes loaded. The identity lets loading
+    refuse a file swapped in since. ``O_NONBLOCK``: a FIFO swapped in after
+    the walk saw a regular file does not hang the run.
+    """
+    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:
+        st = os.fstat(fh.fileno())
+        reader = _Hashing(fh, reader_version(path))
+        reader.drain()
+    return reader.hexdigest(), reader.size, (st.st_dev, st.st_ino)
+
+
+def _too_big(size: int, max_file_mb: float) -> str:
+    return f"{size / 1e6:,.0f} MB, over ingest.max_file_mb = {max_file_mb:g}; raise it in rag.toml to index it"
 
 
 def _model_name(settings: Settings, embedder: Any) -> str:

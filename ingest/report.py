@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
+import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -116,6 +118,11 @@ class IngestReport:
         still writes nothing; removed once nothing failed or was skipped. It
         describes the last run, so it holds no times. A write that fails is a
         note, never an error: the index itself was written.
+
+        Written to a temp file of its own (two runs at once, say a ``rag
+        ingest`` and an upload, would otherwise write one ``.tmp`` together),
+        fsynced, then renamed over the report: a reader or a crash sees the
+        old report or the new one, never a mix or a truncated file.
         """
         path = self.index / REPORT_NAME
         text = self.details()
@@ -124,15 +131,32 @@ class IngestReport:
                 path.unlink(missing_ok=True)
                 return
             if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
-                tmp = path.with_name(path.name + ".tmp")
-                tmp.write_text(text, encoding="utf-8")
-                os.replace(tmp, path)
+                _replace_durably(path, text.encode("utf-8"))
             self.report_file = path
         except OSError as err:
             self.notes.append(f"could not write the report {path}: {err.strerror or err}")
 
     def __str__(self) -> str:
         return self.summary().plain
+
+
+def _replace_durably(path: Path, data: bytes) -> None:
+    """Write ``data`` to a unique temp file beside ``path``, fsync it, then rename it over ``path``.
+
+    (``rag_app.store._write_durably`` uses one fixed ``.tmp`` name: right for
+    files only the lock holder writes, not for this one, written unlocked.)
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
+    try:
+        with open(tmp, "xb") as fh:  # x: never another run's temp file; mode as before (0o666 less the umask)
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            tmp.unlink()
+        raise
 
 
 def _rate(n_bytes: int, seconds: float) -> str:

@@ -536,3 +536,153 @@ def test_a_file_name_that_is_not_utf8_is_skipped_and_printed_safely(docs: Path, 
     Console(file=out, width=200).print(report.summary())
     assert "skipped: caf\\xe9-latin1.txt: the file name is not valid UTF-8" in out.getvalue()
     assert "dir\\xff/inner.txt" in (settings.index / "last-ingest-report.txt").read_text(encoding="utf-8")
+
+
+# ---------------------------------------------------------------- what is indexed is what was read, once
+
+
+def _swap_after_walk(monkeypatch, swap) -> None:
+    """Run ``swap()`` right after the walk hashed the folder, before any file is loaded."""
+    import ingest.pipeline as pipeline
+
+    real_walk = pipeline._walk
+
+    def walk(*args):
+        walked = real_walk(*args)
+        swap()
+        return walked
+
+    monkeypatch.setattr(pipeline, "_walk", walk)
+
+
+@pytest.mark.parametrize(("swap", "reason"), [
+    ("link", "changed while being indexed (it is a link now); ingest again to index it"),
+    ("file", "changed while being indexed (another file is there now); ingest again to index it"),
+])  # fmt: skip
+def test_a_file_swapped_after_the_walk_is_not_indexed(docs: Path, tmp_path: Path, settings, embedder, monkeypatch,
+                                                      swap: str, reason: str) -> None:
+    (tmp_path / "secret.txt").write_text("root:x:0:0 the password is hunter2", encoding="utf-8")
+    notes, harmless = docs / "notes.txt", "Harmless notes about the Rhine and its barges."
+    notes.write_text(harmless, encoding="utf-8")
+    aside = tmp_path / "notes.aside"
+
+    def swap_in() -> None:
+        notes.rename(aside)
+        if swap == "link":
+            notes.symlink_to("../secret.txt")
+        else:  # another inode at the same path (a rename over it, as an editor's save does)
+            notes.write_text("Swapped in after the walk: hunter2", encoding="utf-8")
+
+    _swap_after_walk(monkeypatch, swap_in)
+    report = ingest_folder(docs, settings, embedder=embedder)
+    monkeypatch.undo()
+    notes.unlink()
+    aside.rename(notes)  # and back: nothing must remember what was there meanwhile
+    assert report.failed == [("notes.txt", reason)]
+    assert "hunter2" not in _all_text(settings.index) and _sources(settings.index) == set(DOCS)
+    again = ingest_folder(docs, settings, embedder=embedder)  # read for real now, not "unchanged"
+    assert again.added == ["notes.txt"] and harmless in _all_text(settings.index)
+
+
+def test_a_file_edited_after_the_walk_records_the_digest_of_what_was_indexed(docs: Path, settings, embedder,
+                                                                            monkeypatch) -> None:
+    import hashlib
+
+    edited = "Edited after the walk: the Danube flows into the Black Sea."
+    _swap_after_walk(monkeypatch, lambda: (docs / "rivers.txt").write_text(edited, encoding="utf-8"))  # same inode
+    ingest_folder(docs, settings, embedder=embedder)
+    monkeypatch.undo()
+    with IndexStore.open(settings.index) as store:
+        assert store.files()["rivers.txt"].sha256 == hashlib.sha256(edited.encode()).hexdigest()
+        assert [c.text for c in store.iter_chunks("rivers.txt")] == [edited]
+    again = ingest_folder(docs, settings, embedder=embedder)
+    assert not again.committed and "rivers.txt" in again.unchanged  # was "updated": the walk's digest was recorded
+
+
+def test_a_folder_swapped_for_a_link_during_the_walk_leads_nowhere_outside(docs: Path, tmp_path: Path, settings,
+                                                                          embedder, monkeypatch) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "private.txt").write_text("private notes: hunter2", encoding="utf-8")
+    real_scandir, swapped = os.scandir, []
+
+    def scandir(path="."):  # os.walk checks space/ is no link, then lists it: swapped in between
+        if not isinstance(path, int) and os.path.basename(os.fsdecode(path)) == "space" and not swapped:
+            (docs / "space").rename(tmp_path / "space.aside")
+            (docs / "space").symlink_to(outside, target_is_directory=True)
+            swapped.append(path)
+        return real_scandir(path)
+
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = ingest_folder(docs, settings, embedder=embedder)
+    monkeypatch.undo()
+    assert swapped and "hunter2" not in _all_text(settings.index)
+    assert report.failed == [
+        ("space/private.txt", "changed while being indexed (it is outside the folder now); ingest again to index it")]
+    assert _sources(settings.index) == {"rivers.txt", "guide.md"}
+
+
+def test_a_file_that_grew_past_the_limit_after_the_walk_is_refused(docs: Path, tmp_path: Path, embedder,
+                                                                   monkeypatch) -> None:
+    settings = load_settings(index=tmp_path / "index", ingest={"max_file_mb": 0.5})
+    def grow() -> None:
+        with open(docs / "rivers.txt", "a", encoding="utf-8") as fh:
+            fh.write(" More about the Rhine." * 30_000)  # 660 kB of text
+
+    _swap_after_walk(monkeypatch, grow)
+    report = ingest_folder(docs, settings, embedder=embedder)
+    assert report.failed == [("rivers.txt", "1 MB, over ingest.max_file_mb = 0.5; raise it in rag.toml to index it")]
+    assert _sources(settings.index) == set(DOCS) - {"rivers.txt"}
+
+
+def test_a_file_that_grows_while_it_is_read_is_refused_at_the_limit() -> None:
+    import io
+
+    from ingest.pipeline import _Hashing
+    from rag_app.errors import LoaderError
+
+    reader = _Hashing(io.BytesIO(b"x" * 100), version=1, max_file_mb=50e-6)  # 50 bytes
+    with pytest.raises(LoaderError, match=r"^it grew past ingest.max_file_mb = 5e-05 while being indexed"):
+        reader.read()
+    assert reader.size == 51  # one byte past the limit is all that is read
+
+
+def test_rebuild_promises_no_kept_version_of_what_it_cannot_read(docs: Path, settings, embedder, monkeypatch) -> None:
+    import ingest.pipeline as pipeline
+
+    ingest_folder(docs, settings, embedder=embedder)
+    real_hash, real_scandir = pipeline._hash, os.scandir
+
+    def denied(path: Path):
+        if path.name == "rivers.txt":
+            raise PermissionError(13, "Permission denied", str(path))
+        return real_hash(path)
+
+    def scandir(path="."):
+        if not isinstance(path, int) and os.path.basename(os.fsdecode(path)) == "space":
+            raise PermissionError(13, "Permission denied", os.fsdecode(path))
+        return real_scandir(path)
+
+    monkeypatch.setattr(pipeline, "_hash", denied)
+    monkeypatch.setattr(os, "scandir", scandir)
+    report = ingest_folder(docs, settings, rebuild=True, embedder=embedder)
+    monkeypatch.undo()
+    assert report.failed == [("rivers.txt", "permission denied: cannot read"),
+                             ("space/", "permission denied: cannot list the folder")]  # no "stays indexed"
+    assert _sources(settings.index) == {"guide.md"}
+
+
+def test_the_report_file_is_written_through_a_temp_file_of_its_own(tmp_path: Path, monkeypatch) -> None:
+    from ingest.report import REPORT_NAME, IngestReport
+
+    index = tmp_path / "index"
+    index.mkdir()
+    (index / f"{REPORT_NAME}.tmp").mkdir()  # the one fixed temp name every run used to share
+    synced: list[int] = []
+    real_fsync = os.fsync
+    monkeypatch.setattr(os, "fsync", lambda fd: synced.append(fd) or real_fsync(fd))
+    report = IngestReport(folder=tmp_path / "docs", index=index, failed=[("a.txt", "binary content")])
+    report.write_file()
+    assert report.report_file == index / REPORT_NAME and not report.notes and synced
+    assert "failed: a.txt: binary content" in (index / REPORT_NAME).read_text(encoding="utf-8")
+    assert sorted(p.name for p in index.iterdir()) == [REPORT_NAME, f"{REPORT_NAME}.tmp"]  # no temp file left behind

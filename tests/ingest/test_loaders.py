@@ -429,3 +429,90 @@ def test_deeply_nested_html_loads_in_linear_time(tmp_path: Path, deadline) -> No
     with deadline(60):
         sections = load(tmp_path / "deep.html")
     assert [(s.heading, s.text) for s in sections] == [("Deep down", "## Deep down\n\nThe bottom line.")]
+
+
+# ---------------------------------------------------------------- bytes in, read once (ingest hashes what it parses)
+
+
+def test_load_parses_the_bytes_given_and_never_opens_the_path(tmp_path: Path, make_pdf, make_docx) -> None:
+    import io
+
+    made = {
+        "a.txt": "Plain text.", "b.md": "# Title\n\nBody.", "c.html": "<h1>Head</h1><p>Para.</p>", "d.csv": "k,v\nx,1",
+        "e.pdf": make_pdf(tmp_path / "e.pdf", ["A PDF page."]), "f.docx": make_docx(tmp_path / "f.docx", [("", "Docx.")]),
+        "g.pptx": _pptx(tmp_path / "g.pptx"),
+    }  # fmt: skip
+    for name, what in made.items():
+        path = tmp_path / name
+        if isinstance(what, str):
+            path.write_text(what, encoding="utf-8")
+        expected, data = load(path), path.read_bytes()
+        path.unlink()  # from bytes or a stream, the path only names the kind
+        assert load(path, data=data) == expected != [], name
+        assert load(path, data=io.BytesIO(data)) == expected, name
+
+
+def test_a_bom_less_utf16_file_runs_charset_detection_once(tmp_path: Path, monkeypatch) -> None:
+    import charset_normalizer
+
+    calls = []
+    real = charset_normalizer.from_bytes
+    monkeypatch.setattr(charset_normalizer, "from_bytes", lambda *a, **k: calls.append(1) or real(*a, **k))
+    path = tmp_path / "windows.txt"
+    path.write_bytes("Exported from Windows: caf\u00e9 au lait.".encode("utf-16-le"))
+    assert [s.text for s in load(path)] == ["Exported from Windows: caf\u00e9 au lait."]
+    assert len(calls) == 1  # was 2: once to refuse binary while reading, again to decode
+
+
+def test_encoding_detection_is_its_own_module() -> None:
+    from ingest import encoding, loaders
+
+    assert loaders.decode_text is encoding.decode_text  # still importable from the loaders
+    assert encoding.sniff_encoding("caf\u00e9 au lait".encode("cp1252")) == "cp1252"
+    assert encoding.sniff_encoding("caf\u00e9".encode()) == "utf-8-sig"
+    assert encoding.wide_codec(b"plain") is None and encoding.wide_codec("\ufeffx".encode("utf-16")) == "utf-16"
+    with pytest.raises(LoaderError, match="binary content"):
+        encoding.wide_codec(b"\x00\x01\x02 garbage")
+
+
+def test_html_headings_take_their_words_from_the_same_walk(tmp_path: Path) -> None:
+    # Pins the output of the one walk that replaced _html_strings: dropped elements, <br>, a nested heading.
+    html = ("<h2>Big <script>x()</script><span>ri<b>ver</b></span><br>side <h3>inner</h3></h2>"
+            "<p>Body <em>text</em>.</p><h3><style>s</style></h3><p>After.</p>")
+    (tmp_path / "h.html").write_text(html, encoding="utf-8")
+    assert [(s.heading, s.text) for s in load(tmp_path / "h.html")] == [
+        ("Big ri ver side inner", "## Big ri ver side inner\n\nBody text.\n\nAfter.")]
+
+
+def test_open_checked_refuses_a_link_a_fifo_another_file_and_a_way_out(tmp_path: Path) -> None:
+    import os
+
+    from ingest.loaders import open_checked
+
+    docs, outside = tmp_path / "docs", tmp_path / "outside"
+    (docs / "sub").mkdir(parents=True)
+    outside.mkdir()
+    (outside / "secret.txt").write_text("hunter2", encoding="utf-8")
+    (docs / "sub" / "notes.txt").write_text("notes", encoding="utf-8")
+    (docs / "other.txt").write_text("other", encoding="utf-8")
+    root = docs.resolve()
+    seen = os.stat(docs / "sub" / "notes.txt")
+    fh, st = open_checked(docs / "sub" / "notes.txt", within=root, expect=(seen.st_dev, seen.st_ino))
+    with fh:
+        assert fh.read() == b"notes" and st.st_size == 5
+
+    def refused(path: Path, expect=None) -> str:
+        with pytest.raises(LoaderError) as caught:
+            open_checked(path, within=root, expect=expect)
+        return str(caught.value)
+
+    (docs / "link.txt").symlink_to(outside / "secret.txt")
+    assert refused(docs / "link.txt") == "changed while being indexed (it is a link now); ingest again to index it"
+    os.mkfifo(docs / "pipe.txt")  # opened without blocking, then refused
+    assert refused(docs / "pipe.txt") == "changed while being indexed (it is no regular file now); ingest again to index it"
+    assert refused(docs / "other.txt", expect=(seen.st_dev, seen.st_ino)) == (
+        "changed while being indexed (another file is there now); ingest again to index it")
+    (docs / "away").symlink_to(outside, target_is_directory=True)  # a folder on the way leads out
+    assert refused(docs / "away" / "secret.txt") == (
+        "changed while being indexed (it is outside the folder now); ingest again to index it")
+    assert refused(docs / "missing.txt") == "cannot read file: No such file or directory"
