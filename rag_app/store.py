@@ -172,6 +172,14 @@ def _is_disk_full(err: BaseException) -> bool:
     return any(s in text for s in ("disk is full", "no space left", "quota exceeded"))
 
 
+def _is_denied(err: BaseException) -> bool:
+    """EACCES/EPERM as an OSError, or as the text SQLite ("readonly database") and FAISS (fopen) put in theirs."""
+    if isinstance(err, OSError) and err.errno in (errno.EACCES, errno.EPERM):
+        return True
+    text = str(err).lower()
+    return any(s in text for s in ("permission denied", "operation not permitted", "readonly database"))
+
+
 def _free_space(path: Path) -> str:
     """``", 3.2 MB free"``, or nothing when the file system cannot say."""
     try:
@@ -182,7 +190,10 @@ def _free_space(path: Path) -> str:
 
 
 def _write_failure(index_dir: Path, err: BaseException) -> IndexWriteError:
-    """One line for a failed write: what failed, where, the free space, and that the live index is untouched.
+    """One line for a failed write: what failed, where, the fix, and that the live index is untouched.
+
+    A full disk names the free space; a permission error names the index
+    directory as not writable (checking the disk would not help).
 
     Why here: the writer only stages into a new generation, so whatever failed,
     the generation ``CURRENT`` names is still complete and served.
@@ -190,6 +201,8 @@ def _write_failure(index_dir: Path, err: BaseException) -> IndexWriteError:
     free = _free_space(index_dir)
     if _is_disk_full(err):
         what, fix = f"the disk is full at {index_dir}{free}", "free some space and run again"
+    elif _is_denied(err):  # the disk is fine; the user must point --index elsewhere (as ingest said before)
+        what, fix = f"the index directory {index_dir} is not writable", "choose a writable --index"
     else:
         reason = err.strerror if isinstance(err, OSError) and err.strerror else str(err).strip().split("\n")[0][:160]
         what = f"writing the index at {index_dir} failed ({reason or type(err).__name__}{free})"

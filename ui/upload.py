@@ -8,22 +8,29 @@ next ``rag ingest`` of that folder would remove them again.
 An upload never replaces a file already there: the folder holds the user's
 own documents, and a browser only sends a name. A different file of the same
 name is saved as ``report (2).pdf`` (the first free number); the very same
-bytes are not written again.
+bytes are not written again. The name is taken exclusively (a hard link that
+fails if it exists), so two tabs uploading ``report.pdf`` at once get
+``report.pdf`` and ``report (2).pdf``, never one file over the other. An
+upload over ``ingest.max_file_mb`` is refused before it is saved: ingest would
+skip it and leave it in the folder unindexed.
 
 A file that cannot be read is reported by ingest and skipped; here it is also
 taken back out of the folder, so the folder keeps matching the index. If
 ingest fails as a whole (the index is locked, the embedder mismatches) every
-file written is removed again and the store is untouched:
+file this call created is removed again (never another tab's file: names are
+taken exclusively) and the store is untouched:
 :class:`~rag_app.store.IndexWriter` only commits at the end.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import logging
 import os
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from decimal import ROUND_CEILING, Decimal
 from dataclasses import dataclass, field
 from pathlib import Path, PurePath
 from typing import Any
@@ -35,6 +42,7 @@ from rag_app.store import IndexStore, index_exists
 log = logging.getLogger(__name__)
 
 MAX_NAME_BYTES = 255  # the longest file name (UTF-8 bytes) ext4, APFS and NTFS accept
+_NO_HARD_LINKS = {errno.EPERM, errno.ENOTSUP, errno.EOPNOTSUPP, errno.ENOSYS, errno.EMLINK}  # FAT, some shares
 
 
 @dataclass
@@ -104,11 +112,26 @@ def _name_problem(name: str, folder: Path, allowed: set[str]) -> str | None:
     return None
 
 
-def _free_name(folder: Path, name: str, data: bytes) -> tuple[str, bool]:
-    """Where ``data`` goes: ``name``, else ``stem (2).ext``, ``stem (3).ext`` ... the first free one.
+def _mb(size: int) -> str:
+    """``size`` bytes in MB (10^6) to three significant digits, rounded up: ``0.5``, ``0.0015``, ``1.4``, ``1,235``.
 
-    Returns:
-        (name, identical): ``identical`` when a file of that name already holds exactly ``data``.
+    Rounded up so that a size over ``ingest.max_file_mb`` never reads as the limit itself.
+    """
+    mb = Decimal(size).scaleb(-6)
+    step = Decimal(1) if mb >= 100 or not mb else Decimal(1).scaleb(mb.adjusted() - 2)
+    return f"{mb.quantize(step, ROUND_CEILING).normalize():,f}"
+
+
+def _too_large(size: int, settings: Settings) -> str | None:
+    """Why an upload of ``size`` bytes is refused (ingest would skip it, unindexed, in the folder), or None."""
+    limit = settings.ingest.max_file_mb
+    if limit and size > limit * 1e6:  # the very test ingest applies, so nothing accepted here is skipped there
+        return f"{_mb(size)} MB, over ingest.max_file_mb = {limit:g}; raise it in rag.toml to upload it"
+    return None
+
+
+def _candidates(folder: Path, name: str) -> Iterator[str]:
+    """``name``, then ``stem (2).ext``, ``stem (3).ext`` ...
 
     Raises:
         ValueError: the numbered name would be too long (the message says so).
@@ -118,27 +141,104 @@ def _free_name(folder: Path, name: str, data: bytes) -> tuple[str, bool]:
     while True:
         if len(candidate.encode("utf-8")) > MAX_NAME_BYTES:
             raise ValueError(f"another file of that name is in {folder} and a numbered name would be too long; shorten it")
-        path = folder / candidate
-        if not path.exists() and not path.is_symlink():
-            return candidate, False
-        if path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data:
-            return candidate, True
+        yield candidate
         n += 1
         candidate = f"{stem} ({n}){suffix}"
 
 
-def _write_atomically(path: Path, data: bytes) -> None:
-    """Write through a hidden temp file in the same folder, then rename; the temp file never stays behind."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".", suffix=".uploading")
+def _holds(path: Path, data: bytes) -> bool:
+    """Is ``path`` a regular file holding exactly ``data``?"""
     try:
+        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+    except FileNotFoundError:
+        return False
+
+
+def _place(folder: Path, name: str, data: bytes) -> tuple[str, bool]:
+    """Save ``data`` as ``name``, else the first free numbered name; never over a file already there.
+
+    Why exclusive: a check for a free name followed by a rename leaves a gap in
+    which another tab's upload of that name is overwritten. The bytes go to a
+    hidden temp file (so an ingest running meanwhile never reads half a file),
+    then are hard-linked to the name, which fails if the name was taken
+    meanwhile: then the next number is tried.
+
+    Returns:
+        (name, identical): ``identical`` when a file of that name already
+        holds exactly ``data`` (nothing written); else this call created it.
+
+    Raises:
+        ValueError: the numbered name would be too long.
+        OSError: writing failed (a full disk); no temp file stays behind.
+    """
+    tmp: str | None = None
+    try:
+        for candidate in _candidates(folder, name):
+            path = folder / candidate
+            if _holds(path, data):
+                return candidate, True
+            if path.exists() or path.is_symlink():
+                continue
+            if tmp is None:
+                tmp = _write_temp(folder, data)
+            if _link(tmp, path, data):
+                return candidate, False
+            if _holds(path, data):  # another tab saved the very same bytes meanwhile
+                return candidate, True
+    finally:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(tmp)
+    raise AssertionError("unreachable: _candidates never ends without raising")
+
+
+def _write_temp(folder: Path, data: bytes) -> str:
+    """``data`` in a new hidden, fsynced temp file in ``folder``; its path."""
+    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".uploading")
+    try:
+        umask = os.umask(0)
+        os.umask(umask)
+        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the document from the folder's other users
         with os.fdopen(fd, "wb") as fh:
             fh.write(data)
             fh.flush()
             os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    finally:
+    except BaseException:
         with contextlib.suppress(FileNotFoundError):
             os.unlink(tmp)
+        raise
+    return tmp
+
+
+def _link(tmp: str, path: Path, data: bytes) -> bool:
+    """Give ``tmp``'s file the name ``path`` only if that name is free; False when it was taken."""
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        return False
+    except OSError as err:
+        if err.errno not in _NO_HARD_LINKS:
+            raise
+        return _create(path, data)  # no hard links here: create the name exclusively and write into it
+    return True
+
+
+def _create(path: Path, data: bytes) -> bool:
+    """Write ``data`` to ``path`` only if it does not exist (``open(..., "xb")``); False when it does."""
+    try:
+        fh = open(path, "xb")
+    except FileExistsError:
+        return False
+    try:
+        with fh:
+            fh.write(data)
+            fh.flush()
+            os.fsync(fh.fileno())
+    except BaseException:  # half written: the name is ours, so take it back
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+        raise
+    return True
 
 
 def _indexed_sources(settings: Settings) -> set[str]:
@@ -148,18 +248,31 @@ def _indexed_sources(settings: Settings) -> set[str]:
         return set(store.files())
 
 
-def _failed_names(report: Any) -> set[str]:
-    """File names ingest reported as failed; items are paths, (path, reason) pairs or records."""
-    names = set()
-    for item in getattr(report, "failed", None) or []:
+def _failed_sources(report: Any, folder: Path) -> set[str]:
+    """Sources ingest reported as failed or skipped (no text, not matched), as POSIX paths relative to ``folder``.
+
+    Items are paths, (path, reason) pairs or records. A skipped upload is
+    taken back too: left in the folder unindexed, it would look added.
+
+    Why the whole relative path: an unreadable ``old/report.txt`` must not
+    take a good upload ``report.txt`` (source ``report.txt``) out with it.
+    """
+    sources = set()
+    for item in [*(getattr(report, "failed", None) or []), *(getattr(report, "skipped", None) or [])]:
         if isinstance(item, (tuple, list)):
             item = item[0]
         for attr in ("source", "path"):
             if hasattr(item, attr):
                 item = getattr(item, attr)
                 break
-        names.add(PurePath(str(item)).name)
-    return names
+        path = PurePath(str(item))
+        if path.is_absolute():
+            try:
+                path = path.relative_to(folder)
+            except ValueError:  # not under the folder: none of ours
+                continue
+        sources.add(path.as_posix())
+    return sources
 
 
 def ingest_uploads(files: Sequence[tuple[str, bytes]], settings: Settings, embedder: Any = None) -> UploadResult:
@@ -190,6 +303,8 @@ def ingest_uploads(files: Sequence[tuple[str, bytes]], settings: Settings, embed
         why = _name_problem(name, folder, allowed) if name else "not a usable file name"
         if why is None and name in uploaded:
             why = "uploaded twice; kept the first"
+        if why is None:
+            why = _too_large(len(data), settings)
         if why is not None:
             result.rejected.append(((name or raw_name).replace("\x00", "\\x00"), why))
             continue
@@ -201,11 +316,12 @@ def ingest_uploads(files: Sequence[tuple[str, bytes]], settings: Settings, embed
     try:
         result.report = ingest_folder(folder, settings, embedder=embedder)
     except BaseException:
-        for name in result.saved:
+        for name in result.saved:  # only names this call created (exclusively), never another tab's file
             _remove(folder / name)
         result.rolled_back = list(result.saved)
         raise
-    for name in sorted(_failed_names(result.report) & set(result.saved)):
+    # uploads sit at the top of the folder, so an upload's source is its name
+    for name in sorted(_failed_sources(result.report, folder) & set(result.saved)):
         _remove(folder / name)
         result.rolled_back.append(name)
     return result
@@ -215,11 +331,10 @@ def _save(result: UploadResult, name: str, data: bytes, indexed: set[str]) -> bo
     """Save one upload beside, never over, the folder's files; True when ingest must index a file already there."""
     folder = result.folder
     try:
-        target, identical = _free_name(folder, name, data)
+        folder.mkdir(parents=True, exist_ok=True)
+        target, identical = _place(folder, name, data)
         if identical:
             return _note_identical(result, name, target, indexed)
-        folder.mkdir(parents=True, exist_ok=True)
-        _write_atomically(folder / target, data)
     except ValueError as err:
         result.rejected.append((name, str(err)))
         return False

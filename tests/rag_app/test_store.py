@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import sqlite3
@@ -232,11 +233,29 @@ def test_sqlite_full_disk_at_commit_keeps_the_old_index(index: Path) -> None:
 
 
 def test_a_first_build_that_fails_to_write_says_no_index_was_written(tmp_path: Path, monkeypatch) -> None:
-    def denied(*_args):
-        raise PermissionError(13, "Permission denied")
+    def broken(*_args):
+        raise OSError(errno.EIO, "Input/output error")
 
-    monkeypatch.setattr(Manifest, "write", denied)
-    with pytest.raises(IndexWriteError, match=r"writing the index at .* failed \(Permission denied, .* free\); "
+    monkeypatch.setattr(Manifest, "write", broken)
+    with pytest.raises(IndexWriteError, match=r"writing the index at .* failed \(Input/output error, .* free\); "
                                               r"no index was written; check the disk"):
         _write(tmp_path / "index", {"a.txt": _file("a.txt", ["alpha"], 1)})
     assert not index_exists(tmp_path / "index")
+
+
+@pytest.mark.parametrize("err", [PermissionError(errno.EACCES, "Permission denied"),
+                                 PermissionError(errno.EPERM, "Operation not permitted"),
+                                 RuntimeError("Error in faiss::FileIOWriter: could not open vectors.faiss for writing: "
+                                              "Permission denied")])
+def test_a_permission_error_says_the_index_directory_is_not_writable(index: Path, monkeypatch, err) -> None:
+    import faiss
+
+    def denied(*_args):
+        raise err
+
+    monkeypatch.setattr(faiss, "write_index", denied)
+    with pytest.raises(IndexWriteError) as raised:
+        _write(index, {"c.txt": _file("c.txt", ["gamma"], 3)})
+    assert str(raised.value) == (f"the index directory {index} is not writable; the previous index is still served; "
+                                 "choose a writable --index")  # not "check the disk": the disk is fine
+    _assert_old_index_served(index)

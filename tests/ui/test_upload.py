@@ -158,3 +158,131 @@ def test_the_same_bytes_as_a_file_not_yet_indexed_get_indexed_and_stay(built_ind
     result = ingest_uploads([("manual.txt", b"Copied here by hand, never ingested.")], built_index, fake_embedder)
     assert not result.saved and not result.unchanged and result.report.added == ["manual.txt"]
     assert (docs_dir / "manual.txt").is_file()
+
+
+BINARY = b"MZ\x90\x00\x03\x00" * 40  # an executable renamed .txt: ingest cannot read it
+
+
+def test_a_good_upload_stays_when_a_failed_file_elsewhere_has_its_name(built_index, docs_dir: Path, fake_embedder):
+    (docs_dir / "old").mkdir()
+    (docs_dir / "old" / "report.txt").write_bytes(BINARY)  # the user's own unreadable file, in a subfolder
+    result = ingest_uploads([("report.txt", b"The quarterly report: sales rose.")], built_index, fake_embedder)
+
+    assert "old/report.txt" in {source for source, _ in result.report.failed}
+    assert result.saved == ["report.txt"] and result.rolled_back == []  # compared as old/report.txt, not report.txt
+    assert (docs_dir / "report.txt").is_file() and (docs_dir / "old" / "report.txt").read_bytes() == BINARY
+    with IndexStore.open(built_index.index) as store:
+        assert "report.txt" in store.files()
+
+
+def _race(monkeypatch, path: Path, data: bytes) -> None:
+    """Another tab writes ``path`` between this upload's check for a free name and its write."""
+    import ui.upload
+
+    real = ui.upload.tempfile.mkstemp
+
+    def mkstemp(*args, **kwargs):
+        if not path.exists():
+            path.write_bytes(data)
+        return real(*args, **kwargs)
+
+    monkeypatch.setattr(ui.upload.tempfile, "mkstemp", mkstemp)
+
+
+def test_an_upload_never_overwrites_a_file_another_tab_saved_meanwhile(built_index, docs_dir: Path, fake_embedder,
+                                                                       monkeypatch):
+    theirs = b"The other tab's report: costs fell."
+    _race(monkeypatch, docs_dir / "report.txt", theirs)
+    result = ingest_uploads([("report.txt", b"The quarterly report: sales rose.")], built_index, fake_embedder)
+    monkeypatch.undo()
+
+    assert (docs_dir / "report.txt").read_bytes() == theirs
+    assert result.saved == ["report (2).txt"] and result.renamed == [("report.txt", "report (2).txt")]
+    assert (docs_dir / "report (2).txt").read_bytes() == b"The quarterly report: sales rose."
+    assert _leftovers(docs_dir) == []
+
+
+def test_without_hard_links_the_name_is_still_taken_exclusively(built_index, docs_dir: Path, fake_embedder,
+                                                                monkeypatch):
+    import errno
+
+    import ui.upload
+
+    def no_links(*_args):
+        raise OSError(errno.EPERM, "Operation not permitted")  # FAT, some network shares
+
+    theirs = b"The other tab's report: costs fell."
+    monkeypatch.setattr(ui.upload.os, "link", no_links)
+    _race(monkeypatch, docs_dir / "report.txt", theirs)
+    result = ingest_uploads([("report.txt", b"The quarterly report: sales rose.")], built_index, fake_embedder)
+    monkeypatch.undo()
+
+    assert (docs_dir / "report.txt").read_bytes() == theirs
+    assert result.saved == ["report (2).txt"]
+    assert (docs_dir / "report (2).txt").read_bytes() == b"The quarterly report: sales rose."
+    assert _leftovers(docs_dir) == []
+
+
+def test_the_same_bytes_saved_meanwhile_by_another_tab_are_not_duplicated(built_index, docs_dir: Path, fake_embedder,
+                                                                          monkeypatch):
+    same = b"The quarterly report: sales rose."
+    _race(monkeypatch, docs_dir / "report.txt", same)
+    result = ingest_uploads([("report.txt", same)], built_index, fake_embedder)
+    monkeypatch.undo()
+
+    assert result.saved == [] and (docs_dir / "report.txt").read_bytes() == same
+    assert not (docs_dir / "report (2).txt").exists() and _leftovers(docs_dir) == []
+    assert result.report.added == ["report.txt"]  # not indexed yet: ingest picks it up
+
+
+def test_a_locked_index_rolls_back_only_the_files_this_upload_created(built_index, docs_dir: Path, fake_embedder,
+                                                                      monkeypatch):
+    theirs = b"The other tab's report: costs fell."
+    _race(monkeypatch, docs_dir / "report.txt", theirs)
+    manifest = Manifest(embedding_model="fake-embedder", dim=64, chunking=built_index.ingest.chunking_signature())
+    with IndexWriter(built_index.index, manifest):  # the other tab is ingesting
+        with pytest.raises(IndexLockedError):
+            ingest_uploads([("report.txt", b"The quarterly report: sales rose.")], built_index, fake_embedder)
+    monkeypatch.undo()
+
+    assert (docs_dir / "report.txt").read_bytes() == theirs  # not ours: kept
+    assert not (docs_dir / "report (2).txt").exists()  # ours: removed
+
+
+def test_an_upload_over_max_file_mb_is_rejected_before_it_is_saved(config_file: Path, built_index, docs_dir: Path,
+                                                                   fake_embedder):
+    from rag_app.config import load_settings
+
+    small = load_settings(config_file, index=built_index.index, ingest={"max_file_mb": 0.001})  # 1,000 bytes
+    result = ingest_uploads([("big.txt", b"x" * 1_500), ("ok.txt", b"fine text")], small, fake_embedder)
+
+    assert result.rejected == [("big.txt", "0.0015 MB, over ingest.max_file_mb = 0.001; raise it in rag.toml "
+                                           "to upload it")]
+    assert result.saved == ["ok.txt"] and not (docs_dir / "big.txt").exists()
+    unlimited = load_settings(config_file, index=built_index.index, ingest={"max_file_mb": 0})
+    assert ingest_uploads([("big.txt", b"x" * 1_500)], unlimited, fake_embedder).saved == ["big.txt"]
+
+
+@pytest.mark.parametrize(("size", "shown"), [(500_000, "0.5"), (500_001, "0.501"), (1_500, "0.0015"),
+                                             (1_400_000, "1.4"), (101_000_000, "101"), (1_234_500_000, "1,235")])
+def test_upload_sizes_read_in_mb_rounded_up(size: int, shown: str):
+    from ui.upload import _mb
+
+    assert _mb(size) == shown  # rounded up, so a size over the limit never reads as the limit itself
+
+
+def test_an_upload_gets_the_mode_the_umask_gives_new_files(built_index, docs_dir: Path, fake_embedder):
+    import os
+
+    old = os.umask(0o022)
+    try:
+        result = ingest_uploads([("oxygen.md", NOTE)], built_index, fake_embedder)
+    finally:
+        os.umask(old)
+    assert result.saved == ["oxygen.md"]
+    assert (docs_dir / "oxygen.md").stat().st_mode & 0o777 == 0o644  # others sharing the folder can read it
+
+
+def test_an_upload_ingest_skips_is_taken_back_out_of_the_folder(built_index, docs_dir: Path, fake_embedder):
+    result = ingest_uploads([("blank.txt", b"   \n\n  ")], built_index, fake_embedder)
+    assert result.rolled_back == ["blank.txt"] and not (docs_dir / "blank.txt").exists()
