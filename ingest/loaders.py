@@ -93,7 +93,7 @@ _HTML_BLOCKS = (
     "p", "div", "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "ul", "ol",
     "dl", "dt", "dd", "table", "tr", "figure", "figcaption", "address", "hr",
 )  # fmt: skip
-_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t]+(.*?))?(?:[ \t]+#+)?[ \t]*$")
+_ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t](.*))?$")  # the closing #s are cut by _atx_title: linear
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
 # A line above "---" that is a list item, quote, table row or heading is not a setext title.
@@ -299,13 +299,26 @@ def _find_headings(text: str, setext: bool) -> list[_Heading]:
             continue
         m = _ATX.match(line)
         if m:
-            heads.append(_Heading(starts[i], starts[i + 1], len(m.group(1)), (m.group(2) or "").strip()))
+            heads.append(_Heading(starts[i], starts[i + 1], len(m.group(1)), _atx_title(m.group(2) or "")))
             continue
         m = _SETEXT.match(line) if setext and i > first else None
         prev = lines[i - 1].strip() if i > 0 else ""
         if m and prev and not _NOT_SETEXT_TEXT.match(prev) and not (heads and heads[-1].body > starts[i - 1]):
             heads.append(_Heading(starts[i - 1], starts[i + 1], 1 if m.group(1)[0] == "=" else 2, prev))
     return heads
+
+
+def _atx_title(rest: str) -> str:
+    """A heading's text without its optional closing ``#``s, by string ops.
+
+    Why not in the regex: ``(.*?)(?:[ \t]+#+)?[ \t]*$`` backtracks
+    quadratically on a long run of spaces (a 1 MB line took hours).
+    """
+    title = rest.strip(" \t")
+    bare = title.rstrip("#")
+    if bare != title and (not bare or bare[-1] in " \t"):
+        title = bare.rstrip(" \t")
+    return title.strip()
 
 
 def _split_at_headings(text: str, heads: Sequence[_Heading]) -> list[Section]:

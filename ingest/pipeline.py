@@ -434,6 +434,15 @@ def _visit_dir(path: Path, folder: Path, real: Path, index_real: Path, out: _Wal
     return True
 
 
+def _is_utf8(name: str) -> bool:
+    """False for a name os.walk decoded with lone surrogates (bytes that are not UTF-8)."""
+    try:
+        name.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
 def _visit_file(path: Path, source: str, config: IngestConfig, out: _Walk) -> None:
     """Hash a candidate into ``out.files``, or say in ``out`` why it is skipped or unreadable."""
     shown = printable(source)
@@ -441,7 +450,7 @@ def _visit_file(path: Path, source: str, config: IngestConfig, out: _Walk) -> No
     try:
         if not is_supported(path):
             out.skipped.append((shown, f"unsupported type {path.suffix or '(no extension)'}"))
-        elif shown != source:  # SQLite, rich and the report file take only valid UTF-8
+        elif not _is_utf8(source):  # SQLite, rich and the report file take only valid UTF-8
             out.skipped.append((shown, "the file name is not valid UTF-8; rename the file to index it"))
         elif limit and (size := path.stat().st_size) > limit:
             out.skipped.append((shown, _too_big(size, config.max_file_mb)))

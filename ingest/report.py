@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -14,17 +15,23 @@ _SHOWN = 10  # skipped/failed files listed one by one in the summary; the rest a
 REPORT_NAME = "last-ingest-report.txt"  # in the index directory, beside the generations the store manages
 
 
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
+
+
 def printable(text: str) -> str:
     """``text`` safe to print, to write as UTF-8 and to store in SQLite.
 
     A file name that is not valid UTF-8 arrives from ``os.walk`` with its odd
     bytes as lone surrogates, which every UTF-8 encoder refuses; they become
-    ``\\xff`` escapes.
+    ``\\xff`` escapes. Control characters (a newline, CR or ESC in a name)
+    become escapes too: raw, they split a report line in two or reach the
+    terminal as commands (ESC[2J clears the screen).
     """
     try:
-        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that is no escaped byte
-        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
 
 
 @dataclass

@@ -205,11 +205,9 @@ def test_rag_ingest_cli_over_the_hostile_corpus(corpus: Corpus, tmp_path: Path, 
     assert "Traceback" not in out + err and out.startswith("index is up to date")
 
 
-# ---------------------------------------------------------------- a known bug, kept visible until fixed
+# ---------------------------------------------------------------- two bugs this corpus found (fixed)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: printable() escapes only non-UTF-8 bytes, so a file name with a newline, "
-                                       "CR or ESC breaks the one-line report and reaches the terminal raw")
 def test_control_characters_in_a_failed_file_name_stay_on_one_line(tmp_path: Path, fake_embedder) -> None:
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -228,16 +226,11 @@ def test_control_characters_in_a_failed_file_name_stay_on_one_line(tmp_path: Pat
     assert all("\n" not in r and "\r" not in r for _, r in report.failed)
 
 
-@pytest.mark.xfail(strict=True, reason="bug: ingest/loaders.py _ATX backtracks quadratically on a heading line with a long "
-                                       "run of spaces ('# a' + 12,000 spaces + 'b': ~2 s; 1 MB: hours)")
 def test_a_markdown_heading_with_a_long_run_of_spaces_loads_in_linear_time(tmp_path: Path, no_hang) -> None:
-    import time
-
     from ingest.loaders import load
 
-    path = tmp_path / "spaces.md"
-    path.write_text("# a" + " " * 12_000 + "b\n\nThe body under it.\n", encoding="utf-8")
-    tic = time.perf_counter()
+    path = tmp_path / "spaces.md"  # 1 MB of spaces in a heading: hours with the backtracking regex, no_hang's alarm
+    path.write_text("# a" + " " * 1_000_000 + "b ##\n\nThe body under it.\n", encoding="utf-8")
     sections = load(path)
-    assert time.perf_counter() - tic < 0.5  # a linear scan takes milliseconds; the regex took ~2 s when written
     assert sections and sections[-1].text.endswith("The body under it.")
+    assert sections[-1].heading.endswith("b")  # the closing #s are not part of the title
