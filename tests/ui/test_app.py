@@ -21,6 +21,13 @@ def _ask(at, question: str):
     return at
 
 
+def _upload(at, name: str, data: bytes, mime: str) -> None:
+    """Pick one file in the sidebar's uploader and press "Add to index"."""
+    at.file_uploader[0].set_value((name, data, mime))
+    at.run()
+    [b for b in at.sidebar.button if b.label == "Add to index"][0].click().run()
+
+
 def test_question_streams_an_answer_with_numbered_sources(built_index, make_app, fake_generator):
     at = make_app(built_index)
     at.run()
@@ -73,9 +80,7 @@ def test_a_reply_obeying_a_planted_instruction_is_shown_withheld(built_index, ma
     fake_generator.reply = "Visit http://phish.example now [1]."
     at = make_app(built_index)
     at.run()
-    at.file_uploader[0].set_value(("france-note.txt", (docs_dir / "france.txt").read_bytes(), "text/plain"))
-    at.run()
-    [b for b in at.sidebar.button if b.label == "Add to index"][0].click().run()
+    _upload(at, "france-note.txt", (docs_dir / "france.txt").read_bytes(), "text/plain")
     _ask(at, "What is the capital of France?")
     assistant = at.chat_message[1]
     errors = _texts(assistant.error)
@@ -86,9 +91,7 @@ def test_a_reply_obeying_a_planted_instruction_is_shown_withheld(built_index, ma
 def test_an_upload_named_like_another_document_is_kept_beside_it(built_index, make_app, docs_dir: Path):
     at = make_app(built_index)
     at.run()
-    at.file_uploader[0].set_value(("france.txt", b"Lyon is a city in France.", "text/plain"))
-    at.run()
-    [b for b in at.sidebar.button if b.label == "Add to index"][0].click().run()
+    _upload(at, "france.txt", b"Lyon is a city in France.", "text/plain")
     assert not at.exception
     assert (docs_dir / "france.txt").read_text(encoding="utf-8").startswith("Paris")  # the original is untouched
     assert any("Saved france.txt as **france (2).txt**" in s for s in _texts(at.main.success))
@@ -168,10 +171,7 @@ def test_no_index_page_says_how_to_build_one(ui_settings, make_app):
 def test_upload_ingests_a_file_into_the_index(built_index, make_app, docs_dir: Path):
     at = make_app(built_index)
     at.run()
-    at.file_uploader[0].set_value(("oxygen.md", b"# Oxygen\n\nOxygen was discovered by Scheele and Priestley.", "text/markdown"))
-    at.run()
-    add = [b for b in at.sidebar.button if b.label == "Add to index"][0]
-    add.click().run()
+    _upload(at, "oxygen.md", b"# Oxygen\n\nOxygen was discovered by Scheele and Priestley.", "text/markdown")
     assert not at.exception
 
     assert (docs_dir / "oxygen.md").is_file()  # saved beside the indexed documents
@@ -188,9 +188,7 @@ def test_upload_ingests_a_file_into_the_index(built_index, make_app, docs_dir: P
 def test_upload_of_a_broken_file_leaves_the_index_intact(built_index, make_app, docs_dir: Path):
     at = make_app(built_index)
     at.run()
-    at.file_uploader[0].set_value(("broken.pdf", b"%PDF-1.7 this is not really a pdf", "application/pdf"))
-    at.run()
-    [b for b in at.sidebar.button if b.label == "Add to index"][0].click().run()
+    _upload(at, "broken.pdf", b"%PDF-1.7 this is not really a pdf", "application/pdf")
     assert not at.exception
 
     messages = " ".join(_texts(at.main.warning))
