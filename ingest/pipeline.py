@@ -26,6 +26,7 @@ import fnmatch
 import hashlib
 import logging
 import os
+import stat
 import time
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field, replace
@@ -40,7 +41,7 @@ from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, 
 
 from ingest.chunking import chunk, make_splitter
 from ingest.loaders import SUPPORTED_TYPES, is_supported, load, open_checked, reader_version
-from ingest.report import IngestReport, printable
+from ingest.report import IngestReport, utf8_safe
 
 __all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
 
@@ -400,7 +401,7 @@ def _walk(folder: Path, config: IngestConfig, index_dir: Path) -> _Walk:
     out = _Walk()
 
     def unlistable(err: OSError) -> None:  # os.walk skips a folder it cannot list; say so
-        source = printable(os.path.relpath(err.filename or folder, folder)) + "/"
+        source = utf8_safe(os.path.relpath(err.filename or folder, folder)) + "/"
         denied = isinstance(err, PermissionError)
         reason = "permission denied: cannot list the folder" if denied else f"cannot list the folder: {err.strerror}"
         out.failed.append((source, reason))
@@ -414,7 +415,7 @@ def _walk(folder: Path, config: IngestConfig, index_dir: Path) -> _Walk:
             if name.startswith(".") or not _matches(source, config.globs):
                 continue
             if _leaves(path, real):
-                out.skipped.append((printable(source), "link to outside the folder"))
+                out.skipped.append((utf8_safe(source), "link to outside the folder"))
             elif path.is_file():  # not a FIFO, socket or dangling link
                 _visit_file(path, source, config, out)
     out.files.sort(key=lambda f: f.source)
@@ -429,7 +430,7 @@ def _visit_dir(path: Path, folder: Path, real: Path, index_real: Path, out: _Wal
         return False
     if path.is_symlink():
         if _leaves(path, real):
-            out.skipped.append((printable(path.relative_to(folder).as_posix()) + "/", "link to outside the folder"))
+            out.skipped.append((utf8_safe(path.relative_to(folder).as_posix()) + "/", "link to outside the folder"))
         return False
     return True
 
@@ -445,7 +446,7 @@ def _is_utf8(name: str) -> bool:
 
 def _visit_file(path: Path, source: str, config: IngestConfig, out: _Walk) -> None:
     """Hash a candidate into ``out.files``, or say in ``out`` why it is skipped or unreadable."""
-    shown = printable(source)
+    shown = utf8_safe(source)
     limit = config.max_file_mb * 1e6
     try:
         if not is_supported(path):
@@ -455,9 +456,11 @@ def _visit_file(path: Path, source: str, config: IngestConfig, out: _Walk) -> No
         elif limit and (size := path.stat().st_size) > limit:
             out.skipped.append((shown, _too_big(size, config.max_file_mb)))
         else:
-            digest, size, identity = _hash(path)
             target = path.resolve() if path.is_symlink() else path  # a link inside: load opens its target
+            digest, size, identity = _hash(target, config.max_file_mb)
             out.files.append(_File(path, source, digest, size, target, identity))
+    except LoaderError as err:
+        out.failed.append((shown, str(err)))
     except PermissionError:
         out.failed.append((shown, "permission denied: cannot read"))
     except OSError as err:
@@ -496,17 +499,26 @@ def _matches(source: str, globs: Sequence[str]) -> bool:
     return any(fnmatch.fnmatchcase(source, g) or (g.startswith("**/") and fnmatch.fnmatchcase(source, g[3:])) for g in globs)
 
 
-def _hash(path: Path) -> tuple[str, int, tuple[int, int]]:
+def _hash(path: Path, max_file_mb: float = 0) -> tuple[str, int, tuple[int, int]]:
     """sha256 of the bytes (salted as :class:`_Hashing` says), the size, and which file it was (st_dev, st_ino).
 
     This digest only plans the run (which files changed); a file that is
     loaded is hashed again from the bytes loaded. The identity lets loading
-    refuse a file swapped in since. ``O_NONBLOCK``: a FIFO swapped in after
-    the walk saw a regular file does not hang the run.
+    refuse a file swapped in since. What the walk saw may be swapped before
+    this opens it, so: ``O_NOFOLLOW`` (no link), ``O_NONBLOCK`` (a FIFO does
+    not hang the run), a regular file only (``/dev/zero`` never ends) and
+    ``max_file_mb`` enforced while reading.
+
+    Raises:
+        LoaderError: not a regular file, or it grew past ``max_file_mb``.
+        OSError: it cannot be opened (a link swapped in: ELOOP).
     """
-    with open(path, "rb", opener=lambda p, flags: os.open(p, flags | os.O_NONBLOCK)) as fh:
+    flags = os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
+    with open(path, "rb", opener=lambda p, f: os.open(p, f | flags)) as fh:
         st = os.fstat(fh.fileno())
-        reader = _Hashing(fh, reader_version(path))
+        if not stat.S_ISREG(st.st_mode):
+            raise LoaderError("not a regular file (swapped for a device or pipe while being indexed); ingest again")
+        reader = _Hashing(fh, reader_version(path), max_file_mb)
         reader.drain()
     return reader.hexdigest(), reader.size, (st.st_dev, st.st_ino)
 

@@ -18,20 +18,27 @@ REPORT_NAME = "last-ingest-report.txt"  # in the index directory, beside the gen
 _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")
 
 
-def printable(text: str) -> str:
-    """``text`` safe to print, to write as UTF-8 and to store in SQLite.
+def utf8_safe(text: str) -> str:
+    """``text`` as valid UTF-8, for lists that are compared with the index's sources and stored.
 
     A file name that is not valid UTF-8 arrives from ``os.walk`` with its odd
     bytes as lone surrogates, which every UTF-8 encoder refuses; they become
-    ``\\xff`` escapes. Control characters (a newline, CR or ESC in a name)
-    become escapes too: raw, they split a report line in two or reach the
-    terminal as commands (ESC[2J clears the screen).
+    ``\\xff`` escapes. Anything else stays as the file system spells it, so a
+    name matches its record in the index.
     """
     try:
-        text = text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+        return text.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
     except UnicodeEncodeError:  # a surrogate that is no escaped byte
-        text = text.encode("utf-8", "backslashreplace").decode("utf-8")
-    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), text)
+        return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
+def printable(text: str) -> str:
+    """``text`` safe to print and to write as one line: :func:`utf8_safe`, control characters escaped.
+
+    Raw, a newline, CR or ESC in a name splits a report line in two or
+    reaches the terminal as a command (ESC[2J clears the screen).
+    """
+    return _CONTROL.sub(lambda m: m.group(0).encode("unicode_escape").decode("ascii"), utf8_safe(text))
 
 
 @dataclass

@@ -28,6 +28,7 @@ import contextlib
 import errno
 import logging
 import os
+import stat
 import tempfile
 from collections.abc import Iterator, Sequence
 from decimal import ROUND_CEILING, Decimal
@@ -147,9 +148,10 @@ def _candidates(folder: Path, name: str) -> Iterator[str]:
 
 
 def _holds(path: Path, data: bytes) -> bool:
-    """Is ``path`` a regular file holding exactly ``data``?"""
+    """Is ``path`` itself a regular file (not a link to one) holding exactly ``data``?"""
     try:
-        return path.is_file() and path.stat().st_size == len(data) and path.read_bytes() == data
+        st = path.lstat()
+        return stat.S_ISREG(st.st_mode) and st.st_size == len(data) and path.read_bytes() == data
     except FileNotFoundError:
         return False
 

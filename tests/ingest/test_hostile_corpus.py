@@ -57,10 +57,10 @@ def corpus(tmp_path: Path, make_docx, make_pdf, monkeypatch, no_hang) -> Corpus:
     def denied(path) -> PermissionError:
         return PermissionError(13, "Permission denied", os.fsdecode(path))
 
-    def hash_(path: Path):
+    def hash_(path: Path, *args):
         if path.relative_to(built.folder).as_posix() in built.deny_hash:
             raise denied(path)
-        return real_hash(path)
+        return real_hash(path, *args)
 
     def open_(file, *args, **kwargs):  # the loader's open(): hashed fine, then refused when loaded
         if isinstance(file, (str, bytes, os.PathLike)) and os.path.basename(os.fsdecode(file)) in built.deny_open:

@@ -393,10 +393,10 @@ def test_an_unreadable_file_is_reported_and_the_rest_indexed(docs: Path, setting
 
     real_hash = pipeline._hash
 
-    def denied(path: Path):
+    def denied(path: Path, *args):
         if path.name == "rivers.txt":
             raise PermissionError(13, "Permission denied", str(path))
-        return real_hash(path)
+        return real_hash(path, *args)
 
     monkeypatch.setattr(pipeline, "_hash", denied)
     report = ingest_folder(docs, settings, embedder=embedder)
@@ -457,7 +457,7 @@ def test_a_file_over_the_size_limit_is_skipped_unread(docs: Path, tmp_path: Path
     _sparse(docs / "huge.txt", 101 * 10**6)
     hashed: list[str] = []
     real_hash = pipeline._hash
-    monkeypatch.setattr(pipeline, "_hash", lambda path: hashed.append(path.name) or real_hash(path))
+    monkeypatch.setattr(pipeline, "_hash", lambda path, *args: hashed.append(path.name) or real_hash(path, *args))
     settings = load_settings(index=tmp_path / "index")  # the default limit: 100 MB
     report = ingest_folder(docs, settings, embedder=embedder)
     assert report.skipped == [("huge.txt", "101 MB, over ingest.max_file_mb = 100; raise it in rag.toml to index it")]
@@ -653,10 +653,10 @@ def test_rebuild_promises_no_kept_version_of_what_it_cannot_read(docs: Path, set
     ingest_folder(docs, settings, embedder=embedder)
     real_hash, real_scandir = pipeline._hash, os.scandir
 
-    def denied(path: Path):
+    def denied(path: Path, *args):
         if path.name == "rivers.txt":
             raise PermissionError(13, "Permission denied", str(path))
-        return real_hash(path)
+        return real_hash(path, *args)
 
     def scandir(path="."):
         if not isinstance(path, int) and os.path.basename(os.fsdecode(path)) == "space":
@@ -686,3 +686,39 @@ def test_the_report_file_is_written_through_a_temp_file_of_its_own(tmp_path: Pat
     assert report.report_file == index / REPORT_NAME and not report.notes and synced
     assert "failed: a.txt: binary content" in (index / REPORT_NAME).read_text(encoding="utf-8")
     assert sorted(p.name for p in index.iterdir()) == [REPORT_NAME, f"{REPORT_NAME}.tmp"]  # no temp file left behind
+
+
+def test_a_file_swapped_for_a_device_before_it_is_hashed_is_refused_not_read_forever(tmp_path):
+    from ingest.pipeline import _hash
+    from rag_app.errors import LoaderError
+
+    with pytest.raises(LoaderError, match="not a regular file"):
+        _hash(Path("/dev/zero"))
+    link = tmp_path / "notes.txt"
+    link.symlink_to("/etc/hostname")
+    with pytest.raises(OSError):  # O_NOFOLLOW: a link swapped in is not followed
+        _hash(link)
+
+
+def test_an_unreadable_file_with_a_control_character_in_its_name_stays_indexed(tmp_path, fake_embedder, monkeypatch):
+    import ingest.pipeline as pipeline_mod
+
+    docs = tmp_path / "docs"
+    docs.mkdir()
+    (docs / "good.txt").write_text("Good text here.", encoding="utf-8")
+    (docs / "tab\there.txt").write_text("Tabbed name text.", encoding="utf-8")
+    settings = load_settings(index=tmp_path / "index")
+    ingest_folder(docs, settings, embedder=fake_embedder)
+    real = pipeline_mod._hash
+
+    def denied(path, *args):
+        if "tab" in path.name:
+            raise PermissionError(13, "Permission denied")
+        return real(path, *args)
+
+    (docs / "tab\there.txt").write_text("Changed text.", encoding="utf-8")
+    monkeypatch.setattr(pipeline_mod, "_hash", denied)
+    report = ingest_folder(docs, settings, embedder=fake_embedder)
+    assert [s for s, _ in report.failed] == ["tab\there.txt"] and report.removed == []
+    with IndexStore.open(settings.index) as store:
+        assert sorted(store.files()) == ["good.txt", "tab\there.txt"]
