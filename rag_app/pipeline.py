@@ -15,7 +15,6 @@ earlier turns as chat history.
 from __future__ import annotations
 
 import logging
-import re
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
@@ -275,4 +274,3 @@ class RagPipeline:
             removed_links=list(removed_links),
             withheld_for=list(withheld_for),
         )
-

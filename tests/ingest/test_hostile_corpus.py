@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 
 from helpers import run_main
-from hostile_corpus import MAX_FILE_MB, OUTSIDE_SECRET, Corpus, build_corpus
+from hostile_corpus import MAX_FILE_MB, Corpus, build_corpus
 
 import ingest.loaders as loaders
 import ingest.pipeline as pipeline
