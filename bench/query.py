@@ -239,7 +239,8 @@ def bench_generation(n_prompts: int, max_new: int, rounds: int, use_compile: boo
     from rag_app.generation import load_generator
     from rag_app.gguf_export import lora_gguf_for, served_gguf
     from rag_app.llamacpp import LlamaCppGenerator, default_threads, without_amx_buffers
-    from rag_app.models import bundled_gguf, load_model, stop_token_ids
+    from rag_app.chat_tokens import stop_token_ids
+    from rag_app.models import bundled_gguf, load_model
 
     torch.set_num_threads(hf_threads[0])
     msgs = prompts(n_prompts)

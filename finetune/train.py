@@ -8,10 +8,11 @@ Read top to bottom. Choices and their costs (measured on a 2-core CPU and an H10
   ``layers="all"`` adapts every layer: from scratch it reached in 25 steps
   the validation loss the top half reached in 50 (one run, docs/EVAL.md),
   so it may pay where examples, not CPU hours, are what is short.
-* **4-bit NF4 base (QLoRA)** where it pays: CUDA or bases over ~1B
-  parameters. For the bundled 135M model on CPU it only slows the step
-  (3.6 s vs 2.7 s) and saves nothing that matters, so ``quant="auto"``
-  leaves it unquantized: bf16 where the CPU multiplies bf16 natively, fp32
+* **4-bit NF4 base (QLoRA)** where it pays: on CUDA for bases over ~1B
+  parameters (:func:`rag_app.models.wants_4bit`, the rule serving uses).
+  For the bundled 135M model it only slows the step (3.6 s vs 2.7 s on
+  CPU) and saves nothing that matters, so ``quant="auto"`` leaves it
+  unquantized: bf16 where the CPU multiplies bf16 natively, fp32
   elsewhere (bf16 is several times slower there); the card records both.
 * **Loss on answer tokens only, head on answer positions only**: the answer
   is the end of the sequence, so ``logits_to_keep`` computes the 49k-vocab
@@ -40,7 +41,7 @@ from typing import Any, Literal
 from finetune.artifacts import load_checkpoint, save_adapter, save_checkpoint, write_card
 from finetune.dataset import RaftExample
 from rag_app.errors import ConfigError
-from rag_app.models import has_token
+from rag_app import chat_tokens
 
 log = logging.getLogger(__name__)
 
@@ -54,7 +55,7 @@ class TrainConfig:
     Attributes:
         base_model: ``bundled``, a Hugging Face id in the local cache, or a folder.
         out_dir: adapter, checkpoint, card and plots go here.
-        quant: ``auto`` (NF4 on CUDA or for bases > 1B), ``nf4`` (QLoRA), ``none`` (plain LoRA).
+        quant: ``auto`` (NF4 on CUDA for bases > 1B), ``nf4`` (QLoRA), ``none`` (plain LoRA).
         layers: ``all``, ``top-half`` (default on CPU: 2x faster), or ``auto``.
         epochs: passes over the training examples; ``max_steps`` (optimizer steps) caps it.
         grad_accum: examples per optimizer step (batch 1 each: no padding waste on CPU).
@@ -119,14 +120,13 @@ class TrainState:
 def encode(example: RaftExample, tokenizer: Any) -> tuple[list[int], int]:
     """Token ids of prompt + target and the target length (the positions that carry loss).
 
-    The target ends with the turn-end token, so the model learns to stop.
+    The same prompt ids both generators serve, and the target ends with the
+    chat template's own turn end (:mod:`rag_app.chat_tokens`), so the model
+    learns to stop where serving stops.
     """
-    prompt = tokenizer.apply_chat_template(example.messages(), add_generation_prompt=True, tokenize=True)
-    if hasattr(prompt, "keys"):
-        prompt = prompt["input_ids"]
-    end = "<|im_end|>" if has_token(tokenizer, "<|im_end|>") else (tokenizer.eos_token or "")
-    target = tokenizer(example.target + end, add_special_tokens=False)["input_ids"]
-    return list(prompt) + list(target), len(target)
+    prompt = chat_tokens.encode(tokenizer, example.messages())
+    target = tokenizer(example.target + chat_tokens.end_of_turn(tokenizer), add_special_tokens=False)["input_ids"]
+    return prompt + list(target), len(target)
 
 
 def answer_loss(model: Any, ids: list[int], n_target: int, device: Any) -> Any:
@@ -151,12 +151,14 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
     import torch
     from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
 
-    from rag_app.models import check_adapter, count_parameters, load_model, pick_device, pick_dtype, resolve_model, weights_fingerprint
+    from rag_app.models import (
+        check_adapter, count_parameters, load_model, pick_device, pick_dtype, resolve_model, wants_4bit, weights_fingerprint,
+    )
 
     device = pick_device("auto")
     location, _ = resolve_model(cfg.base_model, cfg.cache_dir)
     n_params = count_parameters(location)
-    quant = cfg.quant == "nf4" or (cfg.quant == "auto" and (device == "cuda" or n_params > 1_000_000_000))
+    quant = cfg.quant == "nf4" or (cfg.quant == "auto" and wants_4bit(device, n_params))
     # bf16 where the hardware multiplies it natively; an AVX2-only CPU trains ~6x faster in fp32.
     dtype = str(pick_dtype("auto", device)).removeprefix("torch.")
     loaded = load_model(cfg.base_model, cfg.cache_dir, dtype=dtype, device=device, load_in_4bit=quant)
@@ -189,8 +191,8 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
         "base_parameters": n_params, "device": device, "quantization": "nf4 (QLoRA)" if quant else f"none ({dtype} LoRA)",
         "dtype": dtype,
         "quantization_reason": ("asked for" if cfg.quant != "auto" else
-                                "auto: CUDA or base > 1B parameters" if quant else
-                                "auto: 135M-class base on CPU, 4-bit only slows the step"),
+                                "auto: CUDA and base > 1B parameters" if quant else
+                                f"auto: 4-bit only on CUDA for bases over 1B ({device}, {n_params / 1e6:.0f}M)"),
         "adapted_layers": "all" if layers is None else f"{layers[0]}-{layers[-1]} of {n_layers}",
         "trainable_parameters": trainable, "gradient_checkpointing": grad_ckpt,
         "init_adapter": str(cfg.init_adapter) if cfg.init_adapter else None,
@@ -434,8 +436,8 @@ def dump_examples(examples: Sequence[RaftExample], tokenizer: Any, n: int = 3) -
     lengths = sorted(len(encode(ex, tokenizer)[0]) for ex in examples)
     parts = []
     for ex in examples[:n]:
-        text = tokenizer.apply_chat_template(ex.messages(), add_generation_prompt=True, tokenize=False)
-        parts.append(f"--- {ex.dataset}/{ex.id} (gold kept: {ex.gold_kept}) ---\n{text}{ex.target}<|im_end|>")
+        ids, _ = encode(ex, tokenizer)
+        parts.append(f"--- {ex.dataset}/{ex.id} (gold kept: {ex.gold_kept}) ---\n{tokenizer.decode(ids)}")
     q = lambda p: lengths[min(len(lengths) - 1, int(p * len(lengths)))]  # noqa: E731
     kept = sum(ex.gold_kept for ex in examples)
     parts.append(json.dumps({"examples": len(examples), "gold_kept": kept, "abstain_targets": len(examples) - kept,

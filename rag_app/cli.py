@@ -211,14 +211,14 @@ def chat(
 ) -> None:
     """Chat in the terminal: follow-ups keep context; /sources, /reset, /exit."""
     _setup_logging(verbose)
-    from rag_app.pipeline import RagPipeline
+    from rag_app.pipeline import RagPipeline, chat_history
 
     settings = settings_from_flags(config, verbose, **_generation_overrides(
         index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature, backend))
     rag = RagPipeline(settings)
     console = _console()
     console.print("[dim]Ask about your documents. /sources shows the last answer's sources, /reset starts over, /exit quits.[/dim]")
-    history: list[tuple[str, str]] = []
+    turns: list[tuple[str, Any]] = []  # (question, Answer); chat_history picks what a follow-up sees
     last = None
     while True:
         try:
@@ -231,7 +231,7 @@ def chat(
         if line in ("/exit", "/quit"):
             return
         if line == "/reset":
-            history, last = [], None
+            turns, last = [], None
             console.print("[dim]History cleared.[/dim]")
             continue
         if line == "/sources":
@@ -245,13 +245,11 @@ def chat(
             continue
         console.print("[bold magenta]rag>[/] ", end="")
         try:
-            last = _stream_answer(rag, line, history, console)
+            last = _stream_answer(rag, line, chat_history(turns), console)
         except RagError as err:
             console.print(f"[red]Error: {err}[/red]")
             continue
-        if not last.withheld_for:  # a reply that obeyed a planted instruction must not steer the next
-            history.append((line, last.text))
-        history = history[-4:]  # keep the prompt short for a small context window
+        turns.append((line, last))
 
 
 def dataset_index(dataset: Path, settings: Any, plain_folder: bool = False) -> Path:

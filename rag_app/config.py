@@ -131,7 +131,7 @@ class GenerateConfig(_Section):
     backend: Literal["auto", "hf", "llamacpp"] = "auto"
     threads: int | None = None  # llama.cpp CPU threads; None = half the cores (see rag_app.llamacpp.default_threads)
     # Abstain only when the model's probability of starting the abstain sentence reaches this
-    # (rag_app.abstain); None = plain decoding. Applies only to a fine-tuned model (see fine_tuned).
+    # (rag_app.abstain); None = plain decoding. Applies only to a fine-tuned model (applied_abstain_threshold).
     abstain_threshold: float | None = None
 
     @model_validator(mode="after")
@@ -160,6 +160,19 @@ class GenerateConfig(_Section):
             return str(shipped) if (shipped / "adapter_config.json").exists() and self.model == "bundled" else None
         return self.adapter
 
+    def loading_key(self) -> tuple[tuple[str, Any], ...]:
+        """The settings that decide which weights are loaded and how they are served, as a hashable key.
+
+        The one answer to "does this need another generator?" for the CLI,
+        ``rag eval`` and the UI: a change here loads another model; a change
+        only in sampling (temperature, top_p, max_new_tokens) or in the abstain
+        threshold, which both backends take per call, reuses the loaded one.
+        The adapter appears as the path it resolves to.
+        """
+        fields = self.model_dump(mode="json", exclude={"temperature", "top_p", "max_new_tokens", "abstain_threshold"})
+        fields["adapter"] = self.adapter_path
+        return tuple(sorted(fields.items()))
+
     @property
     def merged_model_dir(self) -> Path | None:
         """The model folder when ``rag finetune --merge`` wrote it (it carries the training card), else None."""
@@ -173,6 +186,17 @@ class GenerateConfig(_Section):
         Decides whether ``abstain_threshold`` applies: only a fine-tuned model learned the abstain sentence.
         """
         return self.adapter_path is not None or self.merged_model_dir is not None
+
+    @property
+    def applied_abstain_threshold(self) -> float | None:
+        """``abstain_threshold`` where it applies, else None: the one owner of that rule.
+
+        Only a fine-tuned model (an adapter, or a merged fine-tune) learned the
+        abstain sentence, so only there does its probability mean anything;
+        the pipeline, ``rag eval``'s record fingerprint and the UI's slider
+        all ask this.
+        """
+        return self.abstain_threshold if self.fine_tuned else None
 
 
 class Settings(BaseSettings):

@@ -17,7 +17,8 @@ from typing import Any, Protocol, runtime_checkable
 from rag_app.abstain import abstain_token_id, decide_first_token
 from rag_app.config import GenerateConfig
 from rag_app.errors import ContextWindowError
-from rag_app.models import BUNDLED, LoadedModel, apply_adapter, check_adapter, load_model, stop_token_ids
+from rag_app.chat_tokens import encode, stop_token_ids
+from rag_app.models import BUNDLED, LoadedModel, apply_adapter, check_adapter, load_model
 
 log = logging.getLogger(__name__)
 
@@ -96,14 +97,12 @@ class HFGenerator:
             loaded.device == "cpu" and not loaded.quantized and getattr(self.model.config, "model_type", "") == "llama"
         )
 
-    def _encode(self, messages: Messages) -> list[int]:
-        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):  # BatchEncoding on newer transformers
-            ids = ids["input_ids"]
-        return list(ids)
+    def encode(self, messages: Messages) -> list[int]:
+        """The prompt ids generation starts from (:func:`rag_app.chat_tokens.encode`, as training)."""
+        return encode(self.tokenizer, messages)
 
     def count_tokens(self, messages: Messages) -> int:
-        return len(self._encode(messages))
+        return len(self.encode(messages))
 
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
@@ -113,7 +112,7 @@ class HFGenerator:
     ) -> dict:
         import torch
 
-        prompt = self._encode(messages)
+        prompt = self.encode(messages)
         check_context(len(prompt), max_new_tokens, self.context_window)
         ids = torch.tensor([prompt], device=self.loaded.device)
         kwargs = {
@@ -223,36 +222,35 @@ def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None, ll
 
 
 def load_generator(config: GenerateConfig, cache_dir: Path) -> Generator:
-    """Load (once per process) the generator the settings name, with its adapter, on its backend."""
+    """Load (once per process) the generator the settings name, with its adapter, on its backend.
+
+    Cached by :meth:`GenerateConfig.loading_key`: settings that differ only in
+    sampling or abstain threshold share one loaded model.
+    """
+    return _load_cached(config.loading_key(), str(cache_dir))
+
+
+@lru_cache(maxsize=2)
+def _load_cached(key: tuple[tuple[str, Any], ...], cache_dir: str) -> Generator:
+    config = GenerateConfig(**dict(key))
     if resolve_backend(config) == "llamacpp":
-        return _load_llamacpp(config.model, config.adapter_path, config.context_window, str(cache_dir), config.seed,
-                              config.threads)
-    return _load_generator(config.model, config.adapter_path, config.dtype, config.device,
-                           config.load_in_4bit, config.context_window, str(cache_dir))
+        from rag_app.llamacpp import load_llamacpp_generator
+
+        log.info("Serving %s with llama.cpp%s", config.model, f" + adapter {config.adapter_path}" if config.adapter_path else "")
+        return load_llamacpp_generator(config.model, config.adapter_path, config.context_window, Path(cache_dir),
+                                       seed=config.seed, n_threads=config.threads)
+    return _load_hf(config, Path(cache_dir))
 
 
-@lru_cache(maxsize=2)
-def _load_llamacpp(
-    model: str, adapter: str | None, context_window: int | None, cache_dir: str, seed: int, threads: int | None
-) -> Generator:
-    from rag_app.llamacpp import load_llamacpp_generator
-
-    log.info("Serving %s with llama.cpp%s", model, f" + adapter {adapter}" if adapter else "")
-    return load_llamacpp_generator(model, adapter, context_window, Path(cache_dir), seed=seed, n_threads=threads)
-
-
-@lru_cache(maxsize=2)
-def _load_generator(
-    model: str, adapter: str | None, dtype: str, device: str, load_in_4bit: bool | None,
-    context_window: int | None, cache_dir: str,
-) -> HFGenerator:
+def _load_hf(config: GenerateConfig, cache_dir: Path) -> HFGenerator:
     import torch
 
     torch.manual_seed(0)
+    adapter = config.adapter_path
     if adapter:
         check_adapter(adapter)  # a damaged adapter: one line before the model loads, not after
-    loaded = load_model(model, Path(cache_dir), dtype=dtype, device=device, load_in_4bit=load_in_4bit)
+    loaded = load_model(config.model, cache_dir, dtype=config.dtype, device=config.device, load_in_4bit=config.load_in_4bit)
     if adapter:
         loaded = apply_adapter(loaded, adapter)
-    name = "SmolLM2-135M-Instruct (bundled)" if model == BUNDLED else model
-    return HFGenerator(loaded, name=name, adapter=adapter, context_window=context_window)
+    name = "SmolLM2-135M-Instruct (bundled)" if config.model == BUNDLED else config.model
+    return HFGenerator(loaded, name=name, adapter=adapter, context_window=config.context_window)

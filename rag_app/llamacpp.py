@@ -14,7 +14,7 @@ not drift apart:
   Face tokenizer and chat template (the ids the HF path feeds ``generate``),
   handed to llama.cpp's raw completion as token ids;
 * the stop: ``<|im_end|>`` (and the other end-of-turn ids of
-  :func:`rag_app.models.stop_token_ids`);
+  :func:`rag_app.chat_tokens.stop_token_ids`);
 * the adapter: the peft LoRA folder, merged into the served weights (or
   converted to a llama.cpp LoRA GGUF and applied at run time), see
   :mod:`rag_app.gguf_export`; tests check both move the logits as peft does.
@@ -44,6 +44,7 @@ from typing import Any
 import numpy as np
 
 from rag_app.abstain import abstain_token_id, decide_first_token
+from rag_app.chat_tokens import encode, stop_strings, stop_token_ids
 from rag_app.errors import AdapterMismatchError, ConfigError
 
 log = logging.getLogger(__name__)
@@ -148,13 +149,12 @@ class LlamaCppGenerator:
     ) -> None:
         from llama_cpp import Llama
 
-        from rag_app.models import stop_token_ids
-
         self.tokenizer = tokenizer
         self.name = name
         self.adapter = adapter
         self.context_window = context_window
         self.stop_ids = set(stop_token_ids(tokenizer))
+        self.stop_strings = stop_strings(tokenizer)
         threads = n_threads or default_threads()
         try:
             with without_amx_buffers():
@@ -169,11 +169,8 @@ class LlamaCppGenerator:
         self._lock = threading.Lock()
 
     def encode(self, messages: Messages) -> list[int]:
-        """The prompt ids the transformers path would feed ``generate``: chat template + generation prompt."""
-        ids = self.tokenizer.apply_chat_template(list(messages), add_generation_prompt=True, tokenize=True)
-        if isinstance(ids, dict) or hasattr(ids, "keys"):
-            ids = ids["input_ids"]
-        return list(ids)
+        """The prompt ids the transformers path feeds ``generate`` (:func:`rag_app.chat_tokens.encode`)."""
+        return encode(self.tokenizer, messages)
 
     def count_tokens(self, messages: Messages) -> int:
         return len(self.encode(messages))
@@ -206,7 +203,7 @@ class LlamaCppGenerator:
             processors.append(_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold))
         with self._lock:
             chunks = self.llm.create_completion(
-                ids, max_tokens=max_new_tokens, stream=True, stop=["<|im_end|>"],
+                ids, max_tokens=max_new_tokens, stream=True, stop=self.stop_strings,
                 logits_processor=LogitsProcessorList(processors) if processors else None, **sampling,
             )
             for chunk in chunks:

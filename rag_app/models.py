@@ -164,6 +164,17 @@ class LoadedModel:
     quantized: bool
 
 
+def wants_4bit(device: str, n_params: int) -> bool:
+    """Whether ``load_in_4bit``/``--quant`` left on ``auto`` loads NF4: on CUDA, for models over 1B parameters.
+
+    The one rule for serving and fine-tuning, so an adapter is trained on the
+    weights it is served with. Below 1B parameters the memory saved does not
+    matter and dequantizing only slows each step, on a GPU as on a CPU; and
+    bitsandbytes' CPU kernels are slower than plain bf16/fp32 matmuls.
+    """
+    return device.startswith("cuda") and n_params > FOUR_BIT_MIN_PARAMS
+
+
 def load_model(
     spec: str,
     cache_dir: Path,
@@ -178,8 +189,7 @@ def load_model(
         cache_dir: where the bundled checkpoint is converted to.
         dtype: ``auto`` (see :func:`pick_dtype`) or a torch dtype name.
         device: ``auto``, ``cpu``, ``cuda``, ``cuda:1`` ...
-        load_in_4bit: NF4 with double quantization (bitsandbytes); None means on
-            CUDA for models over 1B parameters.
+        load_in_4bit: NF4 with double quantization (bitsandbytes); None: :func:`wants_4bit`.
 
     Raises:
         ModelNotFoundError: the model is neither a folder nor in the local cache.
@@ -192,7 +202,7 @@ def load_model(
     torch_dtype = pick_dtype(dtype, device)
     try:
         if load_in_4bit is None:
-            load_in_4bit = device.startswith("cuda") and count_parameters(location) > FOUR_BIT_MIN_PARAMS
+            load_in_4bit = wants_4bit(device, count_parameters(location))
         kwargs: dict[str, Any] = {"dtype": torch_dtype, "local_files_only": True}
         if load_in_4bit:
             from transformers import BitsAndBytesConfig
@@ -358,22 +368,3 @@ def apply_adapter(loaded: LoadedModel, adapter_dir: str | Path) -> LoadedModel:
         ) from None
     loaded.model.eval()
     return loaded
-
-
-def has_token(tokenizer: PreTrainedTokenizerBase, token: str) -> bool:
-    """Is ``token`` one token of the vocabulary (not mapped to unk)?"""
-    tid = tokenizer.convert_tokens_to_ids(token)
-    return isinstance(tid, int) and tid >= 0 and tid != tokenizer.unk_token_id
-
-
-def stop_token_ids(tokenizer: PreTrainedTokenizerBase) -> list[int]:
-    """End-of-turn ids to stop on: the template's turn end plus eos.
-
-    Passed explicitly because some transformers versions convert the SmolLM2
-    GGUF tokenizer with eos ``<|im_start|>``, and generation ran on into
-    invented turns.
-    """
-    ids = [tokenizer.convert_tokens_to_ids(t) for t in ("<|im_end|>", "<|eot_id|>", "<|end_of_text|>") if has_token(tokenizer, t)]
-    if tokenizer.eos_token_id is not None and tokenizer.eos_token_id not in ids:
-        ids.append(tokenizer.eos_token_id)
-    return ids

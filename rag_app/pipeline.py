@@ -116,6 +116,21 @@ class Answer:
         return "\n".join(lines)
 
 
+HISTORY_TURNS = 3  # earlier turns a follow-up is asked with; each costs prompt tokens the sources could use
+
+
+def chat_history(turns: Sequence[tuple[str, Answer | None]]) -> list[tuple[str, str]]:
+    """The (question, reply) pairs a follow-up is asked with: the last :data:`HISTORY_TURNS` that answered.
+
+    The one rule for ``rag chat`` and the UI. An abstention is left out (it
+    holds nothing a follow-up can refer to, and a model shown its own "I
+    don't know" tends to repeat it), and so is a reply withheld for carrying
+    out a planted instruction, which must not steer the next one.
+    """
+    kept = [(q, a.text) for q, a in turns if a is not None and not a.abstained and not a.withheld_for]
+    return kept[-HISTORY_TURNS:]
+
+
 def retrieval_query(question: str, history: Sequence[tuple[str, str]]) -> str:
     """The text to embed: the question, with the previous user question for a follow-up."""
     return f"{history[-1][0]} {question}" if history else question
@@ -209,8 +224,7 @@ class RagPipeline:
             yield self._finish(question, ABSTAIN, sources, timings, skipped=True)
             return
         cfg = self.settings.generate
-        # The threshold is the fine-tune's: the base model never learned the abstain sentence.
-        threshold = cfg.abstain_threshold if cfg.fine_tuned else None
+        threshold = cfg.applied_abstain_threshold
         if threshold is None and cfg.abstain_threshold is not None:
             log.info("generate.abstain_threshold %.2f ignored: the model is not fine-tuned", cfg.abstain_threshold)
         # A source that talks to the assistant: the whole reply is checked before any of it is shown.

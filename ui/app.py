@@ -24,7 +24,7 @@ import streamlit as st
 
 from rag_app.config import Settings
 from rag_app.errors import RagError
-from rag_app.pipeline import Answer, RagPipeline
+from rag_app.pipeline import Answer, RagPipeline, chat_history
 from rag_app.quiet import quiet_libraries
 from rag_app.store import IndexStore, index_exists
 from ui import render
@@ -118,19 +118,22 @@ def sidebar_settings(base: Settings) -> Settings:
                                 help="0 = always the most likely words (reproducible).")
         max_new = st.slider("Max answer tokens", 16, max(1024, g.max_new_tokens), g.max_new_tokens, 8, key="max_new")
         adapter: dict[str, Any] = {}
+        on = True
         if g.adapter_path:
             on = st.toggle("Fine-tuned adapter", True, key="adapter", help=f"LoRA adapter at {g.adapter_path}")
             adapter = {} if on else {"adapter": "none"}
-            if on:  # the threshold is the adapter's: the base model never learned to abstain
-                levels = sorted({None, *ABSTAIN_LEVELS, g.abstain_threshold}, key=lambda v: -1.0 if v is None else v)
-                adapter["abstain_threshold"] = st.select_slider(
-                    "Abstain threshold", levels, g.abstain_threshold, key="abstain",
-                    format_func=lambda v: "model decides" if v is None else f"{v:.2f}",
-                    help="Say \"I don't know\" when the model gives that reply at least this probability: "
-                         "lower abstains more often (also on questions the sources do answer), higher answers more.",
-                )  # fmt: skip
+        elif g.merged_model_dir is not None:
+            st.caption(f"Fine-tuned model: {g.model}")
         else:
             st.caption("No adapter configured: the base model answers.")
+        if on and g.fine_tuned:  # where the threshold applies (GenerateConfig.applied_abstain_threshold)
+            levels = sorted({None, *ABSTAIN_LEVELS, g.abstain_threshold}, key=lambda v: -1.0 if v is None else v)
+            adapter["abstain_threshold"] = st.select_slider(
+                "Abstain threshold", levels, g.abstain_threshold, key="abstain",
+                format_func=lambda v: "model decides" if v is None else f"{v:.2f}",
+                help="Say \"I don't know\" when the model gives that reply at least this probability: "
+                     "lower abstains more often (also on questions the sources do answer), higher answers more.",
+            )  # fmt: skip
     return with_overrides(
         base,
         retrieve={"top_k": top_k, "mode": mode or r.mode, "mmr": mmr},
@@ -342,9 +345,8 @@ def chat(settings: Settings, store: IndexStore, embedder: Any, generator: Any) -
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
         try:
             pipeline = RagPipeline(settings, store=store, embedder=embedder, generator=generator)
-            history = [(t.question, t.answer.text) for t in turns
-                       if t.answer is not None and not t.answer.abstained and not t.answer.withheld_for]
-            turn.answer = stream_answer(pipeline, question, history[-3:], settings)
+            history = chat_history([(t.question, t.answer) for t in turns])
+            turn.answer = stream_answer(pipeline, question, history, settings)
             state["last_answer"] = turn.answer
         except RagError as err:
             turn.error = str(err)

@@ -56,10 +56,8 @@ def default_factory() -> ModelFactory:
 
 
 def generator_key(settings: Settings) -> str:
-    """The generate settings that change which weights are loaded (not temperature or length)."""
-    g = settings.generate
-    loading = g.model_dump(mode="json", exclude={"temperature", "top_p", "max_new_tokens"})
-    return json.dumps([loading, g.adapter_path, str(settings.cache_dir)], sort_keys=True)
+    """The page's cache key for a generator: :meth:`GenerateConfig.loading_key` and the cache dir."""
+    return json.dumps([settings.generate.loading_key(), str(settings.cache_dir)])
 
 
 def generator_label(settings: Settings) -> str:

@@ -30,7 +30,7 @@ THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.3, 0.5)
 
 def measure(gen: HFGenerator, ex) -> dict:
     token = abstain_token_id(gen.tokenizer)
-    ids = torch.tensor([gen._encode(ex.messages())])
+    ids = torch.tensor([gen.encode(ex.messages())])
     with torch.inference_mode():
         logits = gen.model(input_ids=ids).logits[0, -1].float().numpy()
     reply = gen.generate(ex.messages(), max_new_tokens=64, abstain_threshold=1.0)

@@ -54,7 +54,7 @@ def measure(adapter: str, run: Path, rows_path: Path, sets: list[str]) -> None:
             for chunk in chunks:
                 messages = build_messages(record["question"], [SimpleNamespace(text=chunk.text, location=chunk.location)])
                 with torch.inference_mode():
-                    logits = gen.model(input_ids=torch.tensor([gen._encode(messages)])).logits[0, -1].float().numpy()
+                    logits = gen.model(input_ids=torch.tensor([gen.encode(messages)])).logits[0, -1].float().numpy()
                 p = abstain_probability(logits, token)
                 reply = gen.generate(messages, max_new_tokens=32, abstain_threshold=1.0) if p < 0.5 else ""
                 per.append({"p": p, "reply": reply, "doc_id": chunk.doc_id, "text": chunk.text})

@@ -88,8 +88,8 @@ class RunSpec:
         s = self.settings
         unused = {"index", "cache_dir"} | ({"generate"} if config.retrieval_only else set())
         settings = s.model_dump(mode="json", exclude=unused)
-        if not config.retrieval_only and not s.generate.fine_tuned:
-            settings["generate"]["abstain_threshold"] = None  # ignored without a fine-tune: same answers, same records
+        if not config.retrieval_only:  # ignored without a fine-tune: same answers, same records
+            settings["generate"]["abstain_threshold"] = s.generate.applied_abstain_threshold
         key = {
             "index": index_id,
             "settings": settings,
@@ -240,8 +240,7 @@ def _default_loader(settings: Settings) -> Any:
 
 
 def _generator_key(settings: Settings) -> tuple[Any, ...]:
-    g = settings.generate
-    return (g.model, g.adapter_path, g.dtype, g.device, g.load_in_4bit, g.context_window, str(settings.cache_dir))
+    return (settings.generate.loading_key(), str(settings.cache_dir))
 
 
 def run_questions(

@@ -31,7 +31,7 @@ def test_hf_generator_flips_at_the_models_own_probability(tiny_smollm, tmp_path)
     gen = load_generator(GenerateConfig(model=str(tiny_smollm), adapter="none", dtype="float32"), tmp_path)
     abstain_id = abstain_token_id(gen.tokenizer)
     assert gen.tokenizer.decode([abstain_id]) == ABSTAIN.split()[0]
-    ids = torch.tensor([gen._encode(MESSAGES)])
+    ids = torch.tensor([gen.encode(MESSAGES)])
     with torch.no_grad():
         logits = gen.model(ids).logits[0, -1].numpy()
     p = abstain_probability(logits, abstain_id)

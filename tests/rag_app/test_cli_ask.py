@@ -57,6 +57,20 @@ def test_chat_keeps_history_and_handles_commands(env, monkeypatch, capsys):
     assert second[1] == {"role": "user", "content": "What is the capital of Japan?"}  # history passed on
 
 
+def test_chat_history_follows_the_pipelines_rule(env, monkeypatch, capsys):
+    from rag_app.prompts import ABSTAIN
+
+    replies = iter(["Tokyo [1].", "Japan [1].", ABSTAIN, "Honshu [1].", "Kanto [1].", "Last [1]."])
+    monkeypatch.setattr(env, "stream", lambda messages, *a, **k: (env.calls.append(messages), iter([next(replies)]))[1])
+    questions = [f"Question {i} about Japan?" for i in range(6)]
+    lines = iter([*questions, "/exit"])
+    monkeypatch.setattr("rich.console.Console.input", lambda self, prompt="": next(lines))
+    assert run_main(monkeypatch, capsys, "chat")[0] == 0
+    seen = [m["content"] for m in env.calls[-1][1:-1] if m["role"] == "assistant"]
+    # as the UI: the last three turns that answered, the abstention left out (rag_app.pipeline.chat_history)
+    assert seen == ["Japan [1].", "Honshu [1].", "Kanto [1]."]
+
+
 @pytest.mark.slow
 @pytest.mark.parametrize("verbose", [False, True])
 def test_terminal_shows_no_weight_loading_bars_unless_verbose(verbose):

@@ -269,7 +269,7 @@ def served(llama_cpp, model_cache_dir):
 def test_llamacpp_gets_the_hf_prompt_and_stops_at_turn_end(served, model_cache_dir):
     hf = load_generator(GenerateConfig(adapter="none", backend="hf"), model_cache_dir)
     ids = served.encode(MESSAGES)
-    assert ids == hf._encode(MESSAGES)  # the very ids transformers generates from
+    assert ids == hf.encode(MESSAGES)  # the very ids transformers generates from
     text = served.tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
     assert served.llm.tokenize(text.encode(), add_bos=False, special=True) == ids  # llama.cpp reads the text alike
     assert text.endswith("<|im_start|>assistant\n")

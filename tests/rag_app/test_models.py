@@ -8,7 +8,8 @@ import torch
 from rag_app.config import GenerateConfig
 from rag_app.errors import AdapterMismatchError, ModelNotFoundError
 from rag_app.generation import HFGenerator, load_generator
-from rag_app.models import apply_adapter, check_adapter, load_model, stop_token_ids
+from rag_app.chat_tokens import stop_token_ids
+from rag_app.models import apply_adapter, check_adapter, load_model
 from rag_app.prompts import build_messages
 from rag_app.store import Chunk
 

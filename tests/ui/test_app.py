@@ -240,6 +240,32 @@ def test_abstain_threshold_slider_reaches_the_generator(built_index, make_app, c
     assert fake_generator.abstain_thresholds[-1] is None  # no adapter, no threshold: not even the configured one
 
 
+def test_a_merged_fine_tune_gets_the_abstain_slider(built_index, make_app, config_file: Path, tmp_path: Path,
+                                                     fake_generator):
+    merged = tmp_path / "merged"  # what rag finetune --merge writes: a model folder with its training card
+    merged.mkdir()
+    (merged / "training_card.json").write_text("{}", encoding="utf-8")
+    config_file.write_text(config_file.read_text() + f'\n[generate]\nmodel = "{merged}"\nadapter = "none"\n'
+                           'abstain_threshold = 0.3\n', encoding="utf-8")
+    at = make_app(built_index)
+    at.run()
+    assert at.select_slider(key="abstain").value == 0.3
+    _ask(at, "What is the capital of France?")
+    assert fake_generator.abstain_thresholds[-1] == 0.3  # the pipeline honours it, and the page lets you change it
+
+
+def test_follow_ups_see_the_last_answered_turns_only(built_index, make_app, fake_generator):
+    at = make_app(built_index)
+    at.run()
+    for i in range(5):
+        fake_generator.reply = ABSTAIN if i == 3 else f"Paris, answer {i} [1]."
+        _ask(at, f"What is the capital of France, take {i}?")
+    _ask(at, "And its river?")
+    history = [m["content"] for m in fake_generator.calls[-1][:-1] if m["role"] == "assistant"]
+    # the rule of rag_app.pipeline.chat_history: the last three that answered; the abstention is left out
+    assert history == ["Paris, answer 1 [1].", "Paris, answer 2 [1].", "Paris, answer 4 [1]."]
+
+
 def test_export_is_enabled_once_there_is_a_chat(built_index, make_app):
     at = make_app(built_index)
     at.run()

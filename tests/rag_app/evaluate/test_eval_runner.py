@@ -325,3 +325,20 @@ def test_a_threshold_the_base_model_ignores_reuses_its_records(setup):
     evaluate(load_dataset(root), plan_runs([("base", dialled)]), EvalConfig(), out, embedder=embedder,
              load_generator=lambda s: again)
     assert again.calls == []  # same answers as before, so the same records
+
+
+def test_variants_that_load_differently_get_their_own_generator(setup):
+    root, settings, embedder, out = setup
+    hf = settings.model_copy(update={"generate": settings.generate.model_copy(update={"backend": "hf"})})
+    threads = settings.model_copy(update={"generate": settings.generate.model_copy(update={"threads": 1})})
+    sampling = settings.model_copy(update={"generate": settings.generate.model_copy(update={"max_new_tokens": 64})})
+    loads = []
+
+    def load_generator(s):
+        loads.append((s.generate.backend, s.generate.threads))
+        return ScriptedGenerator()
+
+    evaluate(load_dataset(root), plan_runs([("auto", settings), ("hf", hf), ("t1", threads), ("short", sampling)]),
+             EvalConfig(), out, embedder=embedder, load_generator=load_generator)
+    # backend and threads choose another generator; a shorter answer cap reuses the first
+    assert loads == [("auto", None), ("hf", None), ("auto", 1)]

@@ -1,0 +1,27 @@
+"""Which generate settings load another model, and where the abstain threshold applies."""
+
+from __future__ import annotations
+
+
+def test_loading_key_separates_what_loads_another_model_from_sampling():
+    from rag_app.config import GenerateConfig
+
+    base = GenerateConfig(adapter="none")
+    same = [GenerateConfig(adapter="none", temperature=0.7, top_p=0.5, max_new_tokens=32, abstain_threshold=0.2)]
+    other = [GenerateConfig(adapter="none", **kw) for kw in
+             ({"backend": "hf"}, {"threads": 2}, {"seed": 3}, {"context_window": 2048}, {"dtype": "float32"},
+              {"device": "cpu"}, {"load_in_4bit": False})] + [GenerateConfig(adapter="/some/adapter")]
+    assert all(c.loading_key() == base.loading_key() for c in same)
+    assert len({c.loading_key() for c in other} | {base.loading_key()}) == len(other) + 1
+    hash(base.loading_key())
+
+
+def test_abstain_threshold_applies_only_to_a_fine_tuned_model(tmp_path):
+    from rag_app.config import GenerateConfig
+
+    merged = tmp_path / "merged"
+    merged.mkdir()
+    (merged / "training_card.json").write_text("{}")
+    assert GenerateConfig(adapter="none", abstain_threshold=0.3).applied_abstain_threshold is None
+    assert GenerateConfig(adapter=str(tmp_path / "a"), abstain_threshold=0.3).applied_abstain_threshold == 0.3
+    assert GenerateConfig(model=str(merged), adapter="none", abstain_threshold=0.3).applied_abstain_threshold == 0.3
