@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +30,10 @@ from pydantic_settings import (
 from rag_app.errors import ConfigError
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_ADAPTER = "default"  # the adapter shipped under data/adapters/, when present
+DEFAULT_ADAPTER = "default"  # the adapter shipped with the package, for the bundled model
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Package data (pyproject.toml), so a wheel install has it as a checkout does.
+SHIPPED_ADAPTER = Path(str(resources.files("rag_app").joinpath("adapters", "smollm2-raft")))
 
 
 class _Section(BaseModel):
@@ -156,7 +159,7 @@ class GenerateConfig(_Section):
         if self.adapter is None or self.adapter.lower() in ("", "none", "off"):
             return None
         if self.adapter == DEFAULT_ADAPTER:
-            shipped = REPO_ROOT / "data" / "adapters" / "smollm2-raft"
+            shipped = SHIPPED_ADAPTER
             return str(shipped) if (shipped / "adapter_config.json").exists() and self.model == "bundled" else None
         return self.adapter
 
