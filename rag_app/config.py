@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import os
 import tomllib
+from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,8 +30,11 @@ from pydantic_settings import (
 from rag_app.errors import ConfigError
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
-DEFAULT_ADAPTER = "default"  # the adapter shipped under data/adapters/, when present
+DEFAULT_ADAPTER = "default"  # the adapter shipped with the package, for the bundled model
 REPO_ROOT = Path(__file__).resolve().parent.parent
+# Package data (pyproject.toml), so a wheel install has it as a checkout does. Found once, at import:
+# reading GenerateConfig.adapter_path (per question) touches no file.
+SHIPPED_ADAPTER = Path(str(resources.files("rag_app").joinpath("adapters", "smollm2-raft")))
 
 
 class _Section(BaseModel):
@@ -152,12 +156,19 @@ class GenerateConfig(_Section):
 
     @property
     def adapter_path(self) -> str | None:
-        """The adapter to apply: None for ``none``/empty, the shipped one for ``default`` if it exists."""
+        """The adapter to apply: None for ``none``/empty, :data:`SHIPPED_ADAPTER` for ``default`` on the bundled model.
+
+        A pure function of ``adapter`` and ``model``, no file system: it is read per question, and a
+        value stored by a validator would go stale under ``model_copy(update=...)``, which skips
+        validators. ``default`` on another model means none (the shipped adapter fits only the bundled
+        one). Whether the folder holds an adapter is checked when it loads
+        (:func:`rag_app.models.check_adapter`), so an install without it fails in one line instead of
+        silently answering with the base model.
+        """
         if self.adapter is None or self.adapter.lower() in ("", "none", "off"):
             return None
         if self.adapter == DEFAULT_ADAPTER:
-            shipped = REPO_ROOT / "data" / "adapters" / "smollm2-raft"
-            return str(shipped) if (shipped / "adapter_config.json").exists() and self.model == "bundled" else None
+            return str(SHIPPED_ADAPTER) if self.model == "bundled" else None
         return self.adapter
 
     def loading_key(self) -> tuple[tuple[str, Any], ...]:

@@ -1,6 +1,6 @@
 """What generate.abstain_threshold trades: answers vs abstentions, on a run's saved validation examples.
 
-    python docs/eval/abstain_sweep.py runs/raft-v3-examples.jsonl data/adapters/smollm2-raft [N=40] [ROWS.jsonl]
+    python docs/eval/abstain_sweep.py runs/raft-v3-examples.jsonl rag_app/adapters/smollm2-raft [N=40] [ROWS.jsonl]
 
 For each of the first N ``val:`` examples (documents not trained on; sources
 as built, gold kept or withheld) it records the probability of the abstain

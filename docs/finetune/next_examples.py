@@ -5,7 +5,7 @@
 train() drops examples over 1,024 tokens, shuffles the rest with random.Random(seed) and takes them in that
 order, so a run of N steps x 8 examples saw positions 0..8N-1. This writes positions START..END-1 (in that
 order) and every validation example (the same held-out documents) to OUT, for `rag finetune --examples OUT`.
-How versions 5b and 6 of the shipped adapter got their data (data/adapters/smollm2-raft/HOW_MADE.md).
+How versions 5b and 6 of the shipped adapter got their data (rag_app/adapters/smollm2-raft/HOW_MADE.md).
 """
 
 import argparse
