@@ -21,6 +21,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -253,21 +254,27 @@ def describe_origin(settings: Settings, config_file: str | Path | None = None, *
     flat = _prune_none(overrides)
     toml_path = Path(config_file) if config_file else Path("rag.toml")
     toml = tomllib.loads(toml_path.read_text(encoding="utf-8")) if toml_path.is_file() else {}
+    # Ask pydantic-settings what the environment set: it matches RAG_* in any case and reads a
+    # whole section as JSON (RAG_GENERATE='{"model": ...}'), which a lookup of one name misses.
+    env = EnvSettingsSource(Settings)()
+    env_names = {name.upper(): name for name in os.environ}
 
-    def origin(section: str | None, key: str, env: str) -> str:
+    def origin(section: str | None, key: str) -> str:
         scope_o = flat.get(section, {}) if section else flat
+        scope_e = env.get(section, {}) if section else env
         scope_t = toml.get(section, {}) if section else toml
         if key in scope_o:
             return "command-line flag"
-        if env in os.environ:
-            return f"environment {env}"
+        if key in scope_e:
+            tried = [f"RAG_{section}__{key}", f"RAG_{section}"] if section else [f"RAG_{key}"]
+            return f"environment {next((env_names[n.upper()] for n in tried if n.upper() in env_names), tried[0])}"
         if key in scope_t:
             return f"config file {toml_path}"
         return "default"
 
     return {
-        "index": f"{settings.index} ({origin(None, 'index', 'RAG_INDEX')})",
-        "embedding_model": f"{settings.embedding_model} ({origin(None, 'embedding_model', 'RAG_EMBEDDING_MODEL')})",
-        "model": f"{settings.generate.model} ({origin('generate', 'model', 'RAG_GENERATE__MODEL')})",
-        "adapter": f"{settings.generate.adapter_path or 'none'} ({origin('generate', 'adapter', 'RAG_GENERATE__ADAPTER')})",
+        "index": f"{settings.index} ({origin(None, 'index')})",
+        "embedding_model": f"{settings.embedding_model} ({origin(None, 'embedding_model')})",
+        "model": f"{settings.generate.model} ({origin('generate', 'model')})",
+        "adapter": f"{settings.generate.adapter_path or 'none'} ({origin('generate', 'adapter')})",
     }

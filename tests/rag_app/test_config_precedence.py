@@ -169,3 +169,14 @@ def test_a_missing_config_file_is_one_line(rag: Rag) -> None:
     assert code == 2
     assert err.splitlines() == ["Error: config file nowhere.toml not found; pass an existing TOML file to --config"]
 
+
+def test_verbose_names_the_env_var_however_it_is_spelled(rag: Rag) -> None:
+    """pydantic-settings reads RAG_* case-insensitively, and a whole section as JSON: the report must agree."""
+    rag.index("lower-idx")
+    rag.monkeypatch.setenv("rag_index", "lower-idx")
+    rag.monkeypatch.setenv("RAG_GENERATE", '{"model": "json-model"}')
+    docs, origins = rag.ask()
+    assert docs[0].startswith("lower-idx-") and rag.generate[0].model == "json-model"
+    assert origins["index"] == ("lower-idx", "environment rag_index")
+    assert origins["model"] == ("json-model", "environment RAG_GENERATE")
+    assert origins["adapter"] == ("none", "default")  # the shipped adapter is for the bundled model only
