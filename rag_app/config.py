@@ -84,10 +84,10 @@ class RetrieveConfig(_Section):
     """
 
     # Five: with the shipped adapter, five dense sources answered and abstained better than four or six
-    # (docs/EVAL.md, "How many sources"), for ~0.2 s more to the first token (bench/sources.py).
+    # (docs/EVAL.md, "How many sources"), for a slightly later first token (docs/BENCHMARKS.md, "Sources per answer").
     top_k: int = 5
-    # Dense by default: hybrid retrieves better (mean nDCG@10 0.832 vs 0.807 over six sets) but the
-    # shipped adapter, trained on dense-ranked sources, answered worse from it (docs/EVAL.md).
+    # Dense by default: hybrid retrieves better (docs/EVAL.md, "Retrieval baselines") but the
+    # shipped adapter, trained on dense-ranked sources, answered worse from it ("Hybrid sources and the adapter").
     mode: Literal["dense", "hybrid", "bm25"] = "dense"
     fetch_k: int = 20
     mmr: bool = False
@@ -115,8 +115,9 @@ class GenerateConfig(_Section):
     folder, ``default`` for the shipped one, or ``none``. ``load_in_4bit``
     left unset means: NF4 on CUDA for models over 1B parameters, else off.
     ``backend``: ``auto`` serves the bundled model with llama.cpp when
-    llama-cpp-python is installed (~5x the tokens/s of transformers on CPU,
-    same prompt, adapter converted), and everything else with transformers.
+    llama-cpp-python is installed (it decodes several times faster than
+    transformers on CPU, same prompt, adapter converted: see
+    docs/BENCHMARKS.md, "Generation"), and everything else with transformers.
     """
 
     model: str = "bundled"
