@@ -6,8 +6,8 @@ dominate? Both sides share one loaded model, one warm-up, and the same
 process; runs alternate pipeline / raw / raw / pipeline (ABBA) so drift in a
 shared machine's load falls on both sides alike.
 
-    python bench/ingest.py                                  # 300 docs of tatqa_finance
-    python bench/ingest.py --corpus ../shared/data/xquad_en/docs --limit 0
+    python bench/ingest.py --corpus $DATA/tatqa_finance/docs  # 300 docs of tatqa_finance (docs/EVAL.md's sets)
+    python bench/ingest.py --corpus $DATA/xquad_en/docs --limit 0
 
 Writes ``bench/results/ingest.json``; prints one line per run. Asserts nothing.
 """

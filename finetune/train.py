@@ -1,18 +1,18 @@
 """The fine-tuning recipe: config -> data -> model -> loop -> adapter + training card.
 
-Read top to bottom. Choices and their costs (measured on a 2-core CPU and an H100, see DESIGN.md):
+Read top to bottom. Choices and their costs (measured: docs/BENCHMARKS.md, "Fine-tuning speed"):
 
 * **LoRA r16/alpha32 on q,k,v,o,gate,up,down** (QLoRA paper defaults). On CPU
   only the top half of the layers is adapted by default: backward then stops
-  at layer 15 of 30, which doubles the speed (1.5 s vs 3.0 s an example).
+  at layer 15 of 30, which about halves the time per example.
   ``layers="all"`` adapts every layer: from scratch it reached in 25 steps
   the validation loss the top half reached in 50 (one run, docs/EVAL.md),
   so it may pay where examples, not CPU hours, are what is short.
 * **4-bit NF4 base (QLoRA)** where it pays: on CUDA for bases over ~1B
   parameters (:func:`rag_app.models.wants_4bit`, the rule serving uses).
-  For the bundled 135M model it only slows the step (3.6 s vs 2.7 s on
-  CPU) and saves nothing that matters, so ``quant="auto"`` leaves it
-  unquantized: bf16 where the CPU multiplies bf16 natively, fp32
+  For the bundled 135M model it only slows the step and saves nothing that
+  matters (docs/BENCHMARKS.md, "Fine-tuning speed"), so ``quant="auto"``
+  leaves it unquantized: bf16 where the CPU multiplies bf16 natively, fp32
   elsewhere (bf16 is several times slower there); the card records both.
 * **Loss on answer tokens only, head on answer positions only**: the answer
   is the end of the sequence, so ``logits_to_keep`` computes the 49k-vocab
@@ -159,7 +159,7 @@ def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
     location, _ = resolve_model(cfg.base_model, cfg.cache_dir)
     n_params = count_parameters(location)
     quant = cfg.quant == "nf4" or (cfg.quant == "auto" and wants_4bit(device, n_params))
-    # bf16 where the hardware multiplies it natively; an AVX2-only CPU trains ~6x faster in fp32.
+    # bf16 where the hardware multiplies it natively; an AVX2-only CPU trains several times faster in fp32.
     dtype = str(pick_dtype("auto", device)).removeprefix("torch.")
     loaded = load_model(cfg.base_model, cfg.cache_dir, dtype=dtype, device=device, load_in_4bit=quant)
     fingerprint = weights_fingerprint(loaded.model)

@@ -312,7 +312,7 @@ def _atx_title(rest: str) -> str:
     """A heading's text without its optional closing ``#``s, by string ops.
 
     Why not in the regex: ``(.*?)(?:[ \t]+#+)?[ \t]*$`` backtracks
-    quadratically on a long run of spaces (a 1 MB line took hours).
+    quadratically on a long run of spaces (docs/RELIABILITY.md, "A folder's contents").
     """
     title = rest.strip(" \t")
     bare = title.rstrip("#")
@@ -369,8 +369,8 @@ def _html_text(root: Any) -> str:
 
     One walk with an explicit stack, linear in the size of the tree and safe at
     any depth. (Editing the tree in place, bs4's ``insert_before`` and
-    ``replace_with``, costs time proportional to its depth per edit: 100,000
-    nested divs took 339 s.) A heading's words are gathered by the same walk:
+    ``replace_with``, costs time proportional to its depth per edit: deeply
+    nested divs took minutes, docs/RELIABILITY.md.) A heading's words are gathered by the same walk:
     inside one, only strings are written, and at its end they become one
     ``## words`` line.
     """

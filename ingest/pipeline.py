@@ -48,8 +48,8 @@ __all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
 log = logging.getLogger(__name__)
 
 # Embed once this many batches of chunks are queued: the window they are sorted by
-# length in (bigger = less padding; 16 batches cost ~5% more CPU than one global
-# sort over 1,000 chunks) and what bounds memory (2,048 chunks of 800 chars ~ 2 MB).
+# length in (bigger = less padding; a 16-batch window cost measurably more CPU,
+# docs/BENCHMARKS.md "Ingest throughput") and what bounds memory (2,048 chunks of 800 chars ~ 2 MB).
 _FLUSH_BATCHES = 64
 _KEPT = "; the previous version stays indexed"
 

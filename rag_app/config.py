@@ -22,6 +22,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
 from pydantic_settings import (
     BaseSettings,
+    EnvSettingsSource,
     PydanticBaseSettingsSource,
     SettingsConfigDict,
     TomlConfigSettingsSource,
@@ -87,10 +88,10 @@ class RetrieveConfig(_Section):
     """
 
     # Five: with the shipped adapter, five dense sources answered and abstained better than four or six
-    # (docs/EVAL.md, "How many sources"), for ~0.2 s more to the first token (bench/sources.py).
+    # (docs/EVAL.md, "How many sources"), for a slightly later first token (docs/BENCHMARKS.md, "Sources per answer").
     top_k: int = 5
-    # Dense by default: hybrid retrieves better (mean nDCG@10 0.832 vs 0.807 over six sets) but the
-    # shipped adapter, trained on dense-ranked sources, answered worse from it (docs/EVAL.md).
+    # Dense by default: hybrid retrieves better (docs/EVAL.md, "Retrieval baselines") but the
+    # shipped adapter, trained on dense-ranked sources, answered worse from it ("Hybrid sources and the adapter").
     mode: Literal["dense", "hybrid", "bm25"] = "dense"
     fetch_k: int = 20
     mmr: bool = False
@@ -118,8 +119,9 @@ class GenerateConfig(_Section):
     folder, ``default`` for the shipped one, or ``none``. ``load_in_4bit``
     left unset means: NF4 on CUDA for models over 1B parameters, else off.
     ``backend``: ``auto`` serves the bundled model with llama.cpp when
-    llama-cpp-python is installed (~5x the tokens/s of transformers on CPU,
-    same prompt, adapter converted), and everything else with transformers.
+    llama-cpp-python is installed (it decodes several times faster than
+    transformers on CPU, same prompt, adapter converted: see
+    docs/BENCHMARKS.md, "Generation"), and everything else with transformers.
     """
 
     model: str = "bundled"
@@ -288,21 +290,27 @@ def describe_origin(settings: Settings, config_file: str | Path | None = None, *
     flat = _prune_none(overrides)
     toml_path = Path(config_file) if config_file else Path("rag.toml")
     toml = tomllib.loads(toml_path.read_text(encoding="utf-8")) if toml_path.is_file() else {}
+    # Ask pydantic-settings what the environment set: it matches RAG_* in any case and reads a
+    # whole section as JSON (RAG_GENERATE='{"model": ...}'), which a lookup of one name misses.
+    env = EnvSettingsSource(Settings)()
+    env_names = {name.upper(): name for name in os.environ}
 
-    def origin(section: str | None, key: str, env: str) -> str:
+    def origin(section: str | None, key: str) -> str:
         scope_o = flat.get(section, {}) if section else flat
+        scope_e = env.get(section, {}) if section else env
         scope_t = toml.get(section, {}) if section else toml
         if key in scope_o:
             return "command-line flag"
-        if env in os.environ:
-            return f"environment {env}"
+        if key in scope_e:
+            tried = [f"RAG_{section}__{key}", f"RAG_{section}"] if section else [f"RAG_{key}"]
+            return f"environment {next((env_names[n.upper()] for n in tried if n.upper() in env_names), tried[0])}"
         if key in scope_t:
             return f"config file {toml_path}"
         return "default"
 
     return {
-        "index": f"{settings.index} ({origin(None, 'index', 'RAG_INDEX')})",
-        "embedding_model": f"{settings.embedding_model} ({origin(None, 'embedding_model', 'RAG_EMBEDDING_MODEL')})",
-        "model": f"{settings.generate.model} ({origin('generate', 'model', 'RAG_GENERATE__MODEL')})",
-        "adapter": f"{settings.generate.adapter_path or 'none'} ({origin('generate', 'adapter', 'RAG_GENERATE__ADAPTER')})",
+        "index": f"{settings.index} ({origin(None, 'index')})",
+        "embedding_model": f"{settings.embedding_model} ({origin(None, 'embedding_model')})",
+        "model": f"{settings.generate.model} ({origin('generate', 'model')})",
+        "adapter": f"{settings.generate.adapter_path or 'none'} ({origin('generate', 'adapter')})",
     }

@@ -90,9 +90,9 @@ class HFGenerator:
         self.context_window = min(context_window or 4096, limit)
         self.stop_ids = stop_token_ids(self.tokenizer)
         # A preallocated KV cache instead of one grown by torch.cat each step:
-        # +30% decode tokens/s for the bundled model on CPU (bench/query.py), no
-        # warm-up. Not with torch.compile (minutes per prompt length, no gain
-        # measured here), and not on CUDA, where transformers would compile it.
+        # faster decode for the bundled model on CPU, no warm-up (docs/BENCHMARKS.md,
+        # "Generation"). Not with torch.compile (minutes per prompt length, no gain
+        # there), and not on CUDA, where transformers would compile it.
         self.static_cache = (
             loaded.device == "cpu" and not loaded.quantized and getattr(self.model.config, "model_type", "") == "llama"
         )
@@ -195,9 +195,9 @@ def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None, ll
     loads (it decodes the same GGUF several times faster), else transformers;
     except on a CPU with AMX, where llama.cpp must run without its AMX kernels
     (they crash: :func:`rag_app.llamacpp.without_amx_buffers`) while torch's
-    bf16 uses them: there torch prefilled an 850-token prompt in 0.6 s against
-    llama.cpp's 3.6 s, so a short grounded answer came sooner from transformers
-    (docs/BENCHMARKS.md).
+    bf16 uses them: there torch prefills a prompt several times faster, so a
+    short grounded answer comes sooner from transformers (see
+    docs/BENCHMARKS.md, "The same on an AMX CPU").
 
     Args:
         config: the generate settings.

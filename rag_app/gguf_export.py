@@ -3,8 +3,8 @@
 Each conversion runs once and is cached under the cache dir:
 
 * :func:`served_gguf` rewrites the bundled Q4_1 GGUF as Q8_0. Same weights (the
-  Q4_1 grid requantized, not re-derived), and measured on this CPU (1 thread,
-  850-token prompts) it prefills ~1.7x faster and decodes no slower:
+  Q4_1 grid requantized, not re-derived), and it prefills faster and decodes
+  no slower (docs/BENCHMARKS.md, "Generation"):
   llama.cpp's batched matmul kernels (llamafile sgemm) cover Q8_0, not Q4_1,
   and prefill is where llama.cpp trails torch's bf16 here. Given an adapter,
   it adds the adapter's ``scale * B @ A`` to the weights before quantizing:
@@ -13,8 +13,8 @@ Each conversion runs once and is cached under the cache dir:
   a llama.cpp LoRA GGUF, the layout of llama.cpp's ``convert_lora_to_gguf.py``
   (``blk.N.attn_q.weight.lora_a`` ..., ``general.type=adapter``,
   ``adapter.type=lora``, ``adapter.lora.alpha``), keyed by the adapter's content
-  hash, for llama.cpp to apply at run time on any base file (~20 MB; measured
-  -20% decode tokens/s and +0.8 s to the first token against merged).
+  hash, for llama.cpp to apply at run time on any base file (~20 MB; slower
+  decode and a later first token than merged: docs/BENCHMARKS.md, "Generation").
 
 Both reorder the q/k rows of the update to GGUF's interleaved RoPE layout.
 Only numpy, safetensors and ``gguf`` (core dependencies): CI tests the

@@ -1,9 +1,8 @@
 """llama.cpp as the generator backend for the bundled model, with the LoRA adapter.
 
-Why: a person waits on generation more than on anything else, and on this
-CPU transformers decodes the bundled 135M model at ~10 tokens/s per core
-(bf16) where llama.cpp decodes the same weights at ~50 (bench/query.py,
-docs/BENCHMARKS.md). ``llama-cpp-python`` is an optional extra
+Why: a person waits on generation more than on anything else, and on a CPU
+llama.cpp decodes the bundled 135M model several times faster than
+transformers does (see docs/BENCHMARKS.md, "Generation"). ``llama-cpp-python`` is an optional extra
 (``pip install '.[llamacpp]'``); without it ``backend=auto`` serves with
 transformers (:mod:`rag_app.generation`).
 
@@ -24,9 +23,9 @@ Q8_0 (:func:`rag_app.gguf_export.served_gguf`, for a faster prefill) and 8-bit
 activations; transformers with the bf16 dequantization. Greedy answers agree
 for some tokens, then may drift.
 
-Trade-off measured here: llama.cpp decodes ~5x faster but prefills a
-1000-token prompt ~2x slower than torch's bf16 kernels on this AVX512-BF16 CPU,
-so its first token comes later; it wins on answers longer than a few dozen tokens.
+Trade-off: llama.cpp decodes faster but prefills a long prompt slower than
+torch's bf16 kernels on a CPU with native bf16, so its first token comes later;
+it wins on answers longer than a few dozen tokens (docs/BENCHMARKS.md, "Generation").
 """
 
 from __future__ import annotations
@@ -71,9 +70,9 @@ def llama_cpp_available() -> bool:
 def default_threads() -> int:
     """Half the usable cores (at least one): llama.cpp's threads meet at a barrier after every op.
 
-    Measured on this 2-core machine while other jobs kept it busy: 1 thread
-    decoded at 37-39 tokens/s, 2 threads at 0.3-2 (each step waits for the
-    thread the scheduler has parked). Half the logical cores is the physical
+    With another job on the second of two cores, two threads decoded many
+    times slower than one (each step waits for the thread the scheduler has
+    parked; docs/BENCHMARKS.md, "Generation"). Half the logical cores is the physical
     cores on SMT machines, where llama.cpp scales anyway, and leaves room for
     the embedder and the UI on small ones.
     """
@@ -257,8 +256,8 @@ def load_llamacpp_generator(
             prefill) or ``q4_1`` (the bundled file as shipped).
         adapter_mode: ``merge`` (default with ``q8_0``: the adapter added to the
             weights before quantizing, free per token) or ``lora`` (converted to
-            a llama.cpp LoRA GGUF and applied at run time: measured -20% decode
-            tokens/s and +0.8 s to the first token). ``q4_1`` always uses ``lora``.
+            a llama.cpp LoRA GGUF and applied at run time: slower decode and a later
+            first token, docs/BENCHMARKS.md "Generation"). ``q4_1`` always uses ``lora``.
 
     Raises:
         ConfigError: ``model`` is not ``bundled`` or ``llama-cpp-python`` is missing.

@@ -118,11 +118,10 @@ def pick_device(device: str = "auto") -> str:
 def cpu_bf16_is_fast() -> bool:
     """Does this CPU multiply bf16 natively (AVX512-BF16 or AMX, through oneDNN)?
 
-    Without it torch converts element by element: on an AVX2-only EPYC a
-    700x576 @ 576x1536 matmul took 160 ms in bf16 against 26 ms in fp32 (one
-    thread), and bf16 LoRA training ran at over 60 s an example against ~9 s
-    in fp32 (docs/BENCHMARKS.md, bench/dtype.py). Where the
-    CPU has it, bf16 was the faster choice (decode 21 vs 17 tok/s).
+    Without it torch converts element by element, so bf16 prefill and LoRA
+    training run several times slower than fp32; where the CPU has it, bf16
+    prefills faster (see docs/BENCHMARKS.md, "bf16 or fp32 on a CPU without
+    native bf16").
     """
     import torch
 

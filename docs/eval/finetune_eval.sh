@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Base model vs the shipped adapter on every shared set: same retrieval (dense top-5), same prompt, greedy,
+# Base model vs the shipped adapter on every QA set in $DATA: same retrieval (dense top-5), same prompt, greedy,
 # answers capped at 128 tokens (room for a quoted sentence). Test questions only (xquad_en, cmu_qa_wikipedia
 # and tatqa_finance split by document, hotpotqa per question); pubmedqa_l and musique_sample100 were never
 # trained on. A fifth of the questions have their gold documents withheld (--unanswerable 0.2), so the right
@@ -8,7 +8,7 @@
 # BACKEND=llamacpp serves with llama.cpp where auto would pick transformers (AMX CPUs; the v5b/v6 rows of
 # docs/EVAL.md were served by llama.cpp). Extra arguments go to every `rag eval` (e.g. --config another.toml for one more configuration).
 set -euo pipefail
-DATA=${DATA:-../shared/data}
+DATA=${DATA:?set DATA to the folder holding the QA sets (see docs/EVAL.md)}
 N=${N:-30}
 SETS=${SETS:-"xquad_en:test hotpotqa_sample100:test cmu_qa_wikipedia:test tatqa_finance:test pubmedqa_l:test musique_sample100:all"}
 for entry in $SETS; do

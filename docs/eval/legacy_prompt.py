@@ -5,7 +5,7 @@ showed a document's own reference markers ([12]) as written. Everything
 else (retrieval, guards, scoring) is today's code, so a difference between
 a run through this wrapper and a plain run is the prompt's.
 
-    python docs/eval/legacy_prompt.py rag eval ../shared/data/xquad_en --split test --limit 30 ...
+    python docs/eval/legacy_prompt.py rag eval $DATA/xquad_en --split test --limit 30 ...
     python docs/eval/legacy_prompt.py docs/eval/injection.py --adapter runs/adapter-v5b
 """
 

@@ -1,6 +1,6 @@
 """Evaluation datasets: a folder with ``docs/`` and ``qa.jsonl``, validated up front.
 
-Layout (the one ``../shared/data/README.md`` describes)::
+Layout (docs/EVAL.md, "Bring your own set", describes every field)::
 
     <name>/docs/<doc_id>.txt      the corpus; a file's stem is its doc id
     <name>/qa.jsonl               {"id", "question", "answers", "gold_doc_ids", ...} per line
