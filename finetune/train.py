@@ -35,72 +35,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from finetune.artifacts import load_checkpoint, save_adapter, save_checkpoint, write_card
+from finetune.config import TrainConfig
 from finetune.dataset import RaftExample
 from rag_app.errors import ConfigError
 from rag_app.models import has_token
 
 log = logging.getLogger(__name__)
-
-TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every knob of the recipe; saved beside the adapter.
-
-    Attributes:
-        base_model: ``bundled``, a Hugging Face id in the local cache, or a folder.
-        out_dir: adapter, checkpoint, card and plots go here.
-        quant: ``auto`` (NF4 on CUDA or for bases > 1B), ``nf4`` (QLoRA), ``none`` (plain LoRA).
-        layers: ``all``, ``top-half`` (default on CPU: 2x faster), or ``auto``.
-        epochs: passes over the training examples; ``max_steps`` (optimizer steps) caps it.
-        grad_accum: examples per optimizer step (batch 1 each: no padding waste on CPU).
-        max_length: examples longer than this many tokens are skipped (and counted).
-        save_every_s: seconds between resumable checkpoints.
-        init_adapter: start from this adapter's weights (its rank, targets and
-            layers) instead of a fresh LoRA: more training for an adapter
-            already shipped, when a pass from scratch does not fit the time.
-            With ``layers="all"`` an adapter of fewer layers is widened to all.
-    """
-
-    base_model: str = "bundled"
-    out_dir: Path = Path("runs/adapter")
-    cache_dir: Path = Path.home() / ".cache" / "rag_app"
-    quant: Literal["auto", "nf4", "none"] = "auto"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = TARGETS
-    layers: Literal["auto", "all", "top-half"] = "auto"
-    lr: float = 3e-4
-    warmup_ratio: float = 0.05
-    epochs: float = 1.0
-    max_steps: int | None = None
-    grad_accum: int = 8
-    max_length: int = 1024
-    eval_every: int = 25
-    val_examples: int = 32
-    save_every_s: float = 300.0
-    gradient_checkpointing: bool | None = None
-    seed: int = 0
-    init_adapter: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.lora_r < 1:
-            raise ConfigError(f"--lora-r must be >= 1, got {self.lora_r}")
-        if not 0 < self.lr < 1:
-            raise ConfigError(f"--lr must be in (0, 1), got {self.lr}")
-        if self.epochs <= 0 and not self.max_steps:
-            raise ConfigError("--epochs must be > 0 (or give --max-steps)")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"--max-steps must be >= 1, got {self.max_steps}")
-        if self.grad_accum < 1:
-            raise ConfigError(f"--grad-accum must be >= 1, got {self.grad_accum}")
-        if self.max_length < 64:
-            raise ConfigError(f"--max-length must be >= 64 tokens, got {self.max_length}")
 
 
 @dataclass
