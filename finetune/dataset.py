@@ -33,6 +33,7 @@ from pathlib import Path
 
 import numpy as np
 
+from finetune.config import RaftConfig
 from finetune.injection import plant_in
 from rag_app.evaluate.dataset import QAItem
 from rag_app.evaluate.metrics import answer_in_text
@@ -41,38 +42,6 @@ from rag_app.retriever import Retriever
 from rag_app.store import Chunk, IndexStore
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class RaftConfig:
-    """How examples are built.
-
-    Attributes:
-        p_gold: probability the gold chunk is shown (RAFT's P); otherwise the target abstains.
-        distractors: hard-negative chunks per example (RAFT's D).
-        quote: target quotes the supporting sentence before the answer (RAFT's chain of thought).
-        max_source_chars: longer sources are trimmed around the answer, at sentence
-            boundaries, to keep examples ~650 tokens (training cost grows with length).
-        p_inject: probability that one source carries a planted instruction
-            (:mod:`finetune.injection`); the target ignores it. Drawn from its
-            own seeded stream, so every other choice is as without it.
-        seed: makes gold dropping, distractor order and shuffling reproducible.
-    """
-
-    p_gold: float = 0.8
-    distractors: int = 3
-    quote: bool = False
-    max_source_chars: int = 1000
-    p_inject: float = 0.2
-    seed: int = 0
-
-    def __post_init__(self) -> None:
-        if not 0.0 <= self.p_gold <= 1.0:
-            raise ValueError(f"p_gold must be in [0, 1], got {self.p_gold}")
-        if not 0.0 <= self.p_inject <= 1.0:
-            raise ValueError(f"p_inject must be in [0, 1], got {self.p_inject}")
-        if self.distractors < 0:
-            raise ValueError(f"distractors must be >= 0, got {self.distractors}")
 
 
 @dataclass

@@ -16,67 +16,19 @@ import random
 import shutil
 from collections import Counter
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
-from finetune.dataset import RaftConfig, RaftExample, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
 from finetune.artifacts import share_weights, write_card
+from finetune.config import FinetuneRequest
+from finetune.dataset import RaftExample, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
 from finetune.synthesize import synthesis_quality, synthesize_items
-from finetune.train import TrainConfig, dump_examples, train
+from finetune.train import dump_examples, train
 from rag_app.config import Settings
 from rag_app.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-
-@dataclass
-class FinetuneRequest:
-    datasets: list[Path] = field(default_factory=list)
-    out: Path = Path("runs/adapter")
-    split: str = "train"
-    max_examples: int | None = None
-    val_fraction: float = 0.1
-    p_gold: float = 0.8
-    distractors: int = 3
-    quote: bool = False
-    p_inject: float | None = None  # None: RaftConfig's default; prebuilt --examples keep what they were built with
-    triples: Path | None = None
-    examples: Path | None = None
-    save_examples: Path | None = None
-    epochs: float = 1.0
-    max_steps: int | None = None
-    lr: float = 3e-4
-    lora_r: int = 16
-    lora_alpha: int = 32
-    grad_accum: int = 8
-    max_length: int = 1024
-    quant: str = "auto"
-    layers: str = "auto"
-    resume: bool = False
-    dry_run: bool = False
-    merge: bool = False
-    eval_examples: int = 40
-    seed: int = 0
-    init_adapter: Path | None = None
-    synthesize: int | None = None
-
-    def __post_init__(self) -> None:
-        sources = sum(bool(x) for x in (self.datasets, self.triples, self.examples))
-        if sources != 1:
-            raise ConfigError("give QA set folders, or --triples FILE, or --examples FILE (exactly one)")
-        if self.synthesize is not None and (self.synthesize < 1 or not self.datasets):
-            raise ConfigError("--synthesize N needs N >= 1 and document folders to write questions about")
-        if not 0 <= self.val_fraction < 1:
-            raise ConfigError(f"--val-fraction must be in [0, 1), got {self.val_fraction}")
-        if self.quant not in ("auto", "nf4", "none"):
-            raise ConfigError(f"--quant must be auto, nf4 or none, got {self.quant!r}")
-        if self.layers not in ("auto", "all", "top-half"):
-            raise ConfigError(f"--layers must be auto, all or top-half, got {self.layers!r}")
-        if self.p_inject is not None and not 0 <= self.p_inject <= 1:
-            raise ConfigError(f"--inject must be in [0, 1], got {self.p_inject}")
-        if self.p_inject is not None and self.examples:
-            raise ConfigError("--inject applies when examples are built; --examples FILE are used as they were built")
 
 
 def balanced(groups: Mapping[str, list[RaftExample]], cap: int | None, seed: int) -> list[RaftExample]:
@@ -99,17 +51,16 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     from rag_app.retriever import Retriever
     from rag_app.store import IndexStore
 
-    cfg = RaftConfig(p_gold=request.p_gold, distractors=request.distractors, quote=request.quote,
-                     seed=request.seed, **({} if request.p_inject is None else {"p_inject": request.p_inject}))
-    if request.examples:
-        examples = read_jsonl(request.examples)
+    data, cfg = request.data, request.raft
+    if data.examples:
+        examples = read_jsonl(data.examples)
         val = [e for e in examples if e.id.startswith("val:")]
         train_ex = [e for e in examples if not e.id.startswith("val:")]
-        return train_ex, val, {"source": str(request.examples), **example_stats(train_ex, val)}
-    if request.triples:
-        examples = examples_from_triples(request.triples, cfg)
-        cut = int(len(examples) * (1 - request.val_fraction))
-        return examples[:cut], examples[cut:], {"source": str(request.triples), "train": cut, "val": len(examples) - cut,
+        return train_ex, val, {"source": str(data.examples), **example_stats(train_ex, val)}
+    if data.triples:
+        examples = examples_from_triples(data.triples, cfg)
+        cut = int(len(examples) * (1 - data.val_fraction))
+        return examples[:cut], examples[cut:], {"source": str(data.triples), "train": cut, "val": len(examples) - cut,
                                                 "p_inject": cfg.p_inject}
     embedder = load_embedder(settings.embedding_model)
     train_groups: dict[str, list[RaftExample]] = {}
@@ -118,28 +69,28 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
     retrieve = settings.retrieve.model_copy(update={"mmr": False})
     stats: dict[str, Any] = {"raft": {"p_gold": cfg.p_gold, "distractors": cfg.distractors, "quote": cfg.quote,
                                       "p_inject": cfg.p_inject, "distractors_from": retrieve.mode},
-                             "split": request.split, "sets": {}}
-    writers = _synthesis_models(settings) if request.synthesize else None
-    for dataset_dir in request.datasets:
+                             "split": data.split, "sets": {}}
+    writers = _synthesis_models(settings) if data.synthesize else None
+    for dataset_dir in data.datasets:
         with IndexStore.open(indexes[dataset_dir], embedding_model=embedder.model_name) as store:
             retriever = Retriever(store, embedder, retrieve)
             set_stats: dict[str, Any] = {}
             if writers is not None:
                 name = dataset_dir.resolve().name
-                items, set_stats["synthesized"] = synthesize_items(store, *writers, request.synthesize, name, request.seed)
+                items, set_stats["synthesized"] = synthesize_items(store, *writers, data.synthesize, name, request.seed)
                 set_stats["synthesized"]["quality"] = synthesis_quality(
                     items, lambda q: retriever.retrieve(q, k=settings.retrieve.top_k))
                 log.warning("%s: %d of %d synthesized questions kept (rejected: %s); the retriever finds the passage "
                             "for %s of them.", name, len(items), set_stats["synthesized"]["chunks_asked"],
                             set_stats["synthesized"]["rejected"], set_stats["synthesized"]["quality"]["gold_doc_hit_at_k"])
             else:
-                ds = load_dataset(dataset_dir, split=request.split, seed=request.seed)
+                ds = load_dataset(dataset_dir, split=data.split, seed=request.seed)
                 name, items = ds.name, ds.items
-            train_items, val_items = split_by_document(items, request.val_fraction, request.seed)
-            if request.max_examples:
+            train_items, val_items = split_by_document(items, data.val_fraction, request.seed)
+            if data.max_examples:
                 # Balancing keeps about cap/sets per set: build only those (and a margin for the ones
                 # filtered out), since each example costs a retrieval.
-                budget = math.ceil(1.5 * request.max_examples / len(request.datasets))
+                budget = math.ceil(1.5 * data.max_examples / len(data.datasets))
                 rng = random.Random(f"sample-{request.seed}-{name}")
                 train_items = sorted(rng.sample(train_items, min(budget, len(train_items))), key=lambda i: i.line)
                 val_items = sorted(rng.sample(val_items, min(budget // 5 + 1, len(val_items))), key=lambda i: i.line)
@@ -150,7 +101,7 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
         val_all += val_ex
         stats["sets"][name] = {"questions": len(items), "train_questions": len(train_items),
                                "val_questions": len(val_items), "train_examples": len(train_groups[name]), **set_stats}
-    train_ex = balanced(train_groups, request.max_examples, request.seed)
+    train_ex = balanced(train_groups, data.max_examples, request.seed)
     val_ex = balanced({"val": val_all}, None, request.seed)
     return train_ex, val_ex, {**stats, **example_stats(train_ex, val_ex)}
 
@@ -213,18 +164,13 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
     train_ex, val_ex, stats = build_training_data(request, settings, indexes)
     if not train_ex:
         hint = ("too few synthesized questions passed the filter (see the counts above); try a larger --synthesize N "
-                "or a stronger --model" if request.synthesize else
-                f"check the {request.split!r} split and that the answers occur in the gold documents")
+                "or a stronger --model" if request.data.synthesize else
+                f"check the {request.data.split!r} split and that the answers occur in the gold documents")
         raise ConfigError(f"no training examples were built: {hint}")
-    if request.save_examples:
-        write_jsonl([*train_ex, *val_ex], request.save_examples)
-    cfg = TrainConfig(
-        base_model=settings.generate.model, out_dir=request.out, cache_dir=settings.cache_dir, quant=request.quant,  # type: ignore[arg-type]
-        lora_r=request.lora_r, lora_alpha=request.lora_alpha, layers=request.layers, lr=request.lr,  # type: ignore[arg-type]
-        epochs=request.epochs, max_steps=request.max_steps, grad_accum=request.grad_accum, seed=request.seed,
-        max_length=request.max_length,
-        init_adapter=request.init_adapter,
-    )
+    if request.data.save_examples:
+        write_jsonl([*train_ex, *val_ex], request.data.save_examples)
+    # The settings own which base model and cache (--model, rag.toml), as they do for serving.
+    cfg = replace(request.train, base_model=settings.generate.model, cache_dir=settings.cache_dir)
     if request.dry_run:
         from rag_app.models import load_model
 
@@ -236,12 +182,12 @@ def run_finetune(request: FinetuneRequest, settings: Settings, indexes: Mapping[
     if not PartialState().is_main_process:
         return ""  # data-parallel: the first process evaluates, merges and reports
     if request.eval_examples and val_ex:
-        card["eval"] = validate_adapter(settings, request.out, val_ex[: request.eval_examples])
-        write_card(request.out, card)
+        card["eval"] = validate_adapter(settings, cfg.out_dir, val_ex[: request.eval_examples])
+        write_card(cfg.out_dir, card)
     val = "" if card["val_loss"] is None else f", val loss {card['val_loss']:.3f}"
-    lines = [f"Adapter written to {request.out} ({card['steps']['examples_seen']} examples, "
+    lines = [f"Adapter written to {cfg.out_dir} ({card['steps']['examples_seen']} examples, "
              f"{card['time_s']:.0f} s, {card['tokens_per_s']:.0f} tokens/s{val}).",
-             f"Use it: rag ask \"...\" --adapter {request.out}"]
+             f"Use it: rag ask \"...\" --adapter {cfg.out_dir}"]
     if request.merge:
-        lines.append(f"Merged model: {merge_adapter(settings, request.out, request.out / 'merged')}")
+        lines.append(f"Merged model: {merge_adapter(settings, cfg.out_dir, cfg.out_dir / 'merged')}")
     return "\n".join(lines)

@@ -1,6 +1,8 @@
 """The fine-tuning recipe: config -> data -> model -> loop -> adapter + training card.
 
-Read top to bottom. Choices and their costs (measured: docs/BENCHMARKS.md, "Fine-tuning speed"):
+:func:`train` is the recipe; its steps follow it in the order it calls them.
+The config is :class:`finetune.config.TrainConfig`. Choices and their costs
+(measured: docs/BENCHMARKS.md, "Fine-tuning speed"):
 
 * **LoRA r16/alpha32 on q,k,v,o,gate,up,down** (QLoRA paper defaults). On CPU
   only the top half of the layers is adapted by default: backward then stops
@@ -36,72 +38,15 @@ import time
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from finetune.artifacts import load_checkpoint, save_adapter, save_checkpoint, write_card
+from finetune.config import TrainConfig
 from finetune.dataset import RaftExample
-from rag_app.errors import ConfigError
 from rag_app import chat_tokens
+from rag_app.errors import ConfigError
 
 log = logging.getLogger(__name__)
-
-TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
-
-
-@dataclass(frozen=True)
-class TrainConfig:
-    """Every knob of the recipe; saved beside the adapter.
-
-    Attributes:
-        base_model: ``bundled``, a Hugging Face id in the local cache, or a folder.
-        out_dir: adapter, checkpoint, card and plots go here.
-        quant: ``auto`` (NF4 on CUDA for bases > 1B), ``nf4`` (QLoRA), ``none`` (plain LoRA).
-        layers: ``all``, ``top-half`` (default on CPU: 2x faster), or ``auto``.
-        epochs: passes over the training examples; ``max_steps`` (optimizer steps) caps it.
-        grad_accum: examples per optimizer step (batch 1 each: no padding waste on CPU).
-        max_length: examples longer than this many tokens are skipped (and counted).
-        save_every_s: seconds between resumable checkpoints.
-        init_adapter: start from this adapter's weights (its rank, targets and
-            layers) instead of a fresh LoRA: more training for an adapter
-            already shipped, when a pass from scratch does not fit the time.
-            With ``layers="all"`` an adapter of fewer layers is widened to all.
-    """
-
-    base_model: str = "bundled"
-    out_dir: Path = Path("runs/adapter")
-    cache_dir: Path = Path.home() / ".cache" / "rag_app"
-    quant: Literal["auto", "nf4", "none"] = "auto"
-    lora_r: int = 16
-    lora_alpha: int = 32
-    lora_dropout: float = 0.05
-    target_modules: tuple[str, ...] = TARGETS
-    layers: Literal["auto", "all", "top-half"] = "auto"
-    lr: float = 3e-4
-    warmup_ratio: float = 0.05
-    epochs: float = 1.0
-    max_steps: int | None = None
-    grad_accum: int = 8
-    max_length: int = 1024
-    eval_every: int = 25
-    val_examples: int = 32
-    save_every_s: float = 300.0
-    gradient_checkpointing: bool | None = None
-    seed: int = 0
-    init_adapter: Path | None = None
-
-    def __post_init__(self) -> None:
-        if self.lora_r < 1:
-            raise ConfigError(f"--lora-r must be >= 1, got {self.lora_r}")
-        if not 0 < self.lr < 1:
-            raise ConfigError(f"--lr must be in (0, 1), got {self.lr}")
-        if self.epochs <= 0 and not self.max_steps:
-            raise ConfigError("--epochs must be > 0 (or give --max-steps)")
-        if self.max_steps is not None and self.max_steps < 1:
-            raise ConfigError(f"--max-steps must be >= 1, got {self.max_steps}")
-        if self.grad_accum < 1:
-            raise ConfigError(f"--grad-accum must be >= 1, got {self.grad_accum}")
-        if self.max_length < 64:
-            raise ConfigError(f"--max-length must be >= 64 tokens, got {self.max_length}")
 
 
 @dataclass
@@ -249,6 +194,10 @@ def train(
 ) -> dict[str, Any]:
     """Train a LoRA adapter on RAFT examples; write adapter, checkpoint and training card.
 
+    The recipe, one named step each: model, data, schedule, optimizer,
+    resume, loop, checkpoint, card. With several processes every one runs
+    all steps; only the first writes files.
+
     Returns:
         The training card (also written to ``out_dir/training_card.json``).
 
@@ -256,22 +205,71 @@ def train(
         ConfigError: no examples, or ``--resume`` without a checkpoint.
         ModelNotFoundError: the base model cannot be loaded offline.
     """
-    import torch
-    from accelerate import Accelerator
-    from transformers import get_cosine_schedule_with_warmup
-
     if not train_examples:
         raise ConfigError("no training examples; check the dataset's split_hint=train questions")
     out = Path(cfg.out_dir)
     out.mkdir(parents=True, exist_ok=True)
     random.seed(cfg.seed)
-    # -- model
-    model, tokenizer, loaded, facts = build_model(cfg)
-    accelerator = Accelerator(
+    model, tokenizer, _, facts = build_model(cfg)
+    accelerator = make_accelerator(facts)
+    data = prepare_data(cfg, tokenizer, train_examples, val_examples)
+    total_micro, total_opt = plan_steps(cfg, len(data.train), accelerator.num_processes)
+    parts = build_optimizer(cfg, model, accelerator, total_opt)
+    ckpt = out / "checkpoint"
+    state = resume_state(parts, ckpt, total_micro) if resume else TrainState(world_size=accelerator.num_processes)
+    interrupted = run_loop(cfg, parts, data, state, total_micro, ckpt, progress)
+    save_state(parts, ckpt, state)
+    if interrupted:
+        log.warning("Interrupted: checkpoint saved at example %d; continue with --resume.", state.micro_step)
+        raise KeyboardInterrupt
+    if data.val and (not state.val_losses or state.val_losses[-1][0] != state.opt_step):  # not twice for the last step
+        state.val_losses.append((state.opt_step, validation_loss(parts.model, data.val, accelerator.device)))
+    tokens = sum_over_processes(accelerator, state.tokens)
+    accelerator.wait_for_everyone()
+    card = training_card(cfg, facts, data, state, tokens, data_stats)
+    if accelerator.is_main_process:
+        save_adapter(accelerator.unwrap_model(parts.model), tokenizer, out)
+        write_card(out, card)
+    return card
+
+
+@dataclass
+class TrainData:
+    """The examples as (token ids, target length) pairs, tokenized once, in the order they train."""
+
+    train: list[tuple[list[int], int]]
+    val: list[tuple[list[int], int]]
+    order: list[int]  # indexes into ``train``, shared by every process
+    skipped_too_long: int
+
+
+@dataclass
+class Parts:
+    """What the loop trains with: model and optimizer wrapped by accelerate, the scheduler not.
+
+    accelerate's scheduler wrapper would advance once per process at every step.
+    """
+
+    accelerator: Any
+    model: Any
+    optimizer: Any
+    scheduler: Any
+    params: list[Any]  # the trainable ones, for gradient clipping
+
+
+def make_accelerator(facts: dict[str, Any]) -> Any:
+    """An Accelerator on the device and in the dtype :func:`build_model` chose (autocast for bf16/fp16)."""
+    from accelerate import Accelerator
+
+    return Accelerator(
         mixed_precision={"bfloat16": "bf16", "float16": "fp16"}.get(facts["dtype"], "no"),
         cpu=facts["device"] == "cpu",
     )
-    # -- data: tokenized once, deterministic order
+
+
+def prepare_data(cfg: TrainConfig, tokenizer: Any, train_examples: Sequence[RaftExample],
+                 val_examples: Sequence[RaftExample]) -> TrainData:
+    """Tokenize once, skip (and count) examples over ``max_length``, fix a deterministic order."""
     encoded = [encode(ex, tokenizer) for ex in train_examples]
     too_long = sum(1 for ids, _ in encoded if len(ids) > cfg.max_length)
     if too_long:  # a silent drop would bias the data toward short sources (tables, long paragraphs go first)
@@ -280,35 +278,66 @@ def train(
                     "--max-length %d", too_long, len(encoded), cfg.max_length, longest)
     encoded = [e for e in encoded if len(e[0]) <= cfg.max_length]
     val = [e for e in (encode(ex, tokenizer) for ex in val_examples[: cfg.val_examples]) if len(e[0]) <= cfg.max_length]
-    order = training_order(len(encoded), cfg.seed)
-    # Data-parallel: process `rank` of `world` takes every world-th example of the shared order.
-    world, rank, main = accelerator.num_processes, accelerator.process_index, accelerator.is_main_process
-    total_micro = math.ceil(cfg.epochs * len(encoded) / world)
+    return TrainData(encoded, val, training_order(len(encoded), cfg.seed), too_long)
+
+
+def plan_steps(cfg: TrainConfig, n_examples: int, world: int) -> tuple[int, int]:
+    """(examples each process sees, optimizer steps): ``epochs`` over the data, capped by ``max_steps``.
+
+    Data-parallel: process ``rank`` of ``world`` takes every world-th example of the shared order.
+    """
+    total_micro = math.ceil(cfg.epochs * n_examples / world)
     total_opt = math.ceil(total_micro / cfg.grad_accum)
     if cfg.max_steps:
         total_opt = min(total_opt, cfg.max_steps) if cfg.epochs > 0 else cfg.max_steps
         total_micro = total_opt * cfg.grad_accum
-    # -- optimizer
+    return total_micro, total_opt
+
+
+def build_optimizer(cfg: TrainConfig, model: Any, accelerator: Any, total_opt: int) -> Parts:
+    """AdamW on the LoRA weights, cosine schedule with warm-up over ``total_opt`` steps."""
+    import torch
+    from transformers import get_cosine_schedule_with_warmup
+
     params = [p for p in model.parameters() if p.requires_grad]
     optimizer = torch.optim.AdamW(params, lr=cfg.lr, weight_decay=0.0)
     scheduler = get_cosine_schedule_with_warmup(optimizer, max(1, int(cfg.warmup_ratio * total_opt)), total_opt)
-    # The scheduler stays unwrapped: accelerate's would advance once per process at every step.
     model, optimizer = accelerator.prepare(model, optimizer)
-    state = TrainState(world_size=world)
-    ckpt = out / "checkpoint"
-    if resume:
-        if not (ckpt / "state.json").is_file():
-            raise ConfigError(f"--resume: no checkpoint in {ckpt}; start without --resume")
-        state = TrainState(**load_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler))
-        if state.world_size != world:
-            raise ConfigError(f"--resume: the checkpoint was trained by {state.world_size} process(es); "
-                              f"resume with {state.world_size}, not {world}")
-        log.warning("Resuming at example %d / %d (optimizer step %d).", state.micro_step, total_micro, state.opt_step)
+    return Parts(accelerator, model, optimizer, scheduler, params)
 
-    def checkpoint() -> None:
-        if main:
-            save_checkpoint(ckpt, accelerator.unwrap_model(model), optimizer, scheduler, asdict(state))
-    # -- loop
+
+def resume_state(parts: Parts, ckpt: Path, total_micro: int) -> TrainState:
+    """Load ``ckpt`` into ``parts`` (adapter, optimizer, schedule) and return where it stopped.
+
+    Raises:
+        ConfigError: no checkpoint, or one trained by another number of processes.
+    """
+    world = parts.accelerator.num_processes
+    if not (ckpt / "state.json").is_file():
+        raise ConfigError(f"--resume: no checkpoint in {ckpt}; start without --resume")
+    state = TrainState(**load_checkpoint(ckpt, parts.accelerator.unwrap_model(parts.model), parts.optimizer, parts.scheduler))
+    if state.world_size != world:
+        raise ConfigError(f"--resume: the checkpoint was trained by {state.world_size} process(es); "
+                          f"resume with {state.world_size}, not {world}")
+    log.warning("Resuming at example %d / %d (optimizer step %d).", state.micro_step, total_micro, state.opt_step)
+    return state
+
+
+def save_state(parts: Parts, ckpt: Path, state: TrainState) -> None:
+    """A resumable checkpoint (the first process writes it)."""
+    if parts.accelerator.is_main_process:
+        save_checkpoint(ckpt, parts.accelerator.unwrap_model(parts.model), parts.optimizer, parts.scheduler, asdict(state))
+
+
+def run_loop(cfg: TrainConfig, parts: Parts, data: TrainData, state: TrainState, total_micro: int, ckpt: Path,
+             progress: bool) -> bool:
+    """Train until ``total_micro`` examples or Ctrl-C, checkpointing every ``save_every_s``; advances ``state``.
+
+    Returns:
+        Whether it was interrupted; ``state`` is then rolled back to the last optimizer step.
+    """
+    accelerator, model, optimizer, scheduler = parts.accelerator, parts.model, parts.optimizer, parts.scheduler
+    world, rank = accelerator.num_processes, accelerator.process_index
     interrupted = False
 
     def on_sigint(*_: object) -> None:
@@ -320,11 +349,11 @@ def train(
     t_start, last_save = time.perf_counter() - state.elapsed_s, time.perf_counter()
     window: list[float] = []
     pending_tokens = 0  # of the examples since the last optimizer step
-    bar = _progress(progress and main, total_micro, state.micro_step, world=world, start_tokens=state.tokens,
-                    start_elapsed_s=state.elapsed_s)
+    bar = _progress(progress and accelerator.is_main_process, total_micro, state.micro_step, world=world,
+                    start_tokens=state.tokens, start_elapsed_s=state.elapsed_s)
     try:
         while state.micro_step < total_micro and not interrupted:
-            ids, n_target = encoded[order[(state.micro_step * world + rank) % len(encoded)]]
+            ids, n_target = data.train[data.order[(state.micro_step * world + rank) % len(data.train)]]
             # Our own accumulation (not accelerator.accumulate): step boundaries stay
             # aligned with micro_step across a resume.
             sync = (state.micro_step + 1) % cfg.grad_accum == 0 or state.micro_step + 1 == total_micro
@@ -337,7 +366,7 @@ def train(
             window.append(float(loss.detach()))
             if not sync:
                 continue
-            accelerator.clip_grad_norm_(params, 1.0)
+            accelerator.clip_grad_norm_(parts.params, 1.0)
             optimizer.step()
             scheduler.step()
             optimizer.zero_grad()
@@ -345,12 +374,12 @@ def train(
             pending_tokens = 0  # after the step: an interrupt inside it still rolls these back
             state.losses.append((state.opt_step, sum(window) / len(window)))
             window = []
-            if val and state.opt_step % cfg.eval_every == 0:
-                state.val_losses.append((state.opt_step, validation_loss(model, val, accelerator.device)))
+            if data.val and state.opt_step % cfg.eval_every == 0:
+                state.val_losses.append((state.opt_step, validation_loss(model, data.val, accelerator.device)))
             state.elapsed_s = time.perf_counter() - t_start
             bar(state, state.losses[-1][1])
             if time.perf_counter() - last_save > cfg.save_every_s:
-                checkpoint()
+                save_state(parts, ckpt, state)
                 last_save = time.perf_counter()
     except KeyboardInterrupt:
         interrupted = True
@@ -362,20 +391,26 @@ def train(
         # examples are all in the weights, and drop the partial accumulation.
         state.micro_step = state.opt_step * cfg.grad_accum
         state.tokens -= pending_tokens
-    checkpoint()
-    if interrupted:
-        log.warning("Interrupted: checkpoint saved at example %d; continue with --resume.", state.micro_step)
-        raise KeyboardInterrupt
-    if val and (not state.val_losses or state.val_losses[-1][0] != state.opt_step):  # not twice for the last step
-        state.val_losses.append((state.opt_step, validation_loss(model, val, accelerator.device)))
-    tokens = int(accelerator.reduce(torch.tensor(state.tokens, device=accelerator.device), reduction="sum"))
-    accelerator.wait_for_everyone()
-    card = {
+    return interrupted
+
+
+def sum_over_processes(accelerator: Any, n: int) -> int:
+    """``n`` summed over every data-parallel process (a collective: each process must call it)."""
+    import torch
+
+    return int(accelerator.reduce(torch.tensor(n, device=accelerator.device), reduction="sum"))
+
+
+def training_card(cfg: TrainConfig, facts: dict[str, Any], data: TrainData, state: TrainState, tokens: int,
+                  data_stats: dict[str, Any] | None) -> dict[str, Any]:
+    """How the adapter was made: settings, model facts, data counts, steps, speed and losses."""
+    world = state.world_size
+    return {
         "recipe": "RAFT (Zhang et al. 2024): gold + hard distractors, gold dropped with prob 1-P -> abstain",
         "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
         **facts,
-        "data": {**(data_stats or {}), "train_examples_used": len(encoded), "skipped_too_long": too_long,
-                 "val_examples_used": len(val)},  # beside the built counts, not over them
+        "data": {**(data_stats or {}), "train_examples_used": len(data.train), "skipped_too_long": data.skipped_too_long,
+                 "val_examples_used": len(data.val)},  # beside the built counts, not over them
         "steps": {"examples_seen": state.micro_step * world, "optimizer_steps": state.opt_step, "processes": world},
         "time_s": round(state.elapsed_s, 1),
         "tokens_per_s": round(tokens / max(state.elapsed_s, 1e-9), 1),
@@ -383,10 +418,6 @@ def train(
         "val_loss": state.val_losses[-1][1] if state.val_losses else None,
         "losses": state.losses, "val_losses": state.val_losses,
     }
-    if main:
-        save_adapter(accelerator.unwrap_model(model), tokenizer, out)
-        write_card(out, card)
-    return card
 
 
 def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0, world: int = 1, start_tokens: int = 0,

@@ -18,6 +18,7 @@ from typing import Annotated, Any, Optional
 
 import typer
 
+from finetune.config import DataConfig, FinetuneRequest, RaftConfig, TrainConfig
 from rag_app.errors import RagError
 from rag_app.quiet import quiet_libraries
 
@@ -284,61 +285,68 @@ def dataset_index(dataset: Path, settings: Any, plain_folder: bool = False) -> P
 @app.command()
 def finetune(
     datasets: Annotated[Optional[list[Path]], typer.Argument(help="QA set folders (docs/ + qa.jsonl) to train on.")] = None,
-    out: Annotated[Path, typer.Option("--out", help="Output folder: adapter, checkpoint, card.")] = Path("runs/adapter"),
-    split: Annotated[str, typer.Option(help="Questions to train on, by split_hint.")] = "train",
-    max_examples: Annotated[Optional[int], typer.Option(help="Cap on training examples (balanced across sets).")] = None,
-    val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = 0.1,
-    p_gold: Annotated[float, typer.Option(help="Probability the gold source is shown (else: abstain target).")] = 0.8,
-    distractors: Annotated[int, typer.Option(help="Hard-negative sources per example.")] = 3,
+    out: Annotated[Path, typer.Option("--out", help="Output folder: adapter, checkpoint, card.")] = TrainConfig.out_dir,
+    split: Annotated[str, typer.Option(help="Questions to train on, by split_hint.")] = DataConfig.split,
+    max_examples: Annotated[Optional[int], typer.Option(help="Cap on training examples (balanced across sets).")] = DataConfig.max_examples,
+    val_fraction: Annotated[float, typer.Option(help="Share of documents held out for validation.")] = DataConfig.val_fraction,
+    p_gold: Annotated[float, typer.Option(help="Probability the gold source is shown (else: abstain target).")] = RaftConfig.p_gold,
+    distractors: Annotated[int, typer.Option(help="Hard-negative sources per example.")] = RaftConfig.distractors,
     mode: Annotated[Optional[str], typer.Option(
         "--mode", help="Retriever that picks the hard negatives: dense, hybrid or bm25 (default: as configured). "
                        "Train with the mode you serve with.")] = None,
     hybrid: HybridOpt = False,
-    quote: Annotated[bool, typer.Option(help="Targets quote the supporting sentence first.")] = False,
-    inject: Annotated[Optional[float], typer.Option(
+    quote: Annotated[bool, typer.Option(help="Targets quote the supporting sentence first.")] = RaftConfig.quote,
+    inject: Annotated[Optional[float], typer.Option(  # None, not the default: refused with --examples only when given
         help="Share of examples with an instruction planted in one source, which the target ignores "
-             "(prompt-injection resistance; default 0.2; 0 reproduces builds before it).")] = None,
-    triples: Annotated[Optional[Path], typer.Option(help="JSONL of {question, answer, context} instead of a QA set.")] = None,
-    examples: Annotated[Optional[Path], typer.Option(help="Train on prebuilt examples (JSONL from --save-examples).")] = None,
-    save_examples: Annotated[Optional[Path], typer.Option(help="Write the built examples to this JSONL.")] = None,
-    epochs: Annotated[float, typer.Option(help="Passes over the examples.")] = 1.0,
-    max_steps: Annotated[Optional[int], typer.Option(help="Cap on optimizer steps.")] = None,
-    lr: Annotated[float, typer.Option(help="Peak learning rate (cosine, warm-up 5%).")] = 3e-4,
-    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = 16,
-    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = 32,
-    grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = 8,
+             f"(prompt-injection resistance; default {RaftConfig.p_inject}; 0 reproduces builds before it).")] = None,
+    triples: Annotated[Optional[Path], typer.Option(help="JSONL of {question, answer, context} instead of a QA set.")] = DataConfig.triples,
+    examples: Annotated[Optional[Path], typer.Option(help="Train on prebuilt examples (JSONL from --save-examples).")] = DataConfig.examples,
+    save_examples: Annotated[Optional[Path], typer.Option(help="Write the built examples to this JSONL.")] = DataConfig.save_examples,
+    epochs: Annotated[float, typer.Option(help="Passes over the examples.")] = TrainConfig.epochs,
+    max_steps: Annotated[Optional[int], typer.Option(help="Cap on optimizer steps.")] = TrainConfig.max_steps,
+    lr: Annotated[float, typer.Option(help=f"Peak learning rate (cosine, warm-up {TrainConfig.warmup_ratio:.0%}).")] = TrainConfig.lr,
+    lora_r: Annotated[int, typer.Option(help="LoRA rank.")] = TrainConfig.lora_r,
+    lora_alpha: Annotated[int, typer.Option(help="LoRA alpha.")] = TrainConfig.lora_alpha,
+    grad_accum: Annotated[int, typer.Option(help="Examples per optimizer step.")] = TrainConfig.grad_accum,
     max_length: Annotated[int, typer.Option(
-        help="Longest example in tokens; longer ones are skipped (four 800-character sources take ~850, five ~1,070).")] = 1024,
-    quant: Annotated[str, typer.Option(help="auto, nf4 (QLoRA) or none.")] = "auto",
+        help="Longest example in tokens; longer ones are skipped (four 800-character sources take ~850, five ~1,070).")] = TrainConfig.max_length,
+    quant: Annotated[str, typer.Option(help="auto, nf4 (QLoRA) or none.")] = TrainConfig.quant,
     no_quant: Annotated[bool, typer.Option("--no-quant", help="Plain LoRA (same as --quant none).")] = False,
-    layers: Annotated[str, typer.Option(help="auto, all or top-half. With --init-adapter: all widens it to every layer, else its own layers.")] = "auto",
-    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.")] = False,
-    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print 3 formatted examples and token stats; no training.")] = False,
-    merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = False,
-    eval_examples: Annotated[int, typer.Option(help="Validation examples to score base vs adapter on after training (0: skip).")] = 40,
-    seed: Annotated[int, typer.Option(help="Seed for examples, split and order.")] = 0,
-    init_adapter: Annotated[Optional[Path], typer.Option(help="Continue training this adapter instead of a fresh LoRA.")] = None,
+    layers: Annotated[str, typer.Option(help="auto, all or top-half. With --init-adapter: all widens it to every layer, else its own layers.")] = TrainConfig.layers,
+    resume: Annotated[bool, typer.Option("--resume", help="Continue from OUT/checkpoint.")] = FinetuneRequest.resume,
+    dry_run: Annotated[bool, typer.Option("--dry-run", help="Print 3 formatted examples and token stats; no training.")] = FinetuneRequest.dry_run,
+    merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = FinetuneRequest.merge,
+    eval_examples: Annotated[int, typer.Option(help="Validation examples to score base vs adapter on after training (0: skip).")] = FinetuneRequest.eval_examples,
+    seed: Annotated[int, typer.Option(help="Seed for examples, split and order.")] = TrainConfig.seed,
+    init_adapter: Annotated[Optional[Path], typer.Option(help="Continue training this adapter instead of a fresh LoRA.")] = TrainConfig.init_adapter,
     synthesize: Annotated[Optional[int], typer.Option(
-        help="No QA set: the base model writes up to N questions per document folder (filtered; quality in the card).")] = None,
+        help="No QA set: the base model writes up to N questions per document folder (filtered; quality in the card).")] = DataConfig.synthesize,
     model: ModelOpt = None,
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
     """Fine-tune a LoRA/QLoRA adapter that answers from retrieved sources, cites them, and abstains (RAFT)."""
     _setup_logging(verbose)
-    from finetune.recipe import FinetuneRequest, run_finetune
+    from finetune.recipe import run_finetune
+    from rag_app.errors import ConfigError
 
     settings = settings_from_flags(config, verbose, generate={"model": model},
                                    retrieve={"mode": "hybrid" if hybrid else mode})
+    if inject is not None and examples:
+        raise ConfigError("--inject applies when examples are built; --examples FILE are used as they were built")
+    # Every stage's config is built (and so checked) here, before any ingest or model load.
     request = FinetuneRequest(
-        datasets=list(datasets or []), out=out, split=split, max_examples=max_examples, val_fraction=val_fraction,
-        p_gold=p_gold, distractors=distractors, quote=quote, p_inject=inject, triples=triples, examples=examples,
-        save_examples=save_examples, epochs=epochs, max_steps=max_steps, lr=lr, lora_r=lora_r, lora_alpha=lora_alpha,
-        grad_accum=grad_accum, max_length=max_length, quant="none" if no_quant else quant, layers=layers, resume=resume, dry_run=dry_run,
-        merge=merge, eval_examples=eval_examples, seed=seed, init_adapter=init_adapter, synthesize=synthesize,
+        data=DataConfig(datasets=tuple(datasets or ()), triples=triples, examples=examples, save_examples=save_examples,
+                        split=split, max_examples=max_examples, val_fraction=val_fraction, synthesize=synthesize),
+        raft=RaftConfig(p_gold=p_gold, distractors=distractors, quote=quote, seed=seed,
+                        **({} if inject is None else {"p_inject": inject})),
+        train=TrainConfig(out_dir=out, quant="none" if no_quant else quant, lora_r=lora_r, lora_alpha=lora_alpha,  # type: ignore[arg-type]
+                          layers=layers, lr=lr, epochs=epochs, max_steps=max_steps, grad_accum=grad_accum,  # type: ignore[arg-type]
+                          max_length=max_length, seed=seed, init_adapter=init_adapter),
+        resume=resume, dry_run=dry_run, merge=merge, eval_examples=eval_examples,
     )
     indexes = {d: dataset_index(d, settings, plain_folder=synthesize is not None)
-               for d in request.datasets} if not (examples or triples) else {}
+               for d in request.data.datasets} if not (examples or triples) else {}
     if summary := run_finetune(request, settings, indexes):
         typer.echo(summary)
 

@@ -88,12 +88,3 @@ def test_synthesize_on_a_missing_folder_is_one_line(qa_set, monkeypatch, capsys,
     assert code == 2 and err.splitlines() == [
         f"Error: folder {tmp_path / 'nowhere'} does not exist; pass a folder of documents to write questions about"]
 
-
-def test_inject_with_prebuilt_examples_is_refused_in_one_line(tmp_path):
-    from finetune.recipe import FinetuneRequest
-    from rag_app.errors import ConfigError
-
-    with pytest.raises(ConfigError, match="--inject applies when examples are built"):
-        FinetuneRequest(examples=tmp_path / "ex.jsonl", p_inject=0.3)
-    with pytest.raises(ConfigError, match=r"--inject must be in \[0, 1\]"):
-        FinetuneRequest(datasets=[tmp_path], p_inject=1.5)
