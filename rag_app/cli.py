@@ -318,7 +318,7 @@ def finetune(
     merge: Annotated[bool, typer.Option("--merge", help="Also write OUT/merged: base + adapter as one model.")] = FinetuneRequest.merge,
     eval_examples: Annotated[int, typer.Option(help="Validation examples to score base vs adapter on after training (0: skip).")] = FinetuneRequest.eval_examples,
     seed: Annotated[int, typer.Option(help="Seed for examples, split and order.")] = TrainConfig.seed,
-    init_adapter: Annotated[Optional[Path], typer.Option(help="Continue training this adapter instead of a fresh LoRA.")] = TrainConfig.init_adapter,
+    init_adapter: Annotated[Optional[Path], typer.Option(help="Continue training this adapter instead of a fresh LoRA; default: the shipped one.")] = TrainConfig.init_adapter,
     synthesize: Annotated[Optional[int], typer.Option(
         help="No QA set: the base model writes up to N questions per document folder (filtered; quality in the card).")] = DataConfig.synthesize,
     model: ModelOpt = None,
@@ -334,6 +334,10 @@ def finetune(
                                    retrieve={"mode": "hybrid" if hybrid else mode})
     if inject is not None and examples:
         raise ConfigError("--inject applies when examples are built; --examples FILE are used as they were built")
+    from rag_app.config import DEFAULT_ADAPTER, SHIPPED_ADAPTER
+
+    if init_adapter is not None and str(init_adapter) == DEFAULT_ADAPTER:
+        init_adapter = SHIPPED_ADAPTER  # found in the installed package, like generate.adapter = "default"
     # Every stage's config is built (and so checked) here, before any ingest or model load.
     request = FinetuneRequest(
         data=DataConfig(datasets=tuple(datasets or ()), triples=triples, examples=examples, save_examples=save_examples,

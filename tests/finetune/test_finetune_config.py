@@ -91,6 +91,14 @@ def test_flags_reach_the_stage_they_set(nothing_heavy_runs, monkeypatch, capsys,
     assert request.seed == request.raft.seed == request.train.seed == 7  # one --seed for examples, split and order
 
 
+def test_init_adapter_default_is_the_shipped_adapter(nothing_heavy_runs, monkeypatch, capsys, tmp_path):
+    from rag_app.config import SHIPPED_ADAPTER
+
+    (tmp_path / "ex.jsonl").write_text("")
+    request = _request_for(monkeypatch, capsys, "--init-adapter", "default")
+    assert request.train.init_adapter == SHIPPED_ADAPTER and (SHIPPED_ADAPTER / "adapter_config.json").is_file()
+
+
 def test_every_flag_default_is_its_configs_default():
     """The help shows the defaults the configs hold; a literal typed in the CLI again would drift from them."""
     import typer
