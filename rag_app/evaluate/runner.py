@@ -142,13 +142,6 @@ def plan_runs(variants: Sequence[tuple[str, Settings]], modes: Sequence[str] = (
     return runs
 
 
-def index_key(settings: Settings) -> str:
-    """Runs with equal keys can share one index: same embedding model and chunking."""
-    key = {"embedding_model": settings.embedding_model, "chunking": settings.ingest.chunking_signature(),
-           "globs": list(settings.ingest.globs)}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
-
-
 # ------------------------------------------------------------------ records
 
 
@@ -394,7 +387,7 @@ def rescore_retrieval(rec: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
 
 def _warn_missing_gold(store: Any, dataset: Dataset) -> None:
     """Gold docs that ingest skipped (unreadable file) can never be retrieved: say so, once."""
-    indexed = {Path(src).stem for src in store.files()}
+    indexed = store.doc_ids()
     missing = sorted({d for item in dataset.items for d in item.gold_doc_ids} - indexed)
     if missing:
         log.warning("%d gold doc(s) are not in the index %s (first: %s); their questions cannot score on retrieval",
