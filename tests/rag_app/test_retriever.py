@@ -57,3 +57,52 @@ def test_mmr_option_drops_duplicate_chunks(tmp_path, fake_embedder):
     diverse = Retriever(store, fake_embedder, RetrieveConfig(top_k=2, mmr=True, mmr_lambda=0.3)).retrieve("solar panels electricity")
     assert {h.chunk.doc_id for h in plain} == {"a", "b"}
     assert "c" in {h.chunk.doc_id for h in diverse}
+
+
+class CountingCrossEncoder:
+    """Stands in for sentence_transformers.CrossEncoder: records each construction, scores by shared words."""
+
+    made: list[str] = []
+
+    def __init__(self, name, local_files_only=False):
+        if name == "missing":
+            raise OSError("no such folder")
+        CountingCrossEncoder.made.append(name)
+
+    def predict(self, pairs, show_progress_bar=False):
+        return np.array([len(set(q.lower().split()) & set(t.lower().split())) for q, t in pairs], np.float32)
+
+
+def forget_loaded_rerankers() -> None:
+    """As if in a fresh process: the per-process reranker cache starts empty."""
+    import rag_app.retriever
+
+    cache = getattr(rag_app.retriever, "_cross_encoder", None)
+    if cache is not None:
+        cache.cache_clear()
+
+
+@pytest.fixture
+def cross_encoder(monkeypatch):
+    import sentence_transformers
+
+    CountingCrossEncoder.made = []
+    monkeypatch.setattr(sentence_transformers, "CrossEncoder", CountingCrossEncoder)
+    forget_loaded_rerankers()
+    yield CountingCrossEncoder
+    forget_loaded_rerankers()
+
+
+def test_a_reranker_loads_once_per_name_per_process(tmp_path, fake_embedder, cross_encoder):
+    from rag_app.errors import ModelNotFoundError
+
+    store = build_index(tmp_path / "idx", fake_embedder, {"japan": ["Tokyo is the capital of Japan."]})
+    config = RetrieveConfig(top_k=1, rerank_model="local-cross-encoder")
+    first, second = Retriever(store, fake_embedder, config), Retriever(store, fake_embedder, config)
+    assert cross_encoder.made == ["local-cross-encoder"] and first.reranker is second.reranker
+    assert second.retrieve("capital of Japan?")[0].chunk.doc_id == "japan"
+    Retriever(store, fake_embedder, RetrieveConfig(rerank_model="other-cross-encoder"))
+    assert cross_encoder.made == ["local-cross-encoder", "other-cross-encoder"]
+    for _ in range(2):  # a failed load is not remembered: each try says so
+        with pytest.raises(ModelNotFoundError, match="cannot load reranker 'missing' offline"):
+            Retriever(store, fake_embedder, RetrieveConfig(rerank_model="missing"))
