@@ -59,40 +59,6 @@ def test_mmr_option_drops_duplicate_chunks(tmp_path, fake_embedder):
     assert "c" in {h.chunk.doc_id for h in diverse}
 
 
-class CountingCrossEncoder:
-    """Stands in for sentence_transformers.CrossEncoder: records each construction, scores by shared words."""
-
-    made: list[str] = []
-
-    def __init__(self, name, local_files_only=False):
-        if name == "missing":
-            raise OSError("no such folder")
-        CountingCrossEncoder.made.append(name)
-
-    def predict(self, pairs, show_progress_bar=False):
-        return np.array([len(set(q.lower().split()) & set(t.lower().split())) for q, t in pairs], np.float32)
-
-
-def forget_loaded_rerankers() -> None:
-    """As if in a fresh process: the per-process reranker cache starts empty."""
-    import rag_app.retriever
-
-    cache = getattr(rag_app.retriever, "_cross_encoder", None)
-    if cache is not None:
-        cache.cache_clear()
-
-
-@pytest.fixture
-def cross_encoder(monkeypatch):
-    import sentence_transformers
-
-    CountingCrossEncoder.made = []
-    monkeypatch.setattr(sentence_transformers, "CrossEncoder", CountingCrossEncoder)
-    forget_loaded_rerankers()
-    yield CountingCrossEncoder
-    forget_loaded_rerankers()
-
-
 def test_a_reranker_loads_once_per_name_per_process(tmp_path, fake_embedder, cross_encoder):
     from rag_app.errors import ModelNotFoundError
 
