@@ -561,10 +561,14 @@ def _tokenizer_of(embedder: Any) -> Any:
     return tokenizer
 
 
-def upload_dir(settings: Settings) -> Path:
-    """Where uploaded files belong: the folder the index was built from, else ``<index>/../uploads``."""
-    if index_exists(settings.index):
-        with IndexStore.open(settings.index) as store:
-            if store.manifest.source_dir:
-                return Path(store.manifest.source_dir)
+def upload_dir(settings: Settings, store: IndexStore | None = None) -> Path:
+    """Where uploaded files belong: the folder the index was built from, else ``<index>/../uploads``.
+
+    ``store``: the live index when the caller has it open; else it is opened here.
+    """
+    if store is None and index_exists(settings.index):
+        with IndexStore.open(settings.index) as opened:
+            return upload_dir(settings, opened)
+    if store is not None and store.manifest.source_dir:
+        return Path(store.manifest.source_dir)
     return settings.index.parent / "uploads"
