@@ -111,13 +111,37 @@ def ingest_folder(
         IndexLockedError: another process is writing to the index.
     """
     started = time.perf_counter()
-    folder = Path(folder)
+    folder = _check_folder(Path(folder))
+    report = IngestReport(folder=folder, index=settings.index)
+    walked = _walk(folder, settings.ingest, settings.index)
+    files = _ingestible(folder, walked, report)
+    plan = _plan(folder, files, walked, settings, rebuild, embedder, report)
+    if plan.nothing_to_do:
+        return _unchanged(report, files, plan.live, started)
+    _check_writable(settings.index)
+    get_embedder = _LazyEmbedder(settings, embedder, report)
+    if plan.todo or plan.live is None:
+        get_embedder()
+    _note_changes(report, plan, folder, rebuild)
+    manifest = _manifest(folder, settings, plan, get_embedder.embedder)
+    _write(manifest, files, plan, settings, get_embedder, report, console, rebuild, folder)
+    _check_something_indexed(report, plan.live, folder)
+    report.seconds = time.perf_counter() - started
+    log.info("ingest: %s", report.summary().plain.replace("\n", " | "))
+    return report
+
+
+def _check_folder(folder: Path) -> Path:
+    """``folder``, once it is known to be a folder that exists."""
     if not folder.exists():
         raise IngestError(f"folder {folder} does not exist; pass a folder of documents: rag ingest DIR")
     if not folder.is_dir():
         raise IngestError(f"{folder} is a file, not a folder; pass the folder that holds it")
-    report = IngestReport(folder=folder, index=settings.index)
-    walked = _walk(folder, settings.ingest, settings.index)
+    return folder
+
+
+def _ingestible(folder: Path, walked: _Walk, report: IngestReport) -> list[_File]:
+    """The files the walk found to ingest (the skipped ones go in the report); an error when there are none."""
     files, report.skipped = walked.files, walked.skipped
     if not files:
         if walked.failed:
@@ -126,6 +150,37 @@ def ingest_folder(
         kinds = " ".join(sorted(SUPPORTED_TYPES))
         others = f" ({len(report.skipped)} files of other types)" if report.skipped else ""
         raise IngestError(f"nothing to ingest in {folder}: no {kinds} files{others}; point rag ingest at your documents")
+    return files
+
+
+@dataclass(frozen=True)
+class _Plan:
+    """What a run has to change, decided against the live index before any lock is taken.
+
+    ``indexed`` and ``live`` are the live index's files and manifest (empty /
+    None without one, ``indexed`` empty on a rebuild); ``unread`` the sources
+    the walk could not read (kept as indexed); ``todo`` the files to (re)embed;
+    ``gone`` the indexed sources no longer in the folder; ``rechunk`` the
+    chunking changed; ``moved`` the index was built from another folder.
+    """
+
+    indexed: dict[str, FileRecord]
+    live: Manifest | None
+    unread: set[str]
+    signature: dict[str, Any]
+    rechunk: bool
+    todo: list[_File]
+    gone: list[str]
+    moved: bool
+
+    @property
+    def nothing_to_do(self) -> bool:
+        return not self.todo and not self.gone and not self.moved
+
+
+def _plan(folder: Path, files: Sequence[_File], walked: _Walk, settings: Settings, rebuild: bool, embedder: Any,
+          report: IngestReport) -> _Plan:
+    """Compare the walk with the live index (read unlocked); the unreadable files go in the report."""
     signature = settings.ingest.chunking_signature()
     indexed, live = _snapshot(settings, None if rebuild else _model_name(settings, embedder))
     if rebuild:  # nothing of the live index is kept, so no report line may say "stays indexed"
@@ -136,46 +191,68 @@ def ingest_folder(
     todo = [f for f in files if rebuild or rechunk or f.source not in indexed or indexed[f.source].sha256 != f.sha256]
     gone = [] if rebuild else sorted(set(indexed) - {f.source for f in files} - _kept(indexed, unread))
     moved = live is not None and live.source_dir != str(folder.resolve())  # recorded for uploads
-    if not todo and not gone and not moved:
-        report.unchanged = [f.source for f in files]
-        report.total_chunks, report.documents = (live.chunks, live.documents) if live else (0, 0)
-        report.write_file()
-        report.seconds = time.perf_counter() - started
-        return report
+    return _Plan(indexed, live, unread, signature, rechunk, todo, gone, moved)
 
-    _check_writable(settings.index)
-    loaded = [embedder]
 
-    def get_embedder() -> Any:
-        """The embedder, loaded on first use: removals and a moved folder need none."""
-        if loaded[0] is None:
+def _unchanged(report: IngestReport, files: Sequence[_File], live: Manifest | None, started: float) -> IngestReport:
+    """The report of a run with nothing to change: no model loaded, no lock taken, nothing written."""
+    report.unchanged = [f.source for f in files]
+    report.total_chunks, report.documents = (live.chunks, live.documents) if live else (0, 0)
+    report.write_file()
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+class _LazyEmbedder:
+    """The embedder, loaded on first call: removals and a moved folder need none."""
+
+    def __init__(self, settings: Settings, embedder: Any, report: IngestReport) -> None:
+        self.settings, self.embedder, self.report = settings, embedder, report
+
+    def __call__(self) -> Any:
+        if self.embedder is None:
             from rag_app.embeddings import load_embedder
 
             tic = time.perf_counter()
-            loaded[0] = load_embedder(settings.embedding_model)
-            report.model_seconds = time.perf_counter() - tic
-        return loaded[0]
+            self.embedder = load_embedder(self.settings.embedding_model)
+            self.report.model_seconds = time.perf_counter() - tic
+        return self.embedder
 
-    if todo or live is None:
-        get_embedder()
-    if rechunk:
-        report.notes.append(f"chunking changed from {live.chunking} to {signature}: every file is re-chunked")
-    if moved and not rebuild:
-        report.notes.append(f"the index was built from {live.source_dir}; it now mirrors {folder.resolve()}")
-    known = loaded[0]  # None only when nothing is to be embedded, so the live index says what it is
-    manifest = Manifest(
+
+def _note_changes(report: IngestReport, plan: _Plan, folder: Path, rebuild: bool) -> None:
+    """Say in the report why every file is read again, or why the index now mirrors another folder."""
+    if plan.rechunk:
+        report.notes.append(f"chunking changed from {plan.live.chunking} to {plan.signature}: every file is re-chunked")
+    if plan.moved and not rebuild:
+        report.notes.append(f"the index was built from {plan.live.source_dir}; it now mirrors {folder.resolve()}")
+
+
+def _manifest(folder: Path, settings: Settings, plan: _Plan, known: Any) -> Manifest:
+    """The manifest of the generation to write.
+
+    ``known`` is the embedder if one was loaded: None only when nothing is to
+    be embedded, and then the live index says what model it is.
+    """
+    live = plan.live
+    return Manifest(
         embedding_model=known.model_name if known is not None else live.embedding_model,
         dim=int(known.dim) if known is not None else live.dim,
-        chunking=signature,
+        chunking=plan.signature,
         source_dir=str(folder.resolve()),
         extra={"globs": list(settings.ingest.globs)},
     )
+
+
+def _write(manifest: Manifest, files: Sequence[_File], plan: _Plan, settings: Settings, get_embedder: Any,
+           report: IngestReport, console: Any, rebuild: bool, folder: Path) -> None:
+    """Stage the changes under the lock and commit them as one new generation (when anything changed)."""
+    live = plan.live
     try:
         with IndexWriter(settings.index, manifest, rebuild=rebuild) as writer:
-            _update(writer, files, unread, settings, get_embedder, report, console, force=rebuild or rechunk,
+            _update(writer, files, plan.unread, settings, get_embedder, report, console, force=rebuild or plan.rechunk,
                     root=folder.resolve())
             if writer.files():
-                if report.added or report.updated or report.removed or rebuild or moved:
+                if report.added or report.updated or report.removed or rebuild or plan.moved:
                     tic = time.perf_counter()
                     written = writer.commit()
                     report.write_seconds = time.perf_counter() - tic
@@ -189,15 +266,16 @@ def ingest_folder(
         ) from None
     report.failed.sort()
     report.write_file()
+
+
+def _check_something_indexed(report: IngestReport, live: Manifest | None, folder: Path) -> None:
+    """A run that committed nothing and leaves no indexed chunks is an error, naming why."""
     if not report.committed and not (live and report.total_chunks):
         listed = f"; all listed in {report.report_file}" if report.report_file else ""
         raise IngestError(
             f"no document in {folder} could be read ({_reasons(report.failed + report.skipped)}{listed}); "
             "fix or remove these files"
         )
-    report.seconds = time.perf_counter() - started
-    log.info("ingest: %s", report.summary().plain.replace("\n", " | "))
-    return report
 
 
 def _update(
@@ -561,10 +639,14 @@ def _tokenizer_of(embedder: Any) -> Any:
     return tokenizer
 
 
-def upload_dir(settings: Settings) -> Path:
-    """Where uploaded files belong: the folder the index was built from, else ``<index>/../uploads``."""
-    if index_exists(settings.index):
-        with IndexStore.open(settings.index) as store:
-            if store.manifest.source_dir:
-                return Path(store.manifest.source_dir)
+def upload_dir(settings: Settings, store: IndexStore | None = None) -> Path:
+    """Where uploaded files belong: the folder the index was built from, else ``<index>/../uploads``.
+
+    ``store``: the live index when the caller has it open; else it is opened here.
+    """
+    if store is None and index_exists(settings.index):
+        with IndexStore.open(settings.index) as opened:
+            return upload_dir(settings, opened)
+    if store is not None and store.manifest.source_dir:
+        return Path(store.manifest.source_dir)
     return settings.index.parent / "uploads"

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import contextlib
-import os
 import re
-import secrets
 from dataclasses import dataclass, field
 from pathlib import Path
 
 from rich.text import Text
+
+from rag_app.store import write_durably
 
 _SHOWN = 10  # skipped/failed files listed one by one in the summary; the rest are counted
 REPORT_NAME = "last-ingest-report.txt"  # in the index directory, beside the generations the store manages
@@ -145,32 +144,13 @@ class IngestReport:
                 path.unlink(missing_ok=True)
                 return
             if not path.is_file() or path.read_text(encoding="utf-8", errors="replace") != text:
-                _replace_durably(path, text.encode("utf-8"))
+                write_durably(path, text.encode("utf-8"), unique_tmp=True)
             self.report_file = path
         except OSError as err:
             self.notes.append(f"could not write the report {path}: {err.strerror or err}")
 
     def __str__(self) -> str:
         return self.summary().plain
-
-
-def _replace_durably(path: Path, data: bytes) -> None:
-    """Write ``data`` to a unique temp file beside ``path``, fsync it, then rename it over ``path``.
-
-    (``rag_app.store._write_durably`` uses one fixed ``.tmp`` name: right for
-    files only the lock holder writes, not for this one, written unlocked.)
-    """
-    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp")
-    try:
-        with open(tmp, "xb") as fh:  # x: never another run's temp file; mode as before (0o666 less the umask)
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
 
 
 def _rate(n_bytes: int, seconds: float) -> str:

@@ -254,32 +254,20 @@ def chat(
 
 
 def dataset_index(dataset: Path, settings: Any, plain_folder: bool = False) -> Path:
-    """Ingest DATASET/docs (or, with ``plain_folder``, DATASET itself when it has no docs/) into a cached index.
+    """Ingest DATASET/docs (or, with ``plain_folder``, DATASET itself when it has no docs/) into its cached index.
 
     ``rag eval`` and ``rag finetune`` take an index, never build one: this
-    front door builds it. Indexes live under ``.rag/datasets/``, one per
-    corpus, embedding model and chunking, shared by every eval and fine-tune
-    of that corpus; ingest is incremental, so an unchanged corpus costs a hash check.
+    front door builds it where :func:`rag_app.evaluate.corpus_index` says;
+    ingest is incremental, so an unchanged corpus costs a hash check.
     """
-    import hashlib
-
     from ingest.pipeline import ingest_folder
     from rag_app.embeddings import load_embedder
-    from rag_app.errors import DatasetError
-    from rag_app.evaluate import index_key
+    from rag_app.evaluate import corpus_index
 
-    docs = dataset / "docs"
-    if plain_folder and not docs.is_dir():
-        if not dataset.is_dir():
-            raise DatasetError(f"folder {dataset} does not exist; pass a folder of documents to write questions about")
-        docs = dataset
-    if not docs.is_dir():
-        raise DatasetError(f"{dataset} has no docs/ folder; a dataset is a folder with docs/ and qa.jsonl")
-    tag = hashlib.sha256(f"{docs.resolve()}|{index_key(settings)}".encode()).hexdigest()[:8]
-    index = Path(".rag") / "datasets" / f"{dataset.resolve().name}-{tag}"
-    ingest_folder(docs, settings.model_copy(update={"index": index}), console=_console(stderr=True),
+    target = corpus_index(dataset, settings, plain_folder)
+    ingest_folder(target.docs, settings.model_copy(update={"index": target.index}), console=_console(stderr=True),
                   embedder=load_embedder(settings.embedding_model))
-    return index
+    return target.index
 
 
 @app.command()
@@ -421,13 +409,7 @@ def eval_(
     base = settings_from_flags(None, verbose, generate={"adapter": "none" if no_adapter else adapter})
     variants = [("base", base)] + [(p.stem, settings_from_flags(p, verbose)) for p in config or []]
     runs = plan_runs(variants, mode or ())
-    known = None
-    if index is not None and not (dataset / "docs").is_dir():  # no corpus folder: check gold ids against the index
-        from rag_app.store import IndexStore
-
-        with IndexStore.open(index) as store:
-            known = {Path(source).stem for source in store.files()}
-    ds = load_dataset(dataset, split=split, limit=limit, seed=seed, known_doc_ids=known)
+    ds = load_dataset(dataset, split=split, limit=limit, seed=seed, index=index)
     out_dir = out or Path("eval-out") / ds.name
     runs = _eval_indexes(ds.docs_dir, runs, index)
     with _sigterm_as_interrupt():  # `timeout`, a job scheduler: also leave the report of what finished

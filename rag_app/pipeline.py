@@ -116,6 +116,18 @@ class Answer:
         return "\n".join(lines)
 
 
+@dataclass(frozen=True)
+class Retrieved:
+    """What one search found, best first, and how long it took (ms)."""
+
+    hits: list[RetrievedChunk]
+    ms: float
+
+    def top(self, k: int) -> Retrieved:
+        """The first ``k`` hits, as if the search had asked for ``k`` (same time)."""
+        return Retrieved(self.hits[:k], self.ms)
+
+
 HISTORY_TURNS = 3  # earlier turns a follow-up is asked with; each costs prompt tokens the sources could use
 
 
@@ -177,9 +189,10 @@ class RagPipeline:
             self._generator = load_generator(self.settings.generate, self.settings.cache_dir)
         return self._generator
 
-    def retrieve(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> list[RetrievedChunk]:
-        """The sources for ``question``; a follow-up fuses the bare and the history-prefixed query."""
-        k = self.settings.retrieve.top_k
+    def retrieve(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
+                 k: int | None = None) -> list[RetrievedChunk]:
+        """The best ``k`` (default ``top_k``) sources for ``question``; a follow-up fuses the bare and the history-prefixed query."""
+        k = k or self.settings.retrieve.top_k
         bare = self.retriever.retrieve(question, k=k, exclude_doc_ids=exclude_doc_ids)
         if not history:
             return bare
@@ -191,12 +204,25 @@ class RagPipeline:
         fused = rrf([[h.chunk.id for h in bare], [h.chunk.id for h in prefixed]], k=self.settings.retrieve.rrf_k)[:k]
         return [replace(by_id[i], rank=rank) for rank, (i, _) in enumerate(fused, start=1)]
 
-    def _prepare(self, question: str, history: Sequence[tuple[str, str]], exclude_doc_ids: Sequence[str]) -> tuple[list[Source], list[dict[str, str]] | None, float]:
+    def search(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
+               k: int | None = None) -> Retrieved:
+        """:meth:`retrieve`, timed; ``k`` (default ``top_k``) deeper for a caller that scores the list.
+
+        ``rag eval`` scores retrieval on a list deeper than ``top_k`` and answers
+        from its first ``top_k`` (:meth:`Retrieved.top`), so that the list it
+        scores is the one the answer came from.
+        """
+        t0 = time.perf_counter()
+        hits = self.retrieve(question, history, exclude_doc_ids, k)
+        return Retrieved(hits, (time.perf_counter() - t0) * 1000)
+
+    def _prepare(self, question: str, history: Sequence[tuple[str, str]], exclude_doc_ids: Sequence[str],
+                 retrieved: Retrieved | None = None) -> tuple[list[Source], list[dict[str, str]] | None, float]:
         if not question or not question.strip():
             raise EmptyQuestionError("the question is empty; type a question about your documents")
-        t0 = time.perf_counter()
-        hits = self.retrieve(question, history, exclude_doc_ids)
-        retrieve_ms = (time.perf_counter() - t0) * 1000
+        if retrieved is None:
+            retrieved = self.search(question, history, exclude_doc_ids)
+        hits, retrieve_ms = retrieved.hits, retrieved.ms
         sources = [Source(h.rank, h.chunk, h.score, h.dense_score) for h in hits]
         best = max((h.dense_score or 0.0 for h in hits), default=0.0)
         if not hits or best < self.settings.retrieve.min_score:
@@ -209,14 +235,20 @@ class RagPipeline:
             log.info("context budget %d tokens: kept %d of %d sources", budget, len(kept), len(sources))
         return list(kept), build_messages(question, kept, history), retrieve_ms
 
-    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> Iterator[str | Answer]:
+    def stream(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
+               *, retrieved: Retrieved | None = None) -> Iterator[str | Answer]:
         """Yield the answer's text pieces as they are generated, then the final :class:`Answer`.
+
+        Args:
+            question, history, exclude_doc_ids: what to answer and what to leave out of the search.
+            retrieved: answer from these hits (a :meth:`search` already made) instead of searching.
 
         Raises:
             EmptyQuestionError: blank question.
         """
-        start = time.perf_counter()
-        sources, messages, retrieve_ms = self._prepare(question, history, exclude_doc_ids)
+        # Given hits: the clock starts when their search did, so the timings mean what they do otherwise.
+        start = time.perf_counter() - (retrieved.ms / 1000 if retrieved is not None else 0.0)
+        sources, messages, retrieve_ms = self._prepare(question, history, exclude_doc_ids, retrieved)
         timings = Timings(retrieve_ms=retrieve_ms)
         if messages is None:
             timings.total_ms = (time.perf_counter() - start) * 1000
@@ -259,10 +291,11 @@ class RagPipeline:
         yield self._finish(question, text, sources, timings, skipped=False, reply=raw,
                            removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}))
 
-    def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = ()) -> Answer:
-        """Retrieve, generate and return the whole :class:`Answer` (no streaming)."""
+    def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
+               *, retrieved: Retrieved | None = None) -> Answer:
+        """Retrieve, generate and return the whole :class:`Answer` (no streaming); ``retrieved`` as in :meth:`stream`."""
         final = None
-        for item in self.stream(question, history, exclude_doc_ids):
+        for item in self.stream(question, history, exclude_doc_ids, retrieved=retrieved):
             if isinstance(item, Answer):
                 final = item
         assert final is not None

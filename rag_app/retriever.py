@@ -9,6 +9,7 @@ the pipeline's "no good source" threshold is defined on it.
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass
@@ -168,9 +169,23 @@ class Retriever:
 
 
 def load_reranker(name: str | None) -> Any:
-    """A sentence-transformers CrossEncoder from a local folder or the HF cache; never downloads."""
+    """A sentence-transformers CrossEncoder from a local folder or the HF cache; never downloads.
+
+    Loaded once per name per process and shared: the UI builds a pipeline per
+    chat and ``rag eval`` one per configuration, and each would otherwise load
+    its own copy (seconds, and its weights again). A load that fails is not
+    remembered, so fixing the folder and asking again works.
+
+    Raises:
+        ModelNotFoundError: ``name`` cannot be loaded offline.
+    """
     if not name:
         return None
+    return _cross_encoder(name)
+
+
+@functools.cache
+def _cross_encoder(name: str) -> Any:
     from sentence_transformers import CrossEncoder
 
     try:

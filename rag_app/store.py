@@ -33,6 +33,7 @@ import hashlib
 import json
 import logging
 import os
+import secrets
 import shutil
 import sqlite3
 from collections.abc import Iterator, Sequence
@@ -134,7 +135,7 @@ class Manifest:
             raise IndexCorruptError(f"cannot read {path}: {err}; rebuild with: rag ingest DIR --rebuild") from None
 
     def write(self, path: Path) -> None:
-        _write_durably(path, json.dumps(dataclasses.asdict(self), indent=2).encode("utf-8"))
+        write_durably(path, json.dumps(dataclasses.asdict(self), indent=2).encode("utf-8"))
 
 
 @dataclass(frozen=True)
@@ -150,18 +151,56 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="seconds")
 
 
-def _write_durably(path: Path, data: bytes) -> None:
-    tmp = path.with_name(path.name + ".tmp")
+def _write_synced(path: Path, data: bytes, mode: str) -> None:
+    with open(path, mode) as fh:
+        fh.write(data)
+        fh.flush()
+        os.fsync(fh.fileno())
+
+
+def write_durably(path: Path, data: bytes, *, unique_tmp: bool = False) -> None:
+    """Replace ``path`` with ``data`` so that a reader or a crash sees the old file or the new one, never a mix.
+
+    The bytes go to a temp file beside ``path``, are fsynced, then renamed
+    over it; a write that fails (a full disk) leaves no temp file behind.
+
+    Args:
+        path: the file to write.
+        data: its new contents.
+        unique_tmp: a temp name of its own (pid and random) for a file that
+            several processes may write unlocked; by default ``<path>.tmp``,
+            right for files only the lock holder writes.
+    """
+    tmp = path.with_name(f"{path.name}.{os.getpid()}-{secrets.token_hex(4)}.tmp" if unique_tmp else path.name + ".tmp")
     try:
-        with open(tmp, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
+        _write_synced(tmp, data, "xb" if unique_tmp else "wb")
         os.replace(tmp, path)
-    except BaseException:  # a full disk: leave no half-written .tmp beside CURRENT
+    except BaseException:
         with contextlib.suppress(OSError):
             tmp.unlink()
         raise
+
+
+def create_durably(path: Path, data: bytes) -> bool:
+    """Create ``path`` holding ``data``, fsynced, only if nothing has that name yet.
+
+    Why exclusive: a check for a free name followed by a write leaves a gap in
+    which another process's file of that name is overwritten. The file gets
+    the mode new files get (0o666 less the umask). A write that fails removes
+    the half-written file again (the name was ours) and raises.
+
+    Returns:
+        True when written; False when the name was taken (nothing changed).
+    """
+    try:
+        _write_synced(path, data, "xb")
+    except FileExistsError:
+        return False
+    except BaseException:
+        with contextlib.suppress(OSError):
+            path.unlink()
+        raise
+    return True
 
 
 def _is_disk_full(err: BaseException) -> bool:
@@ -571,7 +610,7 @@ class IndexWriter:
         assert self._db is not None and self._gen is not None
         with self._writing():
             self._write_generation()
-            _write_durably(self.index_dir / "CURRENT", self._gen.name.encode("utf-8"))
+            write_durably(self.index_dir / "CURRENT", self._gen.name.encode("utf-8"))
         self.committed = True  # CURRENT names it now: never delete it on the way out
         dir_fd = os.open(self.index_dir, os.O_RDONLY)
         try:

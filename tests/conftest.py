@@ -90,6 +90,45 @@ class FakeGenerator:
         return "".join(self.stream(messages, max_new_tokens, temperature, top_p, abstain_threshold))
 
 
+class CountingCrossEncoder:
+    """Stands in for ``sentence_transformers.CrossEncoder``: records each construction, scores by shared words.
+
+    The name ``missing`` fails to load, as a folder that is not there does.
+    """
+
+    made: list[str] = []
+
+    def __init__(self, name: str, local_files_only: bool = False) -> None:
+        if name == "missing":
+            raise OSError("no such folder")
+        CountingCrossEncoder.made.append(name)
+
+    def predict(self, pairs: Sequence[tuple[str, str]], show_progress_bar: bool = False) -> np.ndarray:
+        return np.array([len(set(_WORD.findall(q.lower())) & set(_WORD.findall(t.lower()))) for q, t in pairs],
+                        np.float32)
+
+
+def _forget_loaded_rerankers() -> None:
+    """As if in a fresh process: the per-process reranker cache starts empty."""
+    import rag_app.retriever
+
+    cache = getattr(rag_app.retriever, "_cross_encoder", None)
+    if cache is not None:
+        cache.cache_clear()
+
+
+@pytest.fixture
+def cross_encoder(monkeypatch) -> type[CountingCrossEncoder]:
+    """``CrossEncoder`` replaced by :class:`CountingCrossEncoder`, with no reranker loaded yet in this process."""
+    import sentence_transformers
+
+    CountingCrossEncoder.made = []
+    monkeypatch.setattr(sentence_transformers, "CrossEncoder", CountingCrossEncoder)
+    _forget_loaded_rerankers()
+    yield CountingCrossEncoder
+    _forget_loaded_rerankers()
+
+
 @pytest.fixture
 def fake_embedder() -> FakeEmbedder:
     return FakeEmbedder()

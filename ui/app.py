@@ -3,8 +3,8 @@
 A thin view over :class:`rag_app.pipeline.RagPipeline`: Streamlit re-executes
 this script on every interaction, so everything expensive lives elsewhere.
 Models are loaded once per server process (``st.cache_resource``), the index
-snapshot once per browser session (reopened when an ingest commits a newer
-generation), and the chat in ``st.session_state``. Sidebar settings rebuild
+snapshot and the pipeline over it once per browser session (reopened when an
+ingest commits a newer generation), and the chat in ``st.session_state``. Sidebar settings rebuild
 the frozen :class:`~rag_app.config.Settings` on each run; only a change of
 model or adapter loads other weights.
 
@@ -89,6 +89,26 @@ def open_store(settings: Settings, embedder: Any) -> IndexStore | None:
         store = IndexStore.open(settings.index, embedding_model=embedder.model_name)
         state["store"], state["store_key"] = store, key
     return store
+
+
+def session_pipeline(settings: Settings, store: IndexStore, embedder: Any, generator: Any) -> RagPipeline:
+    """This session's pipeline, built again only when its settings, snapshot or models change.
+
+    Kept per session, not in ``st.cache_resource``: it holds this session's
+    index snapshot, which :func:`open_store` closes once a newer one is
+    committed; another session must never answer from it. The key holds the
+    objects themselves (by identity), and the pipeline keeps them alive, so
+    an id is never reused while it is cached.
+
+    Raises:
+        RagError: a part cannot be loaded (a reranker that is not installed).
+    """
+    state = st.session_state
+    key = (settings.model_dump_json(), id(store), id(embedder), id(generator))
+    if state.get("pipeline_key") != key:
+        state["pipeline"] = RagPipeline(settings, store=store, embedder=embedder, generator=generator)
+        state["pipeline_key"] = key
+    return state["pipeline"]
 
 
 # --- sidebar ------------------------------------------------------------------------------------
@@ -344,7 +364,7 @@ def chat(settings: Settings, store: IndexStore, embedder: Any, generator: Any) -
         st.markdown(render.escape_markdown(question))
     with st.chat_message("assistant", avatar=ASSISTANT_AVATAR):
         try:
-            pipeline = RagPipeline(settings, store=store, embedder=embedder, generator=generator)
+            pipeline = session_pipeline(settings, store, embedder, generator)
             history = chat_history([(t.question, t.answer) for t in turns])
             turn.answer = stream_answer(pipeline, question, history, settings)
             state["last_answer"] = turn.answer

@@ -28,8 +28,8 @@ import contextlib
 import errno
 import logging
 import os
+import secrets
 import stat
-import tempfile
 from collections.abc import Iterator, Sequence
 from decimal import ROUND_CEILING, Decimal
 from dataclasses import dataclass, field
@@ -38,7 +38,7 @@ from typing import Any
 
 from rag_app.config import Settings
 from rag_app.errors import IngestError
-from rag_app.store import IndexStore, index_exists
+from rag_app.store import IndexStore, create_durably, index_exists
 
 log = logging.getLogger(__name__)
 
@@ -66,8 +66,12 @@ def supported_extensions() -> list[str]:
     return sorted(ext.lstrip(".") for ext in SUPPORTED_TYPES)
 
 
-def upload_folder(settings: Settings) -> Path:
+def upload_folder(settings: Settings, store: IndexStore | None = None) -> Path:
     """Where uploads go: ``ingest.pipeline.upload_dir`` (the indexed folder, else ``uploads/`` beside the index).
+
+    Args:
+        settings: the page's settings.
+        store: the live index when the caller has it open; else it is opened here.
 
     Raises:
         IngestError: the index records a source folder that no longer exists;
@@ -76,18 +80,16 @@ def upload_folder(settings: Settings) -> Path:
     """
     from ingest.pipeline import upload_dir
 
-    folder = upload_dir(settings)
-    if index_exists(settings.index) and not folder.is_dir() and _recorded_source_dir(settings) is not None:
+    if store is None and index_exists(settings.index):
+        with IndexStore.open(settings.index) as opened:
+            return upload_folder(settings, opened)
+    folder = upload_dir(settings, store)
+    if store is not None and not folder.is_dir() and store.manifest.source_dir is not None:
         raise IngestError(
             f"the index at {settings.index} was built from {folder}, which no longer exists; restore that folder, "
             f"or rebuild from another with: rag ingest DIR --rebuild --index {settings.index}"
         )
     return folder
-
-
-def _recorded_source_dir(settings: Settings) -> str | None:
-    with IndexStore.open(settings.index) as store:
-        return store.manifest.source_dir
 
 
 def _safe_name(name: str) -> str | None:
@@ -196,20 +198,10 @@ def _place(folder: Path, name: str, data: bytes) -> tuple[str, bool]:
 
 def _write_temp(folder: Path, data: bytes) -> str:
     """``data`` in a new hidden, fsynced temp file in ``folder``; its path."""
-    fd, tmp = tempfile.mkstemp(dir=folder, prefix=".", suffix=".uploading")
-    try:
-        umask = os.umask(0)
-        os.umask(umask)
-        os.fchmod(fd, 0o666 & ~umask)  # mkstemp's 0600 would hide the document from the folder's other users
-        with os.fdopen(fd, "wb") as fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
-    return tmp
+    while True:  # a random name is free at the first try but for a vanishing chance
+        tmp = folder / f".{secrets.token_hex(8)}.uploading"
+        if create_durably(tmp, data):
+            return str(tmp)
 
 
 def _link(tmp: str, path: Path, data: bytes) -> bool:
@@ -221,33 +213,16 @@ def _link(tmp: str, path: Path, data: bytes) -> bool:
     except OSError as err:
         if err.errno not in _NO_HARD_LINKS:
             raise
-        return _create(path, data)  # no hard links here: create the name exclusively and write into it
+        return create_durably(path, data)  # no hard links here: create the name exclusively and write into it
     return True
 
 
-def _create(path: Path, data: bytes) -> bool:
-    """Write ``data`` to ``path`` only if it does not exist (``open(..., "xb")``); False when it does."""
-    try:
-        fh = open(path, "xb")
-    except FileExistsError:
-        return False
-    try:
-        with fh:
-            fh.write(data)
-            fh.flush()
-            os.fsync(fh.fileno())
-    except BaseException:  # half written: the name is ours, so take it back
-        with contextlib.suppress(FileNotFoundError):
-            path.unlink()
-        raise
-    return True
-
-
-def _indexed_sources(settings: Settings) -> set[str]:
+def _live_index(settings: Settings) -> tuple[Path, set[str]]:
+    """The upload folder and the sources indexed now, from one look at the live index (if there is one)."""
     if not index_exists(settings.index):
-        return set()
+        return upload_folder(settings, None), set()
     with IndexStore.open(settings.index) as store:
-        return set(store.files())
+        return upload_folder(settings, store), set(store.files())
 
 
 def _failed_sources(report: Any, folder: Path) -> set[str]:
@@ -295,9 +270,8 @@ def ingest_uploads(files: Sequence[tuple[str, bytes]], settings: Settings, embed
     from ingest.pipeline import ingest_folder
 
     allowed = {f".{ext}" for ext in supported_extensions()}
-    folder = upload_folder(settings)
+    folder, indexed = _live_index(settings)
     result = UploadResult(folder=folder)
-    indexed = _indexed_sources(settings)
     uploaded: set[str] = set()
     to_index = False  # an identical file already in the folder but not in the index yet
     for raw_name, data in files:

@@ -1,7 +1,8 @@
 """Offline evaluation: retrieval and answer metrics over a QA dataset, several configurations side by side.
 
-``rag eval`` is the front door: it ingests the dataset's docs, then calls
-:func:`evaluate`. This package takes an index and never builds one.
+``rag eval`` is the front door: it ingests the dataset's docs into the index
+:func:`corpus_index` names, then calls :func:`evaluate`. This package takes an
+index and never builds one.
 
 Example::
 
@@ -14,7 +15,8 @@ Example::
     report["configs"][0]["aggregate"]["recall@5"]
 """
 
-from rag_app.evaluate.dataset import Dataset, QAItem, load_dataset
-from rag_app.evaluate.runner import EvalConfig, RunSpec, evaluate, index_key, plan_runs
+from rag_app.evaluate.dataset import CorpusIndex, Dataset, QAItem, corpus_index, index_key, load_dataset
+from rag_app.evaluate.runner import EvalConfig, RunSpec, evaluate, plan_runs
 
-__all__ = ["Dataset", "EvalConfig", "QAItem", "RunSpec", "evaluate", "index_key", "load_dataset", "plan_runs"]
+__all__ = ["CorpusIndex", "Dataset", "EvalConfig", "QAItem", "RunSpec", "corpus_index", "evaluate", "index_key",
+           "load_dataset", "plan_runs"]

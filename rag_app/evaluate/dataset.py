@@ -16,12 +16,14 @@ separate spans of a ``multi_span`` answer).
 
 from __future__ import annotations
 
+import hashlib
 import json
 import random
 from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from rag_app.config import Settings
 from rag_app.errors import DatasetError
 
 REQUIRED_KEYS = ("id", "question", "answers", "gold_doc_ids")
@@ -93,6 +95,55 @@ class Dataset:
 def corpus_doc_ids(docs_dir: Path) -> frozenset[str]:
     """Doc ids of a ``docs/`` folder: the stem of every file below it (as ingest names them)."""
     return frozenset(p.stem for p in docs_dir.rglob("*") if p.is_file() and not p.name.startswith("."))
+
+
+def index_doc_ids(index: Path) -> frozenset[str]:
+    """Doc ids an index holds (as ingest named them), for a dataset evaluated on an index without its docs/."""
+    from rag_app.store import IndexStore
+
+    with IndexStore.open(index) as store:
+        return frozenset(store.doc_ids())
+
+
+def index_key(settings: Settings) -> str:
+    """Runs with equal keys can share one index: same embedding model and chunking."""
+    key = {"embedding_model": settings.embedding_model, "chunking": settings.ingest.chunking_signature(),
+           "globs": list(settings.ingest.globs)}
+    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
+
+
+@dataclass(frozen=True)
+class CorpusIndex:
+    """A dataset's corpus folder and the cached index it is ingested into."""
+
+    docs: Path
+    index: Path
+
+
+def corpus_index(dataset: Path, settings: Settings, plain_folder: bool = False) -> CorpusIndex:
+    """Where ``rag eval`` and ``rag finetune`` ingest a dataset: ``.rag/datasets/<name>-<tag>``.
+
+    One index per corpus, embedding model and chunking (``tag`` hashes the
+    corpus path and :func:`index_key`), shared by every eval and fine-tune of
+    that corpus. The front door ingests into it; this only names it.
+
+    Args:
+        dataset: the dataset folder; its corpus is ``dataset/docs``.
+        settings: the run's settings (embedding model, chunking, globs).
+        plain_folder: a folder without ``docs/`` is itself the corpus (``rag finetune --synthesize``).
+
+    Raises:
+        DatasetError: no docs/ folder (or, with ``plain_folder``, no folder at all).
+    """
+    docs = dataset / "docs"
+    if plain_folder and not docs.is_dir():
+        if not dataset.is_dir():
+            raise DatasetError(f"folder {dataset} does not exist; pass a folder of documents to write questions about")
+        docs = dataset
+    if not docs.is_dir():
+        raise DatasetError(f"{dataset} has no docs/ folder; a dataset is a folder with docs/ and qa.jsonl")
+    tag = hashlib.sha256(f"{docs.resolve()}|{index_key(settings)}".encode()).hexdigest()[:8]
+    return CorpusIndex(docs, Path(".rag") / "datasets" / f"{dataset.resolve().name}-{tag}")
 
 
 def _str_list(value: object) -> bool:
@@ -217,6 +268,7 @@ def load_dataset(
     limit: int | None = None,
     seed: int = 0,
     known_doc_ids: Collection[str] | None = None,
+    index: Path | None = None,
 ) -> Dataset:
     """Load and validate a QA set folder (or a bare qa.jsonl).
 
@@ -228,11 +280,15 @@ def load_dataset(
         known_doc_ids: the doc ids gold ids are checked against; default the
             stems under ``docs/``. Pass the index's doc ids when evaluating on
             an existing index without a docs folder.
+        index: the index the eval runs on (``--index``); when ``path`` has
+            no ``docs/``, gold ids are checked against the doc ids it holds.
 
     Raises:
         DatasetError: missing files, a malformed line, a duplicate id, or an unknown gold doc id.
     """
     path = Path(path)
+    if known_doc_ids is None and index is not None and not (path / "docs").is_dir():
+        known_doc_ids = index_doc_ids(index)
     root, qa_path = (path.parent, path) if path.is_file() else (path, path / "qa.jsonl")
     if not root.is_dir():
         raise DatasetError(f"dataset folder {root} not found; pass a folder holding qa.jsonl and docs/")

@@ -12,8 +12,9 @@ The loop is built to be left running for hours and stopped at any time:
 * the report is written from whatever finished, on a normal end and on Ctrl-C.
 
 What it measures goes through :class:`rag_app.pipeline.RagPipeline`, the code
-users run. Retrieval metrics use a deeper list (``max(k, 10)`` chunks) from
-the pipeline's own retriever; the answer's sources are the pipeline's top-k.
+users run. Each question is searched once, ``max(k, 10)`` chunks deep: the
+retrieval metrics score that list and the answer is generated from its first
+``top_k`` (:func:`answer_question`), so what is scored is what was answered from.
 The index is an input: building it is the front door's job (``rag eval``).
 """
 
@@ -22,7 +23,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -140,13 +140,6 @@ def plan_runs(variants: Sequence[tuple[str, Settings]], modes: Sequence[str] = (
             names.add(unique)
             runs.append(RunSpec(unique, s))
     return runs
-
-
-def index_key(settings: Settings) -> str:
-    """Runs with equal keys can share one index: same embedding model and chunking."""
-    key = {"embedding_model": settings.embedding_model, "chunking": settings.ingest.chunking_signature(),
-           "globs": list(settings.ingest.globs)}
-    return hashlib.sha256(json.dumps(key, sort_keys=True).encode()).hexdigest()[:8]
 
 
 # ------------------------------------------------------------------ records
@@ -269,13 +262,40 @@ def run_questions(
     Returns:
         (the runs' states, interrupted?). Ctrl-C stops the loop and returns what finished.
     """
-    from rag_app.embeddings import load_embedder
-    from rag_app.pipeline import RagPipeline
-    from rag_app.store import IndexStore
-
     out_dir.mkdir(parents=True, exist_ok=True)
     records_path = out_dir / RECORDS_FILE
     withheld = withheld_ids(dataset.items, config.unanswerable, config.seed)
+    states = _resume(dataset, runs, config, records_path, withheld)
+    if progress is not None:
+        progress.start(len(dataset.items) * len(states), states)
+    pipelines = _Pipelines(dataset, config, embedder, load_generator or _default_loader)
+    interrupted = False
+    try:
+        with open(records_path, "a", encoding="utf-8") as fh:
+            for st in states:
+                left = [item for item in dataset.items if item.id not in st.records]
+                if not left:
+                    continue
+                pipeline = pipelines.build(st.spec.settings)
+                for item in left:
+                    rec = answer_question(pipeline, st, item, config, withheld=item.id in withheld)
+                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
+                    fh.flush()
+                    st.records[item.id] = rec
+                    if progress is not None:
+                        progress.advance(st)
+    except KeyboardInterrupt:
+        interrupted = True
+        log.warning("interrupted: writing the report from the questions that finished")
+    finally:
+        pipelines.close()
+    _in_dataset_order(states, dataset)
+    return states, interrupted
+
+
+def _resume(dataset: Dataset, runs: Sequence[RunSpec], config: EvalConfig, records_path: Path,
+            withheld: frozenset[str]) -> list[RunState]:
+    """Each run's state, holding the records an earlier run of the same configuration left (rescored for ``ks``)."""
     planned = {item.id for item in dataset.items}
     states = [RunState(spec, spec.fingerprint(config, _index_id(spec.settings.index))) for spec in runs]
     for rec in read_records(records_path):
@@ -287,55 +307,63 @@ def run_questions(
     done = sum(len(st.records) for st in states)
     if done:
         log.info("resuming: %d question(s) already recorded in %s, %d to go", done, records_path, todo)
-    if progress is not None:
-        progress.start(len(planned) * len(states), states)
-    load_generator = load_generator or _default_loader
-    generators: dict[tuple[Any, ...], Any] = {}
-    stores: dict[str, Any] = {}
-    interrupted = False
-    try:
-        with open(records_path, "a", encoding="utf-8") as fh:
-            for st in states:
-                left = [item for item in dataset.items if item.id not in st.records]
-                if not left:
-                    continue
-                s = st.spec.settings
-                emb = embedder or load_embedder(s.embedding_model)
-                key = str(Path(s.index).resolve())
-                if key not in stores:
-                    stores[key] = IndexStore.open(s.index, embedding_model=emb.model_name)
-                    _warn_missing_gold(stores[key], dataset)
-                generator = None
-                if not config.retrieval_only:
-                    gkey = _generator_key(s)
-                    if gkey not in generators:
-                        generators[gkey] = load_generator(s)
-                    generator = generators[gkey]
-                pipeline = RagPipeline(s, store=stores[key], embedder=emb, generator=generator)
-                for item in left:
-                    hold = item.id in withheld
-                    exclude = item.gold_doc_ids if hold else ()
-                    t0 = time.perf_counter()
-                    hits = pipeline.retriever.retrieve(item.question, k=config.depth, exclude_doc_ids=exclude)
-                    retrieve_ms = (time.perf_counter() - t0) * 1000
-                    answer = None if config.retrieval_only else pipeline.answer(item.question, exclude_doc_ids=exclude)
-                    rec = build_record(st.spec, st.fingerprint, item, hits, answer, s.retrieve.top_k, hold,
-                                       config.ks, retrieve_ms)
-                    fh.write(json.dumps(rec, ensure_ascii=False) + "\n")
-                    fh.flush()
-                    st.records[item.id] = rec
-                    if progress is not None:
-                        progress.advance(st)
-    except KeyboardInterrupt:
-        interrupted = True
-        log.warning("interrupted: writing the report from the questions that finished")
-    finally:
-        for store in stores.values():
+    return states
+
+
+class _Pipelines:
+    """One :class:`~rag_app.pipeline.RagPipeline` per run, sharing what runs have in common.
+
+    Runs on one index share its open store; runs on the same weights share
+    one generator (loaded at most once per distinct model/adapter, never in a
+    retrieval-only eval).
+    """
+
+    def __init__(self, dataset: Dataset, config: EvalConfig, embedder: Any, load_generator: GeneratorLoader) -> None:
+        self.dataset, self.config, self.embedder, self.load_generator = dataset, config, embedder, load_generator
+        self.stores: dict[str, Any] = {}
+        self.generators: dict[tuple[Any, ...], Any] = {}
+
+    def build(self, s: Settings) -> Any:
+        from rag_app.embeddings import load_embedder
+        from rag_app.pipeline import RagPipeline
+        from rag_app.store import IndexStore
+
+        emb = self.embedder or load_embedder(s.embedding_model)
+        key = str(Path(s.index).resolve())
+        if key not in self.stores:
+            self.stores[key] = IndexStore.open(s.index, embedding_model=emb.model_name)
+            _warn_missing_gold(self.stores[key], self.dataset)
+        generator = None
+        if not self.config.retrieval_only:
+            gkey = _generator_key(s)
+            if gkey not in self.generators:
+                self.generators[gkey] = self.load_generator(s)
+            generator = self.generators[gkey]
+        return RagPipeline(s, store=self.stores[key], embedder=emb, generator=generator)
+
+    def close(self) -> None:
+        for store in self.stores.values():
             store.close()
+
+
+def answer_question(pipeline: Any, state: RunState, item: QAItem, config: EvalConfig, withheld: bool) -> dict[str, Any]:
+    """Search once, score that list, answer from its top-k: the record of one question.
+
+    One search, so the list the retrieval metrics score (``config.depth``
+    deep) is the one the answer's sources are the first ``top_k`` of.
+    ``withheld``: the question's gold docs are left out of the search.
+    """
+    found = pipeline.search(item.question, exclude_doc_ids=item.gold_doc_ids if withheld else (), k=config.depth)
+    top_k = pipeline.settings.retrieve.top_k
+    answer = None if config.retrieval_only else pipeline.answer(item.question, retrieved=found.top(top_k))
+    return build_record(state.spec, state.fingerprint, item, found.hits, answer, top_k, withheld, config.ks, found.ms)
+
+
+def _in_dataset_order(states: Sequence[RunState], dataset: Dataset) -> None:
+    """Resumed and new records interleave in records.jsonl; the report lists them as qa.jsonl does."""
     order = {item.id: n for n, item in enumerate(dataset.items)}
     for st in states:
         st.records = dict(sorted(st.records.items(), key=lambda kv: order[kv[0]]))
-    return states, interrupted
 
 
 def _index_id(index: Path) -> str:
@@ -358,7 +386,7 @@ def rescore_retrieval(rec: dict[str, Any], ks: Sequence[int]) -> dict[str, Any]:
 
 def _warn_missing_gold(store: Any, dataset: Dataset) -> None:
     """Gold docs that ingest skipped (unreadable file) can never be retrieved: say so, once."""
-    indexed = {Path(src).stem for src in store.files()}
+    indexed = store.doc_ids()
     missing = sorted({d for item in dataset.items for d in item.gold_doc_ids} - indexed)
     if missing:
         log.warning("%d gold doc(s) are not in the index %s (first: %s); their questions cannot score on retrieval",

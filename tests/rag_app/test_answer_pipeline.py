@@ -110,6 +110,17 @@ def test_exclude_doc_ids_withholds_gold(rag):
     assert all(s.chunk.doc_id != "japan" for s in answer.sources)
 
 
+def test_an_answer_from_a_search_already_made_searches_no_more(rag, monkeypatch):
+    pipe, gen = rag("Tokyo [1].")
+    found = pipe.search("capital of Japan?", k=4)  # deeper than top_k, as rag eval scores it
+    assert len(found.hits) == 4 and found.ms > 0
+    monkeypatch.setattr(pipe.retriever, "retrieve", lambda *a, **k: pytest.fail("searched again"))
+    answer = pipe.answer("capital of Japan?", retrieved=found.top(2))
+    assert [(s.number, s.chunk.id) for s in answer.sources] == [(h.rank, h.chunk.id) for h in found.hits[:2]]
+    assert answer.timings.retrieve_ms == found.ms and answer.timings.total_ms >= found.ms
+    assert "[1] (japan.txt)" in gen.calls[0][-1]["content"]
+
+
 def test_hybrid_follow_ups_share_one_reranker(tmp_path, fake_embedder, monkeypatch):
     loads = []
     monkeypatch.setattr("rag_app.retriever.load_reranker", lambda name: loads.append(name) or (object() if name else None))

@@ -57,3 +57,18 @@ def test_mmr_option_drops_duplicate_chunks(tmp_path, fake_embedder):
     diverse = Retriever(store, fake_embedder, RetrieveConfig(top_k=2, mmr=True, mmr_lambda=0.3)).retrieve("solar panels electricity")
     assert {h.chunk.doc_id for h in plain} == {"a", "b"}
     assert "c" in {h.chunk.doc_id for h in diverse}
+
+
+def test_a_reranker_loads_once_per_name_per_process(tmp_path, fake_embedder, cross_encoder):
+    from rag_app.errors import ModelNotFoundError
+
+    store = build_index(tmp_path / "idx", fake_embedder, {"japan": ["Tokyo is the capital of Japan."]})
+    config = RetrieveConfig(top_k=1, rerank_model="local-cross-encoder")
+    first, second = Retriever(store, fake_embedder, config), Retriever(store, fake_embedder, config)
+    assert cross_encoder.made == ["local-cross-encoder"] and first.reranker is second.reranker
+    assert second.retrieve("capital of Japan?")[0].chunk.doc_id == "japan"
+    Retriever(store, fake_embedder, RetrieveConfig(rerank_model="other-cross-encoder"))
+    assert cross_encoder.made == ["local-cross-encoder", "other-cross-encoder"]
+    for _ in range(2):  # a failed load is not remembered: each try says so
+        with pytest.raises(ModelNotFoundError, match="cannot load reranker 'missing' offline"):
+            Retriever(store, fake_embedder, RetrieveConfig(rerank_model="missing"))

@@ -259,3 +259,40 @@ def test_a_permission_error_says_the_index_directory_is_not_writable(index: Path
     assert str(raised.value) == (f"the index directory {index} is not writable; the previous index is still served; "
                                  "choose a writable --index")  # not "check the disk": the disk is fine
     _assert_old_index_served(index)
+
+
+def test_create_durably_never_replaces_a_file_and_takes_back_a_failed_write(tmp_path: Path, monkeypatch) -> None:
+    from rag_app.store import create_durably
+
+    path = tmp_path / "note.txt"
+    assert create_durably(path, b"first") and path.read_bytes() == b"first"
+    assert not create_durably(path, b"second") and path.read_bytes() == b"first"  # the name was taken
+    umask = os.umask(0)
+    os.umask(umask)
+    assert path.stat().st_mode & 0o777 == 0o666 & ~umask  # what new files get, not a temp file's 0600
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError, match="No space left"):
+        create_durably(tmp_path / "half.txt", b"half")
+    assert not (tmp_path / "half.txt").exists()
+
+
+@pytest.mark.parametrize("unique_tmp", [False, True])
+def test_write_durably_replaces_whole_and_leaves_no_temp_file(tmp_path: Path, monkeypatch, unique_tmp: bool) -> None:
+    from rag_app.store import write_durably
+
+    path = tmp_path / "CURRENT"
+    write_durably(path, b"gen-000001", unique_tmp=unique_tmp)
+    write_durably(path, b"gen-000002", unique_tmp=unique_tmp)
+    assert path.read_bytes() == b"gen-000002"
+
+    def full(_fd):
+        raise OSError(errno.ENOSPC, "No space left on device")
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OSError):
+        write_durably(path, b"gen-000003", unique_tmp=unique_tmp)
+    assert path.read_bytes() == b"gen-000002" and [p.name for p in tmp_path.iterdir()] == ["CURRENT"]

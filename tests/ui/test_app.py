@@ -274,3 +274,37 @@ def test_export_is_enabled_once_there_is_a_chat(built_index, make_app):
     _ask(at, "What is the capital of France?")
     export = [b for b in at.sidebar.get("download_button") if b.label == "Export"]
     assert not export[0].proto.disabled
+
+
+def test_the_pipeline_is_built_once_per_session_until_a_setting_changes(built_index, make_app, monkeypatch):
+    from rag_app.pipeline import RagPipeline
+
+    built: list[int] = []
+    init = RagPipeline.__init__
+
+    def counting_init(self, settings, *args, **kwargs):
+        built.append(settings.retrieve.top_k)
+        init(self, settings, *args, **kwargs)
+
+    monkeypatch.setattr(RagPipeline, "__init__", counting_init)
+    at = make_app(built_index)
+    at.run()
+    _ask(at, "What is the capital of France?")
+    _ask(at, "Which river flows through Paris?")
+    assert built == [built_index.retrieve.top_k]  # one pipeline for both questions
+    at.slider(key="top_k").set_value(1).run()
+    _ask(at, "What is the capital of France?")
+    assert built == [built_index.retrieve.top_k, 1]  # a changed setting builds the next one
+    assert len(at.chat_message[-1].expander) == 1  # and the answer used it
+
+
+def test_a_reranker_loads_once_across_questions_and_settings(built_index, make_app, config_file: Path, cross_encoder):
+    config_file.write_text(config_file.read_text() + '\n[retrieve]\nrerank_model = "local-cross-encoder"\n',
+                           encoding="utf-8")
+    at = make_app(built_index)
+    at.run()
+    _ask(at, "What is the capital of France?")
+    at.segmented_control(key="mode").set_value("hybrid").run()  # another pipeline, the same reranker
+    _ask(at, "Where does the Rhine rise?")
+    assert cross_encoder.made == ["local-cross-encoder"]
+    assert "rivers.md" in at.chat_message[-1].expander[0].label

@@ -87,6 +87,28 @@ def test_missing_source_folder_is_refused_instead_of_emptying_the_index(built_in
         assert len(store.files()) == 3
 
 
+def test_an_upload_looks_at_the_index_once_before_ingest(built_index, docs_dir: Path, fake_embedder, monkeypatch):
+    import ingest.pipeline
+
+    opens: list[Path] = []
+    at_ingest: list[int] = []
+    real_open, real_ingest = IndexStore.open.__func__, ingest.pipeline.ingest_folder
+
+    def counting_open(cls, index_dir, *args, **kwargs):
+        opens.append(Path(index_dir))
+        return real_open(cls, index_dir, *args, **kwargs)
+
+    def ingest_folder(*args, **kwargs):
+        at_ingest.append(len(opens))
+        return real_ingest(*args, **kwargs)
+
+    monkeypatch.setattr(IndexStore, "open", classmethod(counting_open))
+    monkeypatch.setattr(ingest.pipeline, "ingest_folder", ingest_folder)
+    result = ingest_uploads([("oxygen.md", NOTE)], built_index, fake_embedder)
+    assert result.saved == ["oxygen.md"] and result.report.added == ["oxygen.md"]
+    assert at_ingest == [1]  # folder and indexed files from one open; ingest then reads the index itself
+
+
 def _leftovers(folder: Path) -> list[str]:
     return sorted(p.name for p in folder.rglob("*.uploading"))
 
@@ -179,14 +201,14 @@ def _race(monkeypatch, path: Path, data: bytes) -> None:
     """Another tab writes ``path`` between this upload's check for a free name and its write."""
     import ui.upload
 
-    real = ui.upload.tempfile.mkstemp
+    real = ui.upload._write_temp
 
-    def mkstemp(*args, **kwargs):
+    def write_temp(*args, **kwargs):
         if not path.exists():
             path.write_bytes(data)
         return real(*args, **kwargs)
 
-    monkeypatch.setattr(ui.upload.tempfile, "mkstemp", mkstemp)
+    monkeypatch.setattr(ui.upload, "_write_temp", write_temp)
 
 
 def test_an_upload_never_overwrites_a_file_another_tab_saved_meanwhile(built_index, docs_dir: Path, fake_embedder,

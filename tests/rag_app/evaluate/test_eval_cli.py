@@ -56,6 +56,10 @@ def test_eval_ingests_evaluates_and_resumes(tmp_path, fakes):
         assert (out / name).is_file(), name
     (index,) = (tmp_path / ".rag" / "datasets").glob("tiny-*")  # the dataset's cached index
     assert (index / "CURRENT").is_file()
+    from rag_app.config import load_settings
+    from rag_app.evaluate import corpus_index
+
+    assert index.relative_to(tmp_path) == corpus_index(root, load_settings(None)).index  # named by the core, not the CLI
     report = json.loads((out / "report.json").read_text())
     assert [c["name"] for c in report["configs"]] == ["dense", "hybrid"]
     assert report["dataset"]["questions_evaluated"] == 6 and report["eval"]["ks"] == [1, 5]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 
@@ -86,6 +87,38 @@ def test_gold_ids_checked_against_index_ids_when_given(tmp_path):
     assert load_dataset(root, known_doc_ids={"x"}).items[0].gold_doc_ids == ("x",)
     with pytest.raises(DatasetError, match="not in the index"):
         load_dataset(root, known_doc_ids={"y"})
+
+
+def test_gold_ids_are_checked_against_the_doc_ids_of_the_index_given(tmp_path):
+    from conftest import FakeEmbedder
+    from helpers import build_index
+
+    def without_docs(root, lines):  # evaluated on the index alone: no corpus folder
+        _write(root, lines, docs=())
+        (root / "docs").rmdir()
+        return root
+
+    build_index(tmp_path / "idx", FakeEmbedder(), {"x": ["text of x"], "y": ["text of y"]}).close()
+    ds = load_dataset(without_docs(tmp_path / "set", [_q(1, "x"), _q(2, "y")]), index=tmp_path / "idx")
+    assert ds.doc_ids == {"x", "y"}
+    with pytest.raises(DatasetError, match="gold doc id 'z' is not in the index"):
+        load_dataset(without_docs(tmp_path / "other", [_q(1, "z")]), index=tmp_path / "idx")
+
+
+def test_a_dataset_names_one_cached_index_per_corpus_and_chunking(tmp_path):
+    from rag_app.config import load_settings
+    from rag_app.evaluate.dataset import corpus_index
+
+    root = _write(tmp_path / "set", [_q(1)])
+    settings = load_settings(None)
+    target = corpus_index(root, settings)
+    assert target.docs == root / "docs"
+    assert target.index.parent == Path(".rag/datasets") and target.index.name.startswith("set-")
+    assert corpus_index(root, settings) == target  # the same corpus and settings: the same index
+    assert corpus_index(root, load_settings(None, ingest={"chunk_size": 300})).index != target.index
+    with pytest.raises(DatasetError, match="has no docs/ folder"):
+        corpus_index(tmp_path, settings)
+    assert corpus_index(root / "docs", settings, plain_folder=True).docs == root / "docs"  # --synthesize: a plain folder
 
 
 def test_missing_folder_and_files(tmp_path):

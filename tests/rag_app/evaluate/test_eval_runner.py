@@ -342,3 +342,30 @@ def test_variants_that_load_differently_get_their_own_generator(setup):
              EvalConfig(), out, embedder=embedder, load_generator=load_generator)
     # backend and threads choose another generator; a shorter answer cap reuses the first
     assert loads == [("auto", None), ("hf", None), ("auto", 1)]
+
+
+class CountingEmbedder(FakeEmbedder):
+    """Counts query embeddings: one per search."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.queries: list[str] = []
+
+    def embed_query(self, text):
+        self.queries.append(text)
+        return super().embed_query(text)
+
+
+@pytest.mark.parametrize("retrieve", [{}, {"mode": "hybrid", "fetch_k": 2}])
+def test_each_question_is_searched_once_and_answered_from_the_list_it_scores(setup, retrieve):
+    root, settings, _, out = setup
+    embedder = CountingEmbedder()
+    tuned = settings.model_copy(update={"retrieve": settings.retrieve.model_copy(update=retrieve)})
+    report, _ = evaluate(load_dataset(root), plan_runs([("base", tuned)]), EvalConfig(ks=(1, 3)), out,
+                         embedder=embedder, load_generator=lambda s: ScriptedGenerator())
+    assert sorted(embedder.queries) == sorted(q[1] for q in QUESTIONS)  # one search per question
+    for rec in report["configs"][0]["records"]:
+        scored = rec["retrieved"]
+        assert len(scored) > 2  # the deeper list of the retrieval metrics
+        assert [(s["number"], s["doc_id"]) for s in rec["sources"]] == [(h["rank"], h["doc_id"]) for h in scored[:2]]
+        assert [s["score"] for s in rec["sources"]] == [h["score"] for h in scored[:2]]
