@@ -10,6 +10,7 @@ the same call the same reply.
 from __future__ import annotations
 
 import hashlib
+import logging
 import re
 from collections.abc import Iterator, Sequence
 
@@ -17,6 +18,16 @@ import numpy as np
 import pytest
 
 _WORD = re.compile(r"\w+")
+
+
+@pytest.fixture(autouse=True)
+def _restore_root_logging():
+    """The CLI configures the root logger (``--verbose``: INFO to stderr); undo it so no test sees another's."""
+    root = logging.getLogger()
+    level, handlers = root.level, list(root.handlers)
+    yield
+    root.setLevel(level)
+    root.handlers[:] = handlers
 
 
 class FakeEmbedder:
