@@ -19,7 +19,8 @@ from rag_app.cli import app
 from rag_app.evaluate.dataset import REQUIRED_KEYS
 
 ROOT = Path(__file__).resolve().parent.parent
-USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "data" / "sample" / "SOURCE.md"]
+USER_DOCS = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md")), ROOT / "data" / "sample" / "SOURCE.md",
+             *sorted((ROOT / "rag_app" / "adapters").glob("*/*.md"))]  # the adapter's notes ship in the wheel
 # What only the team had: a sibling folder, its design notes, and the machine a session ran on.
 INTERNAL = ["../shared", "DESIGN.md", "STYLE.md", "this CPU", "this machine", "other engineers", "this session"]
 
