@@ -89,8 +89,7 @@ def test_gold_ids_checked_against_index_ids_when_given(tmp_path):
         load_dataset(root, known_doc_ids={"y"})
 
 
-def test_gold_ids_are_checked_against_the_doc_ids_of_the_index_given(tmp_path):
-    from conftest import FakeEmbedder
+def test_gold_ids_are_checked_against_the_doc_ids_of_the_index_given(tmp_path, fake_embedder):
     from helpers import build_index
 
     def without_docs(root, lines):  # evaluated on the index alone: no corpus folder
@@ -98,7 +97,7 @@ def test_gold_ids_are_checked_against_the_doc_ids_of_the_index_given(tmp_path):
         (root / "docs").rmdir()
         return root
 
-    build_index(tmp_path / "idx", FakeEmbedder(), {"x": ["text of x"], "y": ["text of y"]}).close()
+    build_index(tmp_path / "idx", fake_embedder, {"x": ["text of x"], "y": ["text of y"]}).close()
     ds = load_dataset(without_docs(tmp_path / "set", [_q(1, "x"), _q(2, "y")]), index=tmp_path / "idx")
     assert ds.doc_ids == {"x", "y"}
     with pytest.raises(DatasetError, match="gold doc id 'z' is not in the index"):
