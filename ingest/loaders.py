@@ -15,9 +15,10 @@ The loaded text of a file is:
   like Markdown;
 - ``.docx``: paragraphs and table rows separated by blank lines, cut at
   ``Title``/``Heading N`` styles;
-- ``.pdf``: each page's extracted text, stripped; pages joined by a blank line.
-  Chunk spans of a PDF are relative to the page text (the store's convention),
-  while :attr:`Section.offset` still places the page in the whole file.
+- ``.pdf``: each page's text as :mod:`ingest.pdf` extracts and cleans it; pages
+  joined by a blank line. Chunk spans of a PDF are relative to the page text
+  (the store's convention), while :attr:`Section.offset` still places the page
+  in the whole file.
 - ``.pptx``: each slide's text (titles, text boxes, table rows, speaker notes)
   as a section headed ``Slide N: title``; slides joined by a blank line.
 - ``.csv`` / ``.tsv``: one line per row, each cell named by its column
@@ -55,6 +56,7 @@ from typing import Any, BinaryIO
 from rag_app.errors import LoaderError
 
 from ingest.encoding import SNIFF, decode_text, sniff_encoding, wide_codec
+from ingest.pdf import page_texts
 
 __all__ = ["SUPPORTED_TYPES", "Section", "decode_text", "is_supported", "load", "open_checked", "reader_version"]
 
@@ -148,8 +150,8 @@ def load(path: str | Path, data: bytes | BinaryIO | None = None) -> list[Section
 
     Raises:
         LoaderError: unsupported type, unreadable, binary content under a text
-            extension, an encoding not recognised, corrupt or encrypted PDF,
-            invalid DOCX or PPTX.
+            extension, an encoding not recognised, a PDF that is corrupt, over a
+            safety limit, needs a password or has no text layer, invalid DOCX or PPTX.
     """
     path = Path(path)
     kind = SUPPORTED_TYPES.get(path.suffix.lower())
@@ -412,24 +414,7 @@ def _html_text(root: Any) -> str:
 
 
 def _load_pdf(data: bytes) -> list[Section]:
-    if b"%PDF" not in data[:1024]:
-        raise LoaderError("not a PDF (no %PDF header); corrupt or misnamed file")
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoaderError("encrypted PDF; save an unprotected copy to index it")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except LoaderError:
-        raise
-    except Exception as err:  # pypdf raises many types on damaged files; any of them means "unreadable"
-        raise LoaderError(f"corrupt or unreadable PDF ({type(err).__name__}: {err})") from None
-    texts = [raw.replace("\r\n", "\n").replace("\r", "\n").strip() for raw in pages]
-    sections = _joined([Section(text, page=number) for number, text in enumerate(texts, start=1) if text])
-    if not sections and pages:
-        raise LoaderError(f"no extractable text in {len(pages)} page(s); a scanned PDF needs OCR first")
-    return sections
+    return _joined([Section(text, page=number) for number, text in page_texts(data)])
 
 
 def _load_docx(data: bytes) -> list[Section]:
