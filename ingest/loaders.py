@@ -86,7 +86,12 @@ SUPPORTED_TYPES = {
 
 #: loader kind -> how it reads; bump when the same bytes load differently (ingest folds it into a file's
 #: digest, so an indexed file is re-read once instead of staying "unchanged"). 1 where absent.
-READER_VERSIONS = {"csv": 2}  # 2: header-less CSVs keep their first row; decimal-comma ; files
+READER_VERSIONS = {
+    "csv": 2,  # 2: header-less CSVs keep their first row; decimal-comma ; files
+    # 2 (issue #20): PDF text cleaned (ligatures, hyphenation, one-word lines), AES PDFs open; tables as
+    # rows that name their cells (DOCX, HTML, Markdown, PPTX).
+    "pdf": 2, "docx": 2, "html": 2, "markdown": 2, "pptx": 2,
+}
 
 
 def reader_version(path: str | Path) -> int:
