@@ -7,12 +7,11 @@ pypdf extracts what the page draws, which is not always what a reader sees:
   every word on a line of its own. :func:`clean_page_text` undoes these, so
   a question's words match the chunk's;
 - limits against hostile files. pypdf stops a content stream after a fixed
-  number of tokens; a page with a detailed chart or a finely positioned
-  financial table reaches it long before any of its byte limits, so real
-  filings failed whole. ``PDF_LIMITS`` raises that count to a bound that a
-  page still parses under in seconds; a file past it (a stream bomb) and
-  one past pypdf's unchanged byte limits (a decompression bomb) stop with
-  one line;
+  number of tokens; a page with a detailed vector chart reaches it long
+  before any of its byte limits, so real
+  filings failed whole. ``PDF_LIMITS`` raises that count to a bound that
+  still refuses a hostile stream; a file past it and one past pypdf's
+  unchanged byte limits (a decompression bomb) stop with one line;
 - encryption. A PDF encrypted with an empty user password (AES, as many
   filings are: they restrict printing or copying, not opening) opens with
   ``cryptography`` (``pypdf[crypto]``); one that needs a password is refused
@@ -32,11 +31,11 @@ from rag_app.errors import LoaderError
 
 __all__ = ["PDF_LIMITS", "clean_page_text", "page_texts"]
 
-#: pypdf ``Configuration`` fields overridden while a PDF is read. pypdf's default of 2,000,000 tokens per
-#: content stream is what a real page hits first (a one-page vector chart of 300,000 segments, 1.5 MB of
-#: file, has 2.7 million); its byte limits (75 MB per stream) stay, since a page of text tokens this many
-#: is well under them. The bound keeps a hostile stream to seconds and under a GB of parsed operands.
-PDF_LIMITS = {"stream_parsing_work_maximum_count": 8_000_000}
+#: pypdf ``Configuration`` fields overridden while a PDF is read. pypdf's budget of 2,000,000 tokens per
+#: content stream is the limit a real page reaches first: a one-page vector chart in a filing of a megabyte or
+#: two has more, and is still far under pypdf's byte limits (75 MB a stream), which stay as they are. Raised
+#: 2.5 times: a page past it costs tens of seconds and under a GB of parsed operands before it is refused.
+PDF_LIMITS = {"stream_parsing_work_maximum_count": 5_000_000}
 
 ENCRYPTED = "encrypted: needs a password; save an unprotected copy (or one with an empty password) to index it"
 SCANNED = "scanned, no text (OCR not installed): {} page(s) without a text layer; make a searchable copy (ocrmypdf) and ingest that"
