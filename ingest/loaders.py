@@ -8,18 +8,24 @@ exact character span, which is what the UI shows beside an answer.
 The loaded text of a file is:
 
 - ``.txt``: the decoded file with newlines normalised to ``\\n``;
-- ``.md``: the same; sections are cut at ATX (``## x``) and setext headings
-  outside code fences, each carrying its heading path (``Guide > Install``);
+- ``.md``: the same, with each pipe table written as rows; sections are cut at
+  ATX (``## x``) and setext headings outside code fences, each carrying its
+  heading path (``Guide > Install``);
 - ``.html``: visible text (``script``, ``style``, ``nav`` ... dropped), block
-  elements on their own lines, ``<hN>`` rendered as ``#``-headings, then cut
-  like Markdown;
-- ``.docx``: paragraphs and table rows separated by blank lines, cut at
+  elements on their own lines, ``<hN>`` rendered as ``#``-headings, tables as
+  rows, then cut like Markdown;
+- ``.docx``: paragraphs and tables (as rows) separated by blank lines, cut at
   ``Title``/``Heading N`` styles;
-- ``.pdf``: each page's extracted text, stripped; pages joined by a blank line.
-  Chunk spans of a PDF are relative to the page text (the store's convention),
-  while :attr:`Section.offset` still places the page in the whole file.
-- ``.pptx``: each slide's text (titles, text boxes, table rows, speaker notes)
-  as a section headed ``Slide N: title``; slides joined by a blank line.
+- ``.pdf``: each page's text as :mod:`ingest.pdf` extracts and cleans it; pages
+  joined by a blank line. Chunk spans of a PDF are relative to the page text
+  (the store's convention), while :attr:`Section.offset` still places the page
+  in the whole file.
+- ``.pptx``: each slide's text (titles, text boxes, tables as rows, speaker
+  notes) as a section headed ``Slide N: title``; slides joined by a blank line.
+
+A table's rows name their cells by the header (``Segment: Intelligent Cloud |
+Revenue 2024: 28,515``), as :mod:`ingest.tables` writes them, so a chunk of a
+table reads on its own.
 - ``.csv`` / ``.tsv``: one line per row, each cell named by its column
   (``Name: Ada | Born: 1815``), each row its own section headed with its
   spreadsheet row number (``row 7``; the header is row 1). A first row holding a
@@ -55,6 +61,9 @@ from typing import Any, BinaryIO
 from rag_app.errors import LoaderError
 
 from ingest.encoding import SNIFF, decode_text, sniff_encoding, wide_codec
+from ingest.html import html_to_text
+from ingest.pdf import page_texts
+from ingest.tables import is_header, markdown_tables, row_text, table_lines
 
 __all__ = ["SUPPORTED_TYPES", "Section", "decode_text", "is_supported", "load", "open_checked", "reader_version"]
 
@@ -77,22 +86,18 @@ SUPPORTED_TYPES = {
 
 #: loader kind -> how it reads; bump when the same bytes load differently (ingest folds it into a file's
 #: digest, so an indexed file is re-read once instead of staying "unchanged"). 1 where absent.
-READER_VERSIONS = {"csv": 2}  # 2: header-less CSVs keep their first row; decimal-comma ; files
+READER_VERSIONS = {
+    "csv": 2,  # 2: header-less CSVs keep their first row; decimal-comma ; files
+    # 2 (issue #20): PDF text cleaned (ligatures, hyphenation, one-word lines), AES PDFs open; tables as
+    # rows that name their cells (DOCX, HTML, Markdown, PPTX).
+    "pdf": 2, "docx": 2, "html": 2, "markdown": 2, "pptx": 2,
+}
 
 
 def reader_version(path: str | Path) -> int:
     """How :func:`load` reads this kind of file now (see ``READER_VERSIONS``)."""
     return READER_VERSIONS.get(SUPPORTED_TYPES.get(Path(path).suffix.lower(), ""), 1)
 
-# HTML elements whose text is never content a question could be about.
-_HTML_DROP = ("script", "style", "nav", "noscript", "template", "svg", "iframe", "form", "button")
-_HTML_SKIP = frozenset(("head", "title", *_HTML_DROP))
-_HTML_HEADINGS = {f"h{level}": level for level in range(1, 7)}
-_END = object()  # on _html_text's stack: the heading being gathered ends here
-_HTML_BLOCKS = (
-    "p", "div", "section", "article", "main", "aside", "header", "footer", "blockquote", "pre", "ul", "ol",
-    "dl", "dt", "dd", "table", "tr", "figure", "figcaption", "address", "hr",
-)  # fmt: skip
 _ATX = re.compile(r"^ {0,3}(#{1,6})(?:[ \t](.*))?$")  # the closing #s are cut by _atx_title: linear
 _SETEXT = re.compile(r"^ {0,3}(=+|-+)[ \t]*$")
 _FENCE = re.compile(r"^ {0,3}(`{3,}|~{3,})")
@@ -148,8 +153,8 @@ def load(path: str | Path, data: bytes | BinaryIO | None = None) -> list[Section
 
     Raises:
         LoaderError: unsupported type, unreadable, binary content under a text
-            extension, an encoding not recognised, corrupt or encrypted PDF,
-            invalid DOCX or PPTX.
+            extension, an encoding not recognised, a PDF that is corrupt, over a
+            safety limit, needs a password or has no text layer, invalid DOCX or PPTX.
     """
     path = Path(path)
     kind = SUPPORTED_TYPES.get(path.suffix.lower())
@@ -163,9 +168,9 @@ def load(path: str | Path, data: bytes | BinaryIO | None = None) -> list[Section
     if kind == "text":
         return _whole(decode_text(raw, codec))
     if kind == "markdown":
-        return _markdown_sections(decode_text(raw, codec), setext=True)
+        return _markdown_sections(decode_text(raw, codec), setext=True, tables=True)
     if kind == "html":
-        return _markdown_sections(_html_to_text(raw), setext=False)
+        return _markdown_sections(html_to_text(raw), setext=False)
     if kind == "pdf":
         return _load_pdf(raw)
     if kind == "csv":
@@ -347,89 +352,17 @@ def _split_at_headings(text: str, heads: Sequence[_Heading]) -> list[Section]:
     return sections
 
 
-def _markdown_sections(text: str, setext: bool) -> list[Section]:
-    return _split_at_headings(text, _find_headings(text, setext))
-
-
-def _html_to_text(data: bytes) -> str:
-    """Visible text of an HTML page, with ``#``-headings so it can be cut like Markdown."""
-    from bs4 import BeautifulSoup
-
-    soup = BeautifulSoup(data, "html.parser")  # bytes: bs4 sniffs the charset (meta tag, BOM, then guesses)
-    title = " ".join(soup.title.get_text(" ").split()) if soup.title else ""
-    lines = [" ".join(line.replace("\xa0", " ").split()).removesuffix(" |") for line in _html_text(soup).split("\n")]
-    text = re.sub(r"\n{3,}", "\n\n", "\n".join(lines)).strip()
-    if title and not re.search(r"^# ", text, re.MULTILINE):
-        text = f"# {title}\n\n{text}"  # the page title heads the page when it has no <h1>
-    return text
-
-
-def _html_text(root: Any) -> str:
-    """The tree's visible text: blocks on their own lines, ``#``-headings, ``- `` list items, ``|`` after cells.
-
-    One walk with an explicit stack, linear in the size of the tree and safe at
-    any depth. (Editing the tree in place, bs4's ``insert_before`` and
-    ``replace_with``, costs time proportional to its depth per edit: deeply
-    nested divs took minutes, docs/RELIABILITY.md.) A heading's words are gathered by the same walk:
-    inside one, only strings are written, and at its end they become one
-    ``## words`` line.
-    """
-    from bs4 import CData, NavigableString, Tag
-
-    texts = (NavigableString, CData)  # what get_text returns: no comments, doctypes, processing instructions
-    out: list[str] = []
-    stack: list[Any] = [root]  # nodes to visit, plain str marks to write once a tag's children are done, _END
-    heading: tuple[int, int] | None = None  # inside a heading: its level, and where its words start in out
-    while stack:
-        node = stack.pop()
-        if node is _END:
-            assert heading is not None
-            level, start = heading
-            words = " ".join(" ".join(out[start:]).split())
-            out[start:] = [f"\n\n{'#' * level} {words}\n\n" if words else "\n"]
-            heading = None
-        elif type(node) is str:
-            out.append(node)
-        elif not isinstance(node, Tag):
-            if type(node) in texts:
-                out.append(node)
-        elif node.name in _HTML_SKIP:
-            continue
-        elif heading is not None:  # in a heading (a nested one too): its strings only, no layout
-            stack.extend(reversed(node.contents))
-        elif node.name in _HTML_HEADINGS:
-            heading = (_HTML_HEADINGS[node.name], len(out))
-            stack.append(_END)
-            stack.extend(reversed(node.contents))
-        elif node.name == "br":
-            out.append("\n")
-        else:
-            mark = "\n\n" if node.name == "p" else "\n" if node.name in _HTML_BLOCKS else ""
-            out.append("\n- " if node.name == "li" else mark)
-            stack.append(" | " if node.name in ("td", "th") else mark)
-            stack.extend(reversed(node.contents))
-    return "".join(out)
+def _markdown_sections(text: str, setext: bool, tables: bool = False) -> list[Section]:
+    """Cut at headings; with ``tables``, pipe tables become rows (headings are found before, in the file's own text)."""
+    heads = _find_headings(text, setext)
+    if tables:
+        text, shift = markdown_tables(text)
+        heads = [replace(h, start=shift(h.start), body=shift(h.body)) for h in heads]
+    return _split_at_headings(text, heads)
 
 
 def _load_pdf(data: bytes) -> list[Section]:
-    if b"%PDF" not in data[:1024]:
-        raise LoaderError("not a PDF (no %PDF header); corrupt or misnamed file")
-    from pypdf import PdfReader
-
-    try:
-        reader = PdfReader(io.BytesIO(data))
-        if reader.is_encrypted and not reader.decrypt(""):
-            raise LoaderError("encrypted PDF; save an unprotected copy to index it")
-        pages = [page.extract_text() or "" for page in reader.pages]
-    except LoaderError:
-        raise
-    except Exception as err:  # pypdf raises many types on damaged files; any of them means "unreadable"
-        raise LoaderError(f"corrupt or unreadable PDF ({type(err).__name__}: {err})") from None
-    texts = [raw.replace("\r\n", "\n").replace("\r", "\n").strip() for raw in pages]
-    sections = _joined([Section(text, page=number) for number, text in enumerate(texts, start=1) if text])
-    if not sections and pages:
-        raise LoaderError(f"no extractable text in {len(pages)} page(s); a scanned PDF needs OCR first")
-    return sections
+    return _joined([Section(text, page=number) for number, text in page_texts(data)])
 
 
 def _load_docx(data: bytes) -> list[Section]:
@@ -441,8 +374,7 @@ def _load_docx(data: bytes) -> list[Section]:
         blocks: list[tuple[int | None, str]] = []  # (heading level or None, text)
         for item in document.iter_inner_content():
             if isinstance(item, Table):
-                rows = [" | ".join(" ".join(c.text.split()) for c in row.cells) for row in item.rows]
-                text, level = "\n".join(r for r in rows if r.strip(" |")), None
+                text, level = "\n".join(_docx_table_lines(item)), None
             else:
                 text, level = item.text.strip(), _docx_heading_level(item.style.name if item.style else "")
             if text.strip():
@@ -458,6 +390,28 @@ def _load_docx(data: bytes) -> list[Section]:
         parts.append(text)
         pos += len(text) + 2
     return _split_at_headings("\n\n".join(parts), heads)
+
+
+def _docx_table_lines(table: Any) -> list[str]:
+    """A Word table as :func:`~ingest.tables.table_lines`; the first row is the header where Word marks it so.
+
+    A merged cell is one cell: python-docx repeats it in every grid column it spans, and its text is kept
+    once (a header's name is repeated, so the columns under it are named).
+    """
+    from docx.oxml.ns import qn
+
+    rows: list[list[str]] = []
+    for number, row in enumerate(table.rows):
+        cells: list[str] = []
+        previous = None
+        for cell in row.cells:
+            text = " ".join(cell.text.split())
+            cells.append("" if cell._tc is previous and number else text)
+            previous = cell._tc
+        rows.append(cells)
+    first = table.rows[0]._tr if rows else None
+    marked = first is not None and first.trPr is not None and first.trPr.find(qn("w:tblHeader")) is not None
+    return table_lines(rows, header=True if marked else None)
 
 
 def _docx_heading_level(style: str) -> int | None:
@@ -476,31 +430,6 @@ def _joined(parts: Sequence[Section]) -> list[Section]:
         sections.append(replace(part, offset=pos))
         pos += len(part.text) + 2
     return sections
-
-
-#: A cell that is a plain number: sign, currency, thousands separators, decimal point or comma, exponent,
-#: then a percent, currency, currency code, unit of temperature or k/M/bn (``25,5 %``, ``2,50 €``, ``5 USD``).
-_NUMBER = re.compile(
-    r"[-+−(]?[$€£¥]?[-+−]? ?(?:\d{1,3}(?:[,. ]?\d{3})*(?:[.,]\d+)?|\.\d+)(?:[eE][-+]?\d+)?"
-    r" ?(?:%|[$€£¥]|[A-Z]{3}|°[CF]|[kMB]|bn)?\)?"
-)
-
-
-def _is_header(row: Sequence[str]) -> bool:
-    """Does the first non-empty row name the columns?
-
-    A header names things; a row holding a plain number is data (``Acme,12.5``,
-    ``Temperature,25 °C``), except where the numbers are labels: years, which
-    head financial tables (``,2019,2018``), and runs of consecutive integers,
-    which head scales, sizes and pandas frames (``Question,1,2,3,4,5``, ``,0,1,2``).
-    """
-    def is_year(cell: str) -> bool:  # 2019, or 2019 EUR
-        return re.fullmatch(r"(?:18|19|20|21)\d\d(?: ?[A-Za-z]+)?", cell) is not None
-
-    numbers = [cell for cell in row if _NUMBER.fullmatch(cell)]
-    counting = len(numbers) >= 3 and all(c.isdigit() for c in numbers) and all(
-        int(b) == int(a) + 1 for a, b in zip(numbers, numbers[1:]))
-    return counting or all(is_year(cell) for cell in numbers)
 
 
 def _delimiter(sample: str) -> str:
@@ -531,13 +460,13 @@ def _load_csv(text: str, tab: bool) -> list[Section]:
     numbered = [(n, row) for n, row in enumerate(rows, start=1) if any(row)]
     if not numbered:
         return []
-    header = numbered[0][1] if _is_header(numbered[0][1]) else []
+    header = numbered[0][1] if is_header(numbered[0][1]) else []
     if header and len(numbered) == 1:  # a header alone still says what the file is about
         return [Section(" | ".join(h for h in header if h), 0)]
     width = max(len(row) for _, row in numbered)
     names = [header[i] if i < len(header) and header[i] else f"column {i + 1}" for i in range(width)]
     data = numbered[1:] if header else numbered
-    rows_as_text = ((n, " | ".join(f"{names[i]}: {v}" for i, v in enumerate(row) if v)) for n, row in data)
+    rows_as_text = ((n, row_text(names, row)) for n, row in data)
     return _joined([Section(text, heading=f"row {n}") for n, text in rows_as_text])
 
 
@@ -579,9 +508,9 @@ def _pptx_shape_lines(shape: Any) -> list[str]:
 
     if isinstance(shape, GroupShape):  # not shape.shape_type: it raises on shapes without geometry (Google Slides)
         return [line for inner in shape.shapes for line in _pptx_shape_lines(inner)]
-    if shape.has_table:
-        rows = [" | ".join(" ".join(c.text.split()) for c in row.cells) for row in shape.table.rows]
-        return [r for r in rows if r.strip(" |")]
+    if shape.has_table:  # PowerPoint's "Header Row" option (on by default) marks the first row
+        rows = [[" ".join(c.text.split()) for c in row.cells] for row in shape.table.rows]
+        return table_lines(rows, header=True if shape.table.first_row else None)
     if shape.has_text_frame:
         return [t for t in (" ".join(p.text.split()) for p in shape.text_frame.paragraphs) if t]
     return []

@@ -56,8 +56,9 @@ DENIED_DIR = r"permission denied: cannot list the folder$"
 OPEN_QUOTE = (r"row \d+: a quoted cell never closes, so every row after it would be lost; "
               r'close or remove the stray " and ingest again$')
 UNSUPPORTED = r"unsupported type \.\w+$"
-SCANNED = r"no extractable text in 1 page\(s\); a scanned PDF needs OCR first$"
-ENCRYPTED = r"encrypted PDF; save an unprotected copy to index it$"
+SCANNED = (r"scanned, no text \(OCR not installed\): 1 page\(s\) without a text layer; "
+           r"make a searchable copy \(ocrmypdf\) and ingest that$")
+ENCRYPTED = r"encrypted: needs a password; save an unprotected copy \(or one with an empty password\) to index it$"
 
 
 @dataclass(frozen=True)
