@@ -30,7 +30,8 @@ app = typer.Typer(
 )
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file (default: ./rag.toml).")]
-IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index directory (default: .rag/index).")]
+IndexOpt = Annotated[Optional[Path], typer.Option(
+    "--index", help="Index directory (default: the nearest .rag/index in this folder or a parent).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is loaded from where.")]
 
 
@@ -102,9 +103,11 @@ def index_info(
 ) -> None:
     """Show what an index holds: documents, chunks, embedding model, size, last update."""
     _setup_logging(verbose)
+    from rag_app.config import require_index
     from rag_app.store import IndexStore
 
     settings = settings_from_flags(config, verbose, index=index)
+    require_index(settings)
     with IndexStore.open(settings.index) as store:
         info = store.info()
     if as_json:
@@ -188,6 +191,7 @@ def ask(
 ) -> None:
     """Answer QUESTION from the index, streaming, then list the sources it cited."""
     _setup_logging(verbose)
+    from rag_app.config import require_index
     from rag_app.errors import EmptyQuestionError
     from rag_app.pipeline import RagPipeline
 
@@ -195,6 +199,7 @@ def ask(
         raise EmptyQuestionError("the question is empty; pass a question, e.g. rag ask \"What is ...?\"")
     settings = settings_from_flags(config, verbose, **_generation_overrides(
         index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature, backend))
+    require_index(settings)  # before the models load, naming where it looked
     rag = RagPipeline(settings)
     if as_json:
         typer.echo(json.dumps(rag.answer(question).to_dict(), indent=2, ensure_ascii=False))
@@ -212,10 +217,12 @@ def chat(
 ) -> None:
     """Chat in the terminal: follow-ups keep context; /sources, /reset, /exit."""
     _setup_logging(verbose)
+    from rag_app.config import require_index
     from rag_app.pipeline import RagPipeline, chat_history
 
     settings = settings_from_flags(config, verbose, **_generation_overrides(
         index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature, backend))
+    require_index(settings)  # before the models load, naming where it looked
     rag = RagPipeline(settings)
     console = _console()
     console.print("[dim]Ask about your documents. /sources shows the last answer's sources, /reset starts over, /exit quits.[/dim]")
