@@ -37,7 +37,7 @@ import numpy as np
 
 from rag_app.config import IngestConfig, Settings
 from rag_app.errors import IngestError, LoaderError
-from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, index_exists
+from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, check_unlocked, index_exists
 
 from ingest.chunking import chunk, make_splitter
 from ingest.loaders import SUPPORTED_TYPES, is_supported, load, open_checked, reader_version
@@ -119,6 +119,7 @@ def ingest_folder(
     if plan.nothing_to_do:
         return _unchanged(report, files, plan.live, started)
     _check_writable(settings.index)
+    check_unlocked(settings.index)  # a second ingest is refused now, not after its model loaded
     get_embedder = _LazyEmbedder(settings, embedder, report)
     if plan.todo or plan.live is None:
         get_embedder()

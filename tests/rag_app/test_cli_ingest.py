@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -76,3 +77,32 @@ def test_bad_flag_value_is_one_error_line(env: Path, monkeypatch, capsys) -> Non
 def test_index_info_without_index(env: Path, monkeypatch, capsys) -> None:
     code, _, err = run_main(monkeypatch, capsys, "index-info", "--index", "nowhere")
     assert code == 2 and err.splitlines() == ["Error: no index at nowhere; build one with: rag ingest DIR --index nowhere"]
+
+
+def test_a_second_ingest_is_refused_at_once_naming_the_writer(env: Path, monkeypatch, capsys) -> None:
+    """Another process holds the index's lock: one line with its pid, before the embedding model loads."""
+    import subprocess
+    import sys
+
+    code, _, _ = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
+    assert code == 0
+    (env / "new.txt").write_text("A new file about the Danube.", encoding="utf-8")
+    holder = subprocess.Popen(
+        [sys.executable, "-c",
+         "import sys; from rag_app.store import IndexWriter, Manifest\n"
+         "with IndexWriter(sys.argv[1], Manifest('fake-embedder', 64, {})):\n"
+         "    print('held', flush=True); sys.stdin.read()",
+         "idx"],
+        env={**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2])},
+        stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline().strip() == "held"
+        loads: list[str] = []
+        monkeypatch.setattr("rag_app.embeddings.load_embedder", lambda name: loads.append(name))
+        code, out, err = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
+    finally:
+        holder.communicate("", timeout=30)
+    assert (code, out, loads) == (2, "", [])
+    assert err.splitlines() == [
+        f"Error: another process is writing to the index at idx (pid {holder.pid}); "
+        "wait for it to finish (or stop it) and run again"]
