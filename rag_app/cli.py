@@ -82,6 +82,7 @@ def ingest(
     """Build or update the index of FOLDER (only new or changed files are embedded)."""
     _setup_logging(verbose)
     from ingest.pipeline import ingest_folder
+    from ingest.report import kept_after_interrupt, live_manifest
 
     settings = settings_from_flags(
         config,
@@ -90,7 +91,12 @@ def ingest(
         ingest={"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "chunk_unit": chunk_unit,
                 "globs": tuple(glob) if glob else None},
     )
-    report = ingest_folder(folder, settings, rebuild=rebuild, console=_console(stderr=True))
+    before = live_manifest(settings.index)
+    try:
+        report = ingest_folder(folder, settings, rebuild=rebuild, console=_console(stderr=True))
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted: {kept_after_interrupt(settings.index, before)}", err=True)
+        raise typer.Exit(130) from None
     _console().print(report.summary())
 
 

@@ -106,3 +106,41 @@ def test_a_second_ingest_is_refused_at_once_naming_the_writer(env: Path, monkeyp
     assert err.splitlines() == [
         f"Error: another process is writing to the index at idx (pid {holder.pid}); "
         "wait for it to finish (or stop it) and run again"]
+
+
+def test_ctrl_c_mid_ingest_says_nothing_was_written_and_leaves_the_index(env: Path, monkeypatch, capsys,
+                                                                         fake_embedder) -> None:
+    from rag_app.store import IndexStore
+
+    code, _, _ = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
+    assert code == 0
+    with IndexStore.open("idx") as store:
+        before = (store.manifest.generation, store.files(), sorted(c.text for c in store.iter_chunks()))
+        updated = store.manifest.updated
+    (env / "a.txt").write_text("The Danube flows into the Black Sea.", encoding="utf-8")
+    (env / "new.txt").write_text("A new file.", encoding="utf-8")
+
+    def interrupt(texts, batch_size=32):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fake_embedder, "embed_documents", interrupt)
+    code, out, err = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
+    from datetime import datetime
+
+    when = datetime.fromisoformat(updated).astimezone().strftime("%Y-%m-%d %H:%M")
+    assert (code, out) == (130, "")
+    assert [line for line in err.splitlines() if "Interrupted" in line] == [
+        f"Interrupted: nothing was written; the index at idx still holds the 2 files of {when}"]
+    with IndexStore.open("idx") as store:
+        assert (store.manifest.generation, store.files(), sorted(c.text for c in store.iter_chunks())) == before
+    assert sorted(p.name for p in Path("idx").glob("gen-*")) == ["gen-000001"]  # the staged one is gone
+
+
+def test_ctrl_c_before_the_first_index_says_there_is_none(env: Path, monkeypatch, capsys, fake_embedder) -> None:
+    def interrupt(texts, batch_size=32):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(fake_embedder, "embed_documents", interrupt)
+    code, _, err = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
+    assert code == 130
+    assert err.splitlines()[-1] == "Interrupted: nothing was written; there is no index at idx yet"
