@@ -69,7 +69,8 @@ def settings_from_flags(config: Path | None, verbose: bool = False, **overrides:
 
 @app.command()
 def ingest(
-    folder: Annotated[Path, typer.Argument(help="Folder of documents (.txt .md .html .pdf .docx .pptx .csv .tsv).")],
+    folder: Annotated[Path, typer.Argument(
+        metavar="PATH", help="Folder of documents (.txt .md .html .pdf .docx .pptx .csv .tsv), or one file to add.")],
     index: IndexOpt = None,
     chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size (characters or tokens, see --chunk-unit).")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap between neighbouring chunks.")] = None,
@@ -79,7 +80,7 @@ def ingest(
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Build or update the index of FOLDER (only new or changed files are embedded)."""
+    """Build or update the index of a folder (only new or changed files are embedded), or add one file to it."""
     _setup_logging(verbose)
     from ingest.pipeline import ingest_folder
     from ingest.report import kept_after_interrupt, live_manifest
@@ -93,7 +94,15 @@ def ingest(
     )
     before = live_manifest(settings.index)
     try:
-        report = ingest_folder(folder, settings, rebuild=rebuild, console=_console(stderr=True))
+        if folder.is_file():
+            from ingest.files import ingest_file
+            from rag_app.errors import ConfigError
+
+            if rebuild:
+                raise ConfigError("--rebuild starts the index over from a folder; pass the folder, not a file")
+            report = ingest_file(folder, settings, console=_console(stderr=True))
+        else:
+            report = ingest_folder(folder, settings, rebuild=rebuild, console=_console(stderr=True))
     except KeyboardInterrupt:
         typer.echo(f"Interrupted: {kept_after_interrupt(settings.index, before)}", err=True)
         raise typer.Exit(130) from None

@@ -144,3 +144,67 @@ def test_ctrl_c_before_the_first_index_says_there_is_none(env: Path, monkeypatch
     code, _, err = run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")
     assert code == 130
     assert err.splitlines()[-1] == "Interrupted: nothing was written; there is no index at idx yet"
+
+
+def _index_state(index: str) -> tuple[int, dict[str, str]]:
+    from rag_app.store import IndexStore
+
+    with IndexStore.open(index) as store:
+        return store.manifest.generation, {s: r.sha256 for s, r in store.files().items()}
+
+
+def test_ingest_one_file_adds_it_then_a_second_run_is_a_no_op(env: Path, monkeypatch, capsys, tmp_path: Path) -> None:
+    assert run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")[0] == 0
+    elsewhere = tmp_path / "downloads"
+    elsewhere.mkdir()
+    (elsewhere / "danube.txt").write_text("The Danube flows into the Black Sea.", encoding="utf-8")
+
+    code, out, _ = run_main(monkeypatch, capsys, "ingest", str(elsewhere / "danube.txt"), "--index", "idx")
+    assert code == 0 and f"Indexed {elsewhere / 'danube.txt'} -> idx (generation 2)" in out
+    generation, files = _index_state("idx")
+    assert (generation, sorted(files)) == (2, ["a.txt", "b.md", "danube.txt"])  # added to what is there
+
+    code, out, _ = run_main(monkeypatch, capsys, "ingest", str(elsewhere / "danube.txt"), "--index", "idx")
+    assert code == 0 and out.startswith("index is up to date")
+    assert _index_state("idx") == (2, files)
+
+    (elsewhere / "danube.txt").write_text("The Danube flows through Vienna.", encoding="utf-8")
+    assert run_main(monkeypatch, capsys, "ingest", str(elsewhere / "danube.txt"), "--index", "idx")[0] == 0
+    generation, changed = _index_state("idx")
+    assert generation == 3 and changed["danube.txt"] != files["danube.txt"] and changed["a.txt"] == files["a.txt"]
+
+    # the folder ingest that follows keeps the added file (it is listed in the manifest, not in docs/)
+    (env / "a.txt").write_text("The Rhine flows past Basel.", encoding="utf-8")
+    assert run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")[0] == 0
+    assert sorted(_index_state("idx")[1]) == ["a.txt", "b.md", "danube.txt"]
+
+
+def test_ingest_a_file_of_the_indexed_folder_is_one_of_its_files(env: Path, monkeypatch, capsys) -> None:
+    assert run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")[0] == 0
+    (env / "sub").mkdir()
+    (env / "sub" / "new.md").write_text("# Alps\n\nThe Alps are high.", encoding="utf-8")
+    assert run_main(monkeypatch, capsys, "ingest", "docs/sub/new.md", "--index", "idx")[0] == 0
+    assert sorted(_index_state("idx")[1]) == ["a.txt", "b.md", "sub/new.md"]
+    (env / "sub" / "new.md").unlink()  # gone from the folder: the next folder ingest drops it, as any file of it
+    assert run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")[0] == 0
+    assert sorted(_index_state("idx")[1]) == ["a.txt", "b.md"]
+
+
+def test_ingest_an_unsupported_file_is_one_line(env: Path, monkeypatch, capsys) -> None:
+    code, out, err = run_main(monkeypatch, capsys, "ingest", "docs/c.bin", "--index", "idx")
+    assert (code, out) == (2, "")
+    assert len(err.splitlines()) == 1
+    assert err.startswith("Error: cannot ingest docs/c.bin: unsupported type .bin; rag ingest reads .csv .docx")
+    assert not Path("idx").exists()
+
+
+def test_ingest_a_file_whose_name_the_folder_holds_is_refused(env: Path, monkeypatch, capsys, tmp_path: Path) -> None:
+    assert run_main(monkeypatch, capsys, "ingest", "docs", "--index", "idx")[0] == 0
+    other = tmp_path / "other"
+    other.mkdir()
+    (other / "a.txt").write_text("Another a.txt.", encoding="utf-8")
+    code, _, err = run_main(monkeypatch, capsys, "ingest", str(other / "a.txt"), "--index", "idx")
+    assert code == 2
+    assert err.splitlines() == [f"Error: cannot ingest {other / 'a.txt'}: the index already holds a file named a.txt "
+                                "from the indexed folder; rename this one"]
+    assert _index_state("idx")[0] == 1
