@@ -649,14 +649,12 @@ def added_files(manifest: Manifest | None) -> dict[str, str]:
     return dict((manifest.extra if manifest else {}).get("added", {}))
 
 
-def upload_dir(settings: Settings, store: IndexStore | None = None) -> Path:
-    """Where uploaded files belong: the folder the index was built from, else ``<index>/../uploads``.
+def upload_dir(settings: Settings) -> Path:
+    """Where uploaded files are kept: ``<index>/uploads``, the index's own data folder.
 
-    ``store``: the live index when the caller has it open; else it is opened here.
+    Why not the indexed folder: that is the user's (for the demo, the
+    repository's sample docs), and an upload has no business there. The
+    uploads are added one by one (:mod:`ingest.files`, sources ``uploads/NAME``),
+    so a later ingest of the folder keeps them, and they travel with the index.
     """
-    if store is None and index_exists(settings.index):
-        with IndexStore.open(settings.index) as opened:
-            return upload_dir(settings, opened)
-    if store is not None and store.manifest.source_dir:
-        return Path(store.manifest.source_dir)
-    return settings.index.parent / "uploads"
+    return settings.index / "uploads"
