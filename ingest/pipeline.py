@@ -37,7 +37,7 @@ import numpy as np
 
 from rag_app.config import IngestConfig, Settings
 from rag_app.errors import IngestError, LoaderError
-from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, index_exists
+from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, check_unlocked, index_exists
 
 from ingest.chunking import chunk, make_splitter
 from ingest.loaders import SUPPORTED_TYPES, is_supported, load, open_checked, reader_version
@@ -119,11 +119,12 @@ def ingest_folder(
     if plan.nothing_to_do:
         return _unchanged(report, files, plan.live, started)
     _check_writable(settings.index)
+    check_unlocked(settings.index)  # a second ingest is refused now, not after its model loaded
     get_embedder = _LazyEmbedder(settings, embedder, report)
     if plan.todo or plan.live is None:
         get_embedder()
     _note_changes(report, plan, folder, rebuild)
-    manifest = _manifest(folder, settings, plan, get_embedder.embedder)
+    manifest = _manifest(folder, settings, plan, get_embedder.embedder, rebuild)
     _write(manifest, files, plan, settings, get_embedder, report, console, rebuild, folder)
     _check_something_indexed(report, plan.live, folder)
     report.seconds = time.perf_counter() - started
@@ -185,8 +186,9 @@ def _plan(folder: Path, files: Sequence[_File], walked: _Walk, settings: Setting
     indexed, live = _snapshot(settings, None if rebuild else _model_name(settings, embedder))
     if rebuild:  # nothing of the live index is kept, so no report line may say "stays indexed"
         indexed = {}
-    unread = {source for source, _ in walked.failed}
     report.failed = [(source, reason + _kept_note(source, indexed)) for source, reason in walked.failed]
+    # kept as indexed: what could not be read, and the files added one by one (ingest.files)
+    unread = {source for source, _ in walked.failed} | set(added_files(live))
     rechunk = live is not None and live.chunking != signature
     todo = [f for f in files if rebuild or rechunk or f.source not in indexed or indexed[f.source].sha256 != f.sha256]
     gone = [] if rebuild else sorted(set(indexed) - {f.source for f in files} - _kept(indexed, unread))
@@ -223,11 +225,14 @@ def _note_changes(report: IngestReport, plan: _Plan, folder: Path, rebuild: bool
     """Say in the report why every file is read again, or why the index now mirrors another folder."""
     if plan.rechunk:
         report.notes.append(f"chunking changed from {plan.live.chunking} to {plan.signature}: every file is re-chunked")
-    if plan.moved and not rebuild:
+    if rebuild and (added := added_files(plan.live)):
+        report.notes.append(f"{len(added)} files added one by one are no longer indexed; add them again: "
+                            f"rag ingest FILE (or upload them): {', '.join(sorted(added))}")
+    if plan.moved and not rebuild and plan.live.source_dir:
         report.notes.append(f"the index was built from {plan.live.source_dir}; it now mirrors {folder.resolve()}")
 
 
-def _manifest(folder: Path, settings: Settings, plan: _Plan, known: Any) -> Manifest:
+def _manifest(folder: Path, settings: Settings, plan: _Plan, known: Any, rebuild: bool = False) -> Manifest:
     """The manifest of the generation to write.
 
     ``known`` is the embedder if one was loaded: None only when nothing is to
@@ -239,7 +244,7 @@ def _manifest(folder: Path, settings: Settings, plan: _Plan, known: Any) -> Mani
         dim=int(known.dim) if known is not None else live.dim,
         chunking=plan.signature,
         source_dir=str(folder.resolve()),
-        extra={"globs": list(settings.ingest.globs)},
+        extra={"globs": list(settings.ingest.globs), "added": {} if rebuild else added_files(live)},
     )
 
 
@@ -639,14 +644,17 @@ def _tokenizer_of(embedder: Any) -> Any:
     return tokenizer
 
 
-def upload_dir(settings: Settings, store: IndexStore | None = None) -> Path:
-    """Where uploaded files belong: the folder the index was built from, else ``<index>/../uploads``.
+def added_files(manifest: Manifest | None) -> dict[str, str]:
+    """The files added one by one (``rag ingest FILE``, uploads): source -> absolute path; a folder ingest keeps them."""
+    return dict((manifest.extra if manifest else {}).get("added", {}))
 
-    ``store``: the live index when the caller has it open; else it is opened here.
+
+def upload_dir(settings: Settings) -> Path:
+    """Where uploaded files are kept: ``<index>/uploads``, the index's own data folder.
+
+    Why not the indexed folder: that is the user's (for the demo, the
+    repository's sample docs), and an upload has no business there. The
+    uploads are added one by one (:mod:`ingest.files`, sources ``uploads/NAME``),
+    so a later ingest of the folder keeps them, and they travel with the index.
     """
-    if store is None and index_exists(settings.index):
-        with IndexStore.open(settings.index) as opened:
-            return upload_dir(settings, opened)
-    if store is not None and store.manifest.source_dir:
-        return Path(store.manifest.source_dir)
-    return settings.index.parent / "uploads"
+    return settings.index / "uploads"

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 from rich.text import Text
 
-from rag_app.store import write_durably
+from rag_app.errors import RagError
+from rag_app.store import IndexStore, Manifest, index_exists, write_durably
 
 _SHOWN = 10  # skipped/failed files listed one by one in the summary; the rest are counted
 REPORT_NAME = "last-ingest-report.txt"  # in the index directory, beside the generations the store manages
@@ -156,3 +158,34 @@ class IngestReport:
 def _rate(n_bytes: int, seconds: float) -> str:
     per_s = n_bytes / seconds if seconds > 0 else 0.0
     return f"{per_s / 1e6:.2f} MB/s" if per_s >= 1e5 else f"{per_s / 1e3:.1f} kB/s"
+
+
+def live_manifest(index: Path) -> Manifest | None:
+    """The manifest of the generation ``index`` serves now; None without a readable index."""
+    if not index_exists(index):
+        return None
+    try:
+        with IndexStore.open(index) as store:
+            return store.manifest
+    except RagError:
+        return None
+
+
+def kept_after_interrupt(index: Path, before: Manifest | None) -> str:
+    """What an interrupted ingest left, for the one line ``rag ingest`` prints after Ctrl-C.
+
+    Why it can say so: the store stages a whole run in a new generation and
+    commits it with one rename at the end, so the index is either what it was
+    (``before``) or, if the interrupt came after that rename, the new one.
+
+    Args:
+        index: the index directory.
+        before: its live manifest when the run started (None: there was no index).
+    """
+    now = live_manifest(index)
+    if now is None:
+        return f"nothing was written; there is no index at {index} yet"
+    if before is not None and now.generation == before.generation:
+        when = datetime.fromisoformat(now.updated).astimezone().strftime("%Y-%m-%d %H:%M") if now.updated else "before"
+        return f"nothing was written; the index at {index} still holds the {now.documents} files of {when}"
+    return f"the run had finished writing: the index at {index} holds {now.documents} files (generation {now.generation})"

@@ -30,7 +30,8 @@ app = typer.Typer(
 )
 
 ConfigOpt = Annotated[Optional[Path], typer.Option("--config", help="TOML settings file (default: ./rag.toml).")]
-IndexOpt = Annotated[Optional[Path], typer.Option("--index", help="Index directory (default: .rag/index).")]
+IndexOpt = Annotated[Optional[Path], typer.Option(
+    "--index", help="Index directory (default: the nearest .rag/index in this folder or a parent).")]
 VerboseOpt = Annotated[bool, typer.Option("--verbose", "-v", help="Log what is loaded from where.")]
 
 
@@ -68,7 +69,8 @@ def settings_from_flags(config: Path | None, verbose: bool = False, **overrides:
 
 @app.command()
 def ingest(
-    folder: Annotated[Path, typer.Argument(help="Folder of documents (.txt .md .html .pdf .docx .pptx .csv .tsv).")],
+    folder: Annotated[Path, typer.Argument(
+        metavar="PATH", help="Folder of documents (.txt .md .html .pdf .docx .pptx .csv .tsv), or one file to add.")],
     index: IndexOpt = None,
     chunk_size: Annotated[Optional[int], typer.Option(help="Chunk size (characters or tokens, see --chunk-unit).")] = None,
     chunk_overlap: Annotated[Optional[int], typer.Option(help="Overlap between neighbouring chunks.")] = None,
@@ -78,9 +80,10 @@ def ingest(
     config: ConfigOpt = None,
     verbose: VerboseOpt = False,
 ) -> None:
-    """Build or update the index of FOLDER (only new or changed files are embedded)."""
+    """Build or update the index of a folder (only new or changed files are embedded), or add one file to it."""
     _setup_logging(verbose)
     from ingest.pipeline import ingest_folder
+    from ingest.report import kept_after_interrupt, live_manifest
 
     settings = settings_from_flags(
         config,
@@ -89,7 +92,20 @@ def ingest(
         ingest={"chunk_size": chunk_size, "chunk_overlap": chunk_overlap, "chunk_unit": chunk_unit,
                 "globs": tuple(glob) if glob else None},
     )
-    report = ingest_folder(folder, settings, rebuild=rebuild, console=_console(stderr=True))
+    before = live_manifest(settings.index)
+    try:
+        if folder.is_file():
+            from ingest.files import ingest_file
+            from rag_app.errors import ConfigError
+
+            if rebuild:
+                raise ConfigError("--rebuild starts the index over from a folder; pass the folder, not a file")
+            report = ingest_file(folder, settings, console=_console(stderr=True))
+        else:
+            report = ingest_folder(folder, settings, rebuild=rebuild, console=_console(stderr=True))
+    except KeyboardInterrupt:
+        typer.echo(f"Interrupted: {kept_after_interrupt(settings.index, before)}", err=True)
+        raise typer.Exit(130) from None
     _console().print(report.summary())
 
 
@@ -102,9 +118,11 @@ def index_info(
 ) -> None:
     """Show what an index holds: documents, chunks, embedding model, size, last update."""
     _setup_logging(verbose)
+    from rag_app.config import require_index
     from rag_app.store import IndexStore
 
     settings = settings_from_flags(config, verbose, index=index)
+    require_index(settings)
     with IndexStore.open(settings.index) as store:
         info = store.info()
     if as_json:
@@ -188,6 +206,7 @@ def ask(
 ) -> None:
     """Answer QUESTION from the index, streaming, then list the sources it cited."""
     _setup_logging(verbose)
+    from rag_app.config import require_index
     from rag_app.errors import EmptyQuestionError
     from rag_app.pipeline import RagPipeline
 
@@ -195,6 +214,7 @@ def ask(
         raise EmptyQuestionError("the question is empty; pass a question, e.g. rag ask \"What is ...?\"")
     settings = settings_from_flags(config, verbose, **_generation_overrides(
         index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature, backend))
+    require_index(settings)  # before the models load, naming where it looked
     rag = RagPipeline(settings)
     if as_json:
         typer.echo(json.dumps(rag.answer(question).to_dict(), indent=2, ensure_ascii=False))
@@ -212,10 +232,12 @@ def chat(
 ) -> None:
     """Chat in the terminal: follow-ups keep context; /sources, /reset, /exit."""
     _setup_logging(verbose)
+    from rag_app.config import require_index
     from rag_app.pipeline import RagPipeline, chat_history
 
     settings = settings_from_flags(config, verbose, **_generation_overrides(
         index, k, mode, hybrid, mmr, model, adapter, no_adapter, max_new_tokens, temperature, backend))
+    require_index(settings)  # before the models load, naming where it looked
     rag = RagPipeline(settings)
     console = _console()
     console.print("[dim]Ask about your documents. /sources shows the last answer's sources, /reset starts over, /exit quits.[/dim]")

@@ -28,9 +28,10 @@ from pydantic_settings import (
     TomlConfigSettingsSource,
 )
 
-from rag_app.errors import ConfigError
+from rag_app.errors import ConfigError, IndexNotFoundError
 
 DEFAULT_EMBEDDING_MODEL = "sentence-transformers/all-MiniLM-L6-v2"
+DEFAULT_INDEX = Path(".rag/index")  # where `rag ingest` creates an index when nothing says where
 DEFAULT_ADAPTER = "default"  # the adapter shipped with the package, for the bundled model
 REPO_ROOT = Path(__file__).resolve().parent.parent
 # Package data (pyproject.toml), so a wheel install has it as a checkout does. Found once, at import:
@@ -219,7 +220,7 @@ class Settings(BaseSettings):
         env_prefix="RAG_", env_nested_delimiter="__", extra="forbid", frozen=True, toml_file=None
     )
 
-    index: Path = Path(".rag/index")
+    index: Path = DEFAULT_INDEX  # unset anywhere: the nearest one up the folders (find_index)
     embedding_model: str = DEFAULT_EMBEDDING_MODEL
     cache_dir: Path = Path.home() / ".cache" / "rag_app"
     ingest: IngestConfig = IngestConfig()
@@ -276,13 +277,87 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
             raise ConfigError(f"cannot parse {toml_path}: {err}") from None
     cls = type("Settings", (Settings,), {"model_config": {**Settings.model_config, "toml_file": toml_path}})
     try:
-        return cls(**_prune_none(overrides))
+        settings = cls(**_prune_none(overrides))
     except ValidationError as err:
         first = err.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         msg = first["msg"].removeprefix("Value error, ")
         # Section validators already name the setting ("retrieve.top_k must be >= 1").
         raise ConfigError(f"invalid setting: {msg}" if msg.startswith(f"{where}.") else f"invalid setting {where}: {msg}") from None
+    if "index" not in settings.model_fields_set:  # no flag, RAG_INDEX or rag.toml chose one
+        found, looked = find_index()
+        if found is not None and found != looked[0] / DEFAULT_INDEX:  # in the working dir: keep it relative
+            settings = settings.model_copy(update={"index": found})
+    return settings
+
+
+def find_index(start: Path | None = None) -> tuple[Path | None, list[Path]]:
+    """The nearest ``.rag/index`` from ``start`` (the working dir) upwards, found the way git finds ``.git``.
+
+    Why: ``rag ask`` from a subfolder of the folder where ``rag ingest`` ran
+    should answer from that index, not say "no index". The walk stops after
+    the user's home folder, at the file-system root, and before a mount
+    boundary (another device), as git does. ``rag.toml`` is not searched
+    for: its relative paths (index, cache_dir, a local model or adapter)
+    are read against the working directory, so one found in a parent would
+    point them elsewhere.
+
+    Returns:
+        (the index found, or None; the folders looked in, nearest first).
+    """
+    from rag_app.store import index_exists  # numpy: not at `rag --help`
+
+    here = (start or Path.cwd()).resolve()
+    home = Path.home().resolve()
+    looked: list[Path] = []
+    try:
+        device = here.stat().st_dev
+    except OSError:
+        return None, [here]
+    for folder in (here, *here.parents):
+        try:
+            if folder.stat().st_dev != device:
+                break
+        except OSError:
+            break
+        looked.append(folder)
+        if index_exists(folder / DEFAULT_INDEX):
+            return folder / DEFAULT_INDEX, looked
+        if folder == home:
+            break
+    return None, looked
+
+
+def require_index(settings: Settings) -> None:
+    """Fail in one line, before any model loads, when ``settings.index`` holds no index.
+
+    Raises:
+        IndexNotFoundError: naming where it looked when no setting chose the index.
+    """
+    from rag_app.store import index_exists
+
+    if index_exists(settings.index):
+        return
+    if "index" in settings.model_fields_set or settings.index != DEFAULT_INDEX:
+        raise IndexNotFoundError(
+            f"no index at {settings.index}; build one with: rag ingest DIR --index {settings.index}")
+    _, looked = find_index()
+    where = f"{looked[0]} and each parent up to {looked[-1]}" if len(looked) > 1 else str(looked[0])
+    raise IndexNotFoundError(
+        f"no index found: looked for {DEFAULT_INDEX} in {where}; build one with: rag ingest DIR "
+        "(here or in a parent folder), or pass --index")
+
+
+def _index_origin() -> str:
+    """Where the default index came from: this folder, a parent found by :func:`find_index`, or nowhere yet."""
+    found, looked = find_index()
+    if found is None:
+        return f"default; no index yet in {looked[0]} or its parents up to {looked[-1]}"
+    if found == looked[0] / DEFAULT_INDEX:
+        return "default"
+    parent = found.parent.parent
+    unread = f"; its {parent / 'rag.toml'} is not read: pass --config" if (parent / "rag.toml").is_file() else ""
+    return f"found in parent folder {parent}{unread}"
 
 
 def describe_origin(settings: Settings, config_file: str | Path | None = None, **overrides: Any) -> dict[str, str]:
@@ -309,7 +384,7 @@ def describe_origin(settings: Settings, config_file: str | Path | None = None, *
         return "default"
 
     return {
-        "index": f"{settings.index} ({origin(None, 'index')})",
+        "index": f"{settings.index} ({_index_origin() if origin(None, 'index') == 'default' else origin(None, 'index')})",
         "embedding_model": f"{settings.embedding_model} ({origin(None, 'embedding_model')})",
         "model": f"{settings.generate.model} ({origin('generate', 'model')})",
         "adapter": f"{settings.generate.adapter_path or 'none'} ({origin('generate', 'adapter')})",

@@ -449,6 +449,52 @@ def bm25_tokenize(texts: Sequence[str]) -> Any:
     return bm25s.tokenize(list(texts), stopwords="en", stemmer=stemmer, show_progress=False)
 
 
+def _note_holder(lock_fh: Any) -> None:
+    """Write our pid into the held lock file, so a refused writer can name us."""
+    with contextlib.suppress(OSError):
+        lock_fh.truncate(0)
+        lock_fh.write(f"{os.getpid()}\n")
+        lock_fh.flush()
+
+
+def _lock_holder(lock_fh: Any) -> int | None:
+    """The pid the lock's holder wrote, if it wrote one."""
+    with contextlib.suppress(OSError, ValueError):
+        lock_fh.seek(0)
+        return int(lock_fh.read().strip())
+    return None
+
+
+def _locked(index_dir: Path, holder: int | None) -> IndexLockedError:
+    who = f" (pid {holder})" if holder else ""
+    return IndexLockedError(
+        f"another process is writing to the index at {index_dir}{who}; wait for it to finish (or stop it) and run again")
+
+
+def check_unlocked(index_dir: str | Path) -> None:
+    """Refuse at once when another writer holds the index's lock.
+
+    Why: ingest loads the embedding model (long) before it takes the lock to
+    write; asking first turns a refusal after a minute into one at once. The
+    writer's own flock still decides: one that starts after this check is
+    refused when it is taken.
+
+    Raises:
+        IndexLockedError: naming the holder's pid when it wrote one.
+    """
+    lock = Path(index_dir) / ".lock"
+    try:
+        fh = open(lock, "r")
+    except OSError:  # no lock file yet: nobody has written here
+        return
+    with fh:
+        try:
+            fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            raise _locked(Path(index_dir), _lock_holder(fh)) from None
+        fcntl.flock(fh, fcntl.LOCK_UN)
+
+
 class IndexWriter:
     """The single writer of an index: stage changes in a new generation, then commit.
 
@@ -488,10 +534,10 @@ class IndexWriter:
         try:
             fcntl.flock(self._lock_fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
+            holder = _lock_holder(self._lock_fh)
             self._lock_fh.close()
-            raise IndexLockedError(
-                f"another process is writing to the index at {self.index_dir}; wait for it to finish and run again"
-            ) from None
+            raise _locked(self.index_dir, holder) from None
+        _note_holder(self._lock_fh)
         try:
             with self._writing():
                 self._stage()
@@ -651,6 +697,8 @@ class IndexWriter:
         if not self.committed and self._gen is not None and self._gen.exists():
             shutil.rmtree(self._gen, ignore_errors=True)
         if self._lock_fh is not None:
+            with contextlib.suppress(OSError):  # the pid is only a hint: the flock is the lock
+                self._lock_fh.truncate(0)
             fcntl.flock(self._lock_fh, fcntl.LOCK_UN)
             self._lock_fh.close()
             self._lock_fh = None

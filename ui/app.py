@@ -205,7 +205,7 @@ def upload_panel(settings: Settings, embedder: Any, where: Any) -> None:
     with where:
         files = st.file_uploader(
             "Add documents", type=supported_extensions(), accept_multiple_files=True,
-            key=f"uploader_{state['uploader_round']}", help="Saved into the indexed folder, then indexed.",
+            key=f"uploader_{state['uploader_round']}", help="Kept with the index (its uploads/ folder), then indexed.",
         )  # fmt: skip
         clicked = st.button("Add to index", type="primary", disabled=not files, icon=":material/add:", width="stretch")
         if clicked and files:

@@ -1,18 +1,18 @@
-"""Browser uploads -> files in the index's source folder -> the ingest pipeline.
+"""Browser uploads -> files in the index's own ``uploads/`` folder -> added to the index.
 
-Why save into the source folder rather than a temporary one: ingest is
-incremental over a folder (files hashed, deleted ones dropped), so the
-uploaded files must live beside the ones the index was built from, or the
-next ``rag ingest`` of that folder would remove them again.
+Why there and not in the indexed folder: that folder is the user's (for the
+demo, the repository's ``data/sample/docs``). Uploads are added one by one
+(:func:`ingest.files.ingest_files`, sources ``uploads/NAME``), listed in the
+manifest, so a later ``rag ingest`` of the folder keeps them. Indexes whose
+earlier uploads went into the indexed folder keep them there as its files.
 
-An upload never replaces a file already there: the folder holds the user's
-own documents, and a browser only sends a name. A different file of the same
-name is saved as ``report (2).pdf`` (the first free number); the very same
-bytes are not written again. The name is taken exclusively (a hard link that
-fails if it exists), so two tabs uploading ``report.pdf`` at once get
-``report.pdf`` and ``report (2).pdf``, never one file over the other. An
-upload over ``ingest.max_file_mb`` is refused before it is saved: ingest would
-skip it and leave it in the folder unindexed.
+An upload never replaces a file already there: a browser only sends a name.
+A different file of the same name is saved as ``report (2).pdf`` (the first
+free number); the very same bytes are not written again. The name is taken
+exclusively (a hard link that fails if it exists), so two tabs uploading
+``report.pdf`` at once get ``report.pdf`` and ``report (2).pdf``, never one
+file over the other. An upload over ``ingest.max_file_mb`` is refused before
+it is saved: ingest would skip it and leave it in the folder unindexed.
 
 A file that cannot be read is reported by ingest and skipped; here it is also
 taken back out of the folder, so the folder keeps matching the index. If
@@ -66,30 +66,14 @@ def supported_extensions() -> list[str]:
     return sorted(ext.lstrip(".") for ext in SUPPORTED_TYPES)
 
 
-def upload_folder(settings: Settings, store: IndexStore | None = None) -> Path:
-    """Where uploads go: ``ingest.pipeline.upload_dir`` (the indexed folder, else ``uploads/`` beside the index).
-
-    Args:
-        settings: the page's settings.
-        store: the live index when the caller has it open; else it is opened here.
-
-    Raises:
-        IngestError: the index records a source folder that no longer exists;
-            ingesting a new, nearly empty folder there would drop every
-            document the index holds.
-    """
+def upload_folder(settings: Settings) -> Path:
+    """Where uploads go: ``ingest.pipeline.upload_dir`` (``<index>/uploads``)."""
     from ingest.pipeline import upload_dir
 
-    if store is None and index_exists(settings.index):
-        with IndexStore.open(settings.index) as opened:
-            return upload_folder(settings, opened)
-    folder = upload_dir(settings, store)
-    if store is not None and not folder.is_dir() and store.manifest.source_dir is not None:
-        raise IngestError(
-            f"the index at {settings.index} was built from {folder}, which no longer exists; restore that folder, "
-            f"or rebuild from another with: rag ingest DIR --rebuild --index {settings.index}"
-        )
-    return folder
+    return upload_dir(settings)
+
+
+_PREFIX = "uploads/"  # the source of an upload in the index: uploads/NAME
 
 
 def _safe_name(name: str) -> str | None:
@@ -218,11 +202,11 @@ def _link(tmp: str, path: Path, data: bytes) -> bool:
 
 
 def _live_index(settings: Settings) -> tuple[Path, set[str]]:
-    """The upload folder and the sources indexed now, from one look at the live index (if there is one)."""
+    """The upload folder and the uploads indexed now (by name), from one look at the live index (if there is one)."""
     if not index_exists(settings.index):
-        return upload_folder(settings, None), set()
+        return upload_folder(settings), set()
     with IndexStore.open(settings.index) as store:
-        return upload_folder(settings, store), set(store.files())
+        return upload_folder(settings), {s.removeprefix(_PREFIX) for s in store.files() if s.startswith(_PREFIX)}
 
 
 def _failed_sources(report: Any, folder: Path) -> set[str]:
@@ -242,7 +226,7 @@ def _failed_sources(report: Any, folder: Path) -> set[str]:
             if hasattr(item, attr):
                 item = getattr(item, attr)
                 break
-        path = PurePath(str(item))
+        path = PurePath(str(item).removeprefix(_PREFIX))
         if path.is_absolute():
             try:
                 path = path.relative_to(folder)
@@ -253,7 +237,7 @@ def _failed_sources(report: Any, folder: Path) -> set[str]:
 
 
 def ingest_uploads(files: Sequence[tuple[str, bytes]], settings: Settings, embedder: Any = None) -> UploadResult:
-    """Save uploaded files into the index's source folder and ingest that folder.
+    """Save uploaded files into the index's ``uploads/`` folder and add them to the index.
 
     Args:
         files: (file name as the browser sent it, content) pairs.
@@ -267,13 +251,13 @@ def ingest_uploads(files: Sequence[tuple[str, bytes]], settings: Settings, embed
         RagError: ingest could not run at all (locked index, embedding
             mismatch, ...); every file written has been removed again.
     """
-    from ingest.pipeline import ingest_folder
+    from ingest.files import ingest_files
 
     allowed = {f".{ext}" for ext in supported_extensions()}
     folder, indexed = _live_index(settings)
     result = UploadResult(folder=folder)
     uploaded: set[str] = set()
-    to_index = False  # an identical file already in the folder but not in the index yet
+    to_index: list[str] = []  # identical files already in the folder but not in the index yet
     for raw_name, data in files:
         name = _safe_name(raw_name)
         why = _name_problem(name, folder, allowed) if name else "not a usable file name"
@@ -285,26 +269,28 @@ def ingest_uploads(files: Sequence[tuple[str, bytes]], settings: Settings, embed
             result.rejected.append(((name or raw_name).replace("\x00", "\\x00"), why))
             continue
         uploaded.add(name)
-        to_index |= _save(result, name, data, indexed)
+        if (known := _save(result, name, data, indexed)) is not None:
+            to_index.append(known)
     if not result.saved and not to_index:
         return result
 
     try:
-        result.report = ingest_folder(folder, settings, embedder=embedder)
+        result.report = ingest_files([folder / n for n in [*result.saved, *to_index]], settings, embedder=embedder,
+                                     under=_PREFIX)
     except BaseException:
         for name in result.saved:  # only names this call created (exclusively), never another tab's file
             _remove(folder / name)
         result.rolled_back = list(result.saved)
         raise
-    # uploads sit at the top of the folder, so an upload's source is its name
+    # an upload's source is uploads/NAME; _failed_sources gives back the NAME
     for name in sorted(_failed_sources(result.report, folder) & set(result.saved)):
         _remove(folder / name)
         result.rolled_back.append(name)
     return result
 
 
-def _save(result: UploadResult, name: str, data: bytes, indexed: set[str]) -> bool:
-    """Save one upload beside, never over, the folder's files; True when ingest must index a file already there."""
+def _save(result: UploadResult, name: str, data: bytes, indexed: set[str]) -> str | None:
+    """Save one upload beside, never over, the folder's files; the name of a file already there that ingest must index."""
     folder = result.folder
     try:
         folder.mkdir(parents=True, exist_ok=True)
@@ -313,25 +299,25 @@ def _save(result: UploadResult, name: str, data: bytes, indexed: set[str]) -> bo
             return _note_identical(result, name, target, indexed)
     except ValueError as err:
         result.rejected.append((name, str(err)))
-        return False
+        return None
     except OSError as err:  # a full disk, a name this file system refuses
         result.rejected.append((name, f"could not be saved in {folder}: {err.strerror or err}"))
-        return False
+        return None
     result.saved.append(target)
     if target != name:
         result.renamed.append((name, target))
-    return False
+    return None
 
 
-def _note_identical(result: UploadResult, name: str, existing: str, indexed: set[str]) -> bool:
-    """Record an upload whose bytes ``existing`` already holds; True when ingest still has to index it."""
+def _note_identical(result: UploadResult, name: str, existing: str, indexed: set[str]) -> str | None:
+    """Record an upload whose bytes ``existing`` already holds; ``existing`` when ingest still has to index it."""
     if existing in result.saved:
         result.rejected.append((name, f"the same file as {existing}, uploaded in this batch"))
-        return False
+        return None
     if existing in indexed:
         result.unchanged.append(existing)
-        return False
-    return True  # in the folder but not indexed: ingest picks it up (and never removes it: not ours)
+        return None
+    return existing  # in the folder but not indexed: ingest picks it up (and never removes it: not ours)
 
 
 def _remove(path: Path) -> None:

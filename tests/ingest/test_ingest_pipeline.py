@@ -303,7 +303,9 @@ def test_same_files_from_another_folder_record_the_new_source_dir(docs: Path, tm
     docs.rename(moved)
     report = ingest_folder(moved, settings, embedder=embedder)
     assert sorted(report.unchanged) == sorted(DOCS) and report.chunks_embedded == 0 and report.committed
-    assert upload_dir(settings) == moved.resolve() and any("now mirrors" in n for n in report.notes)
+    with IndexStore.open(settings.index) as store:
+        assert store.manifest.source_dir == str(moved.resolve()) and any("now mirrors" in n for n in report.notes)
+    assert upload_dir(settings) == settings.index / "uploads"  # uploads stay with the index, wherever the folder is
     assert not ingest_folder(moved, settings, embedder=embedder).committed
 
 

@@ -180,3 +180,54 @@ def test_verbose_names_the_env_var_however_it_is_spelled(rag: Rag) -> None:
     assert origins["index"] == ("lower-idx", "environment rag_index")
     assert origins["model"] == ("json-model", "environment RAG_GENERATE")
     assert origins["adapter"] == ("none", "default")  # the shipped adapter is for the bundled model only
+
+
+def test_ask_from_a_subfolder_finds_the_index_of_a_parent(rag: Rag) -> None:
+    """As git finds .git: `rag ingest` ran in p, `rag ask` runs in p/a/b."""
+    rag.monkeypatch.setenv("HOME", str(rag.tmp_path))
+    rag.index("p/.rag/index")
+    (rag.tmp_path / "p" / "a" / "b").mkdir(parents=True)
+    rag.monkeypatch.chdir(rag.tmp_path / "p" / "a" / "b")
+    docs, origins = rag.ask()
+    assert docs and all(d.startswith("index-") for d in docs)
+    parent = (rag.tmp_path / "p").resolve()
+    assert origins["index"] == (str(parent / ".rag" / "index"), f"found in parent folder {parent}")
+
+
+def test_the_nearest_index_wins(rag: Rag) -> None:
+    rag.monkeypatch.setenv("HOME", str(rag.tmp_path))
+    rag.index("p/.rag/index")
+    embedder = FakeEmbedder()
+    embedder.model_name = DEFAULT_EMBEDDING_MODEL
+    build_index(rag.tmp_path / "p/a/.rag/index", embedder, {"near-0": ["The river flows past the town."]})
+    (rag.tmp_path / "p" / "a" / "b").mkdir(parents=True)
+    rag.monkeypatch.chdir(rag.tmp_path / "p" / "a" / "b")
+    docs, origins = rag.ask()
+    assert docs == ["near-0"]
+    assert origins["index"][1] == f"found in parent folder {(rag.tmp_path / 'p' / 'a').resolve()}"
+
+
+def test_no_index_anywhere_says_where_it_looked(rag: Rag) -> None:
+    """The walk stops at the home folder; the one error line names the folders looked in."""
+    home = (rag.tmp_path / "home").resolve()
+    (home / "a" / "b").mkdir(parents=True)
+    rag.index(".rag/index")  # above home: never reached
+    rag.monkeypatch.setenv("HOME", str(home))
+    rag.monkeypatch.chdir(home / "a" / "b")
+    code, out, err = run_main(rag.monkeypatch, rag.capsys, "ask", QUESTION)
+    assert (code, out) == (2, "")
+    assert err.splitlines() == [
+        f"Error: no index found: looked for .rag/index in {home / 'a' / 'b'} and each parent up to {home}; "
+        "build one with: rag ingest DIR (here or in a parent folder), or pass --index"]
+    assert rag.embedders == [] and rag.generate == []  # refused before any model loads
+
+
+def test_a_chosen_index_is_not_searched_for(rag: Rag) -> None:
+    """--index (or RAG_INDEX, rag.toml) means that folder: no walk, the plain error."""
+    rag.monkeypatch.setenv("HOME", str(rag.tmp_path))
+    rag.index(".rag/index")
+    (rag.tmp_path / "a").mkdir()
+    rag.monkeypatch.chdir(rag.tmp_path / "a")
+    code, _, err = run_main(rag.monkeypatch, rag.capsys, "ask", QUESTION, "--index", ".rag/index")
+    assert code == 2
+    assert err.splitlines() == ["Error: no index at .rag/index; build one with: rag ingest DIR --index .rag/index"]

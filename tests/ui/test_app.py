@@ -94,6 +94,9 @@ def test_an_upload_named_like_another_document_is_kept_beside_it(built_index, ma
     _upload(at, "france.txt", b"Lyon is a city in France.", "text/plain")
     assert not at.exception
     assert (docs_dir / "france.txt").read_text(encoding="utf-8").startswith("Paris")  # the original is untouched
+    assert (built_index.index / "uploads" / "france.txt").read_bytes() == b"Lyon is a city in France."
+    _upload(at, "france.txt", b"Nice is on the coast.", "text/plain")  # an earlier upload holds the name
+    assert not at.exception
     assert any("Saved france.txt as **france (2).txt**" in s for s in _texts(at.main.success))
 
 
@@ -174,11 +177,12 @@ def test_upload_ingests_a_file_into_the_index(built_index, make_app, docs_dir: P
     _upload(at, "oxygen.md", b"# Oxygen\n\nOxygen was discovered by Scheele and Priestley.", "text/markdown")
     assert not at.exception
 
-    assert (docs_dir / "oxygen.md").is_file()  # saved beside the indexed documents
+    assert (built_index.index / "uploads" / "oxygen.md").is_file()  # kept with the index, not in the user's folder
+    assert not (docs_dir / "oxygen.md").exists()
     with IndexStore.open(built_index.index) as store:
-        assert "oxygen.md" in store.files()
-        assert any("Scheele" in c.text for c in store.iter_chunks("oxygen.md"))
-    assert any("**Added** (1): oxygen.md" in s for s in _texts(at.main.success))  # the outcome, in view
+        assert "uploads/oxygen.md" in store.files()
+        assert any("Scheele" in c.text for c in store.iter_chunks("uploads/oxygen.md"))
+    assert any("**Added** (1): uploads/oxygen.md" in s for s in _texts(at.main.success))  # the outcome, in view
     # The page reopened the new generation: the question finds the new file.
     _ask(at, "Who discovered oxygen?")
     labels = [e.label for e in at.chat_message[1].expander]
@@ -192,8 +196,8 @@ def test_upload_of_a_broken_file_leaves_the_index_intact(built_index, make_app, 
     assert not at.exception
 
     messages = " ".join(_texts(at.main.warning))
-    assert "**Failed** (1): broken.pdf" in messages and "Not added (could not be read): broken.pdf" in messages
-    assert not (docs_dir / "broken.pdf").exists()
+    assert "**Failed** (1): uploads/broken.pdf" in messages and "Not added (could not be read): broken.pdf" in messages
+    assert not (built_index.index / "uploads" / "broken.pdf").exists() and not (docs_dir / "broken.pdf").exists()
     with IndexStore.open(built_index.index) as store:
         assert sorted(store.files()) == ["france.txt", "rivers.md", "space.txt"]
 
