@@ -137,7 +137,8 @@ NoAdapterOpt = Annotated[bool, typer.Option("--no-adapter", help="Answer with th
 MaxTokOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
 TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy (default).")]
 BackendOpt = Annotated[Optional[str], typer.Option(
-    "--backend", help="auto (llama.cpp for the bundled model when installed), hf (transformers) or llamacpp.")]
+    "--backend", help="auto (llama.cpp for the bundled model when installed), hf (transformers), llamacpp, "
+                      "or openai (a server at generate.base_url).")]
 
 
 def _print_sources(answer: Any, console: Any) -> None:
