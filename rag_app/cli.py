@@ -468,6 +468,28 @@ def ui(
         raise typer.Exit(code)
 
 
+@app.command()
+def serve(
+    index: IndexOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1; any other needs --api-key-env).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port to listen on (default 8000).")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(
+        help="Name of the environment variable holding the API key clients must send as a Bearer token.")] = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the index as an OpenAI-compatible API: /v1/chat/completions, /v1/models, /v1/retrieve, /health."""
+    _setup_logging(verbose)
+    from rag_app.server import run_server
+    from ui.launch import check_port_free
+
+    settings = settings_from_flags(config, verbose, index=index,
+                                   serve={"host": host, "port": port, "api_key_env": api_key_env})
+    settings.serve.api_key()  # no key beyond loopback: one line before anything loads
+    check_port_free(settings.serve.host, settings.serve.port)
+    run_server(settings, console=_console(stderr=True))
+
+
 def main() -> None:
     """Console entry point: user errors become one line and exit code 2."""
     try:
