@@ -127,9 +127,16 @@ class OpenAIGenerator:
                     pieces += 1
                     yield piece
         if events == 0:
-            raise GeneratorServerError(f"the generator at {self.base_url} answered something that is not an OpenAI chat "
-                                       "completion (no stream events); check that generate.base_url is the server's "
-                                       "OpenAI-compatible /v1 URL")
+            # llama-cpp-python ends a stream empty when it refuses the request (a prompt past its
+            # window); asked again without streaming, a server says why, or answers.
+            with server_errors(self.base_url):
+                text = self.client.chat.completions.create(stream=False, **request).choices[0].message.content
+            if not isinstance(text, str):
+                raise GeneratorServerError(f"the generator at {self.base_url} answered something that is not an OpenAI "
+                                           "chat completion (no text); check that generate.base_url is the server's "
+                                           "OpenAI-compatible /v1 URL")
+            pieces = estimate_tokens(text)
+            yield text
         self._last.reply = (text, pieces)
 
     def generate(

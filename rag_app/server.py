@@ -369,4 +369,5 @@ def run_server(settings: Any, console: Any = None) -> None:
         url = f"http://{'[' + cfg.host + ']' if ':' in cfg.host else cfg.host}:{cfg.port}/v1"
         console.print(f"[bold]rag serve[/] {settings.index} at [bold cyan]{url}[/] as model {MODEL_ID!r}"
                       f"{' (API key required)' if api_key else ''}  (Ctrl-C to stop)")
-    uvicorn.run(create_app(rag, cfg, api_key), host=cfg.host, port=cfg.port, log_level="warning")
+    level = "info" if logging.getLogger("rag_app").isEnabledFor(logging.INFO) else "warning"  # --verbose: each request
+    uvicorn.run(create_app(rag, cfg, api_key), host=cfg.host, port=cfg.port, log_level=level)

@@ -20,7 +20,8 @@ def free_port() -> int:
 
 
 class FakeOpenAIServer:
-    """``mode``: ``ok`` (streams ``reply`` word by word), ``garbage`` (HTML), ``error`` (HTTP 500), ``empty`` (no events).
+    """``mode``: ``ok`` (streams ``reply`` word by word), ``garbage`` (HTML), ``error`` (HTTP 500), ``empty`` (no events),
+    ``refuse`` (as llama-cpp-python refuses a prompt past its window: an empty stream, a 400 when not streaming).
 
     ``requests`` holds each chat request body; ``headers`` their headers; ``models`` what ``/v1/models`` lists.
     """
@@ -57,7 +58,10 @@ class FakeOpenAIServer:
                     return self._send(200, b"<html>not an API</html>", "text/html")
                 if fake.mode == "error":
                     return self._send(500, json.dumps({"error": {"message": "model crashed"}}).encode())
-                if fake.mode == "empty":
+                if fake.mode == "refuse" and not body.get("stream"):
+                    message = "This model's maximum context length is 512 tokens. However, you requested 1539 tokens"
+                    return self._send(400, json.dumps({"error": {"message": message}}).encode())
+                if fake.mode in ("empty", "refuse"):
                     return self._send(200, b"", "text/event-stream")
                 words = fake.reply.split(" ")[: body.get("max_tokens") or None]
                 events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}]

@@ -116,9 +116,11 @@ def test_a_server_that_is_down_is_one_line():
 
 
 @pytest.mark.parametrize("mode, expected", [
-    ("garbage", "answered something that is not an OpenAI chat completion (no stream events)"),
+    ("garbage", "answered something that is not an OpenAI chat completion ("),
     ("error", "answered HTTP 500: model crashed"),
-    ("empty", "answered something that is not an OpenAI chat completion (no stream events)"),
+    ("empty", "answered something that is not an OpenAI chat completion ("),
+    ("refuse", "answered HTTP 400: This model's maximum context length is 512 tokens. However, you requested 1539 "
+               "tokens; if the prompt is too long for the server, set generate.context_window"),
 ])
 def test_garbage_or_http_errors_are_one_line(mode, expected):
     with FakeOpenAIServer() as server:
@@ -240,6 +242,12 @@ def test_a_real_llama_cpp_server_streams_a_cited_answer_then_a_stopped_one_is_on
     assert len(items) > 2  # streamed: several pieces before the Answer
     assert "Paris" in answer.text and answer.citations == [1] and not answer.abstained, answer.text
     assert answer.sources[0].chunk.doc_id == "france" and answer.timings.tokens > 1
+
+    roomy = OpenAIGenerator(generator.client, generator.model, llama_server["url"], context_window=100_000)
+    with pytest.raises(GeneratorServerError) as err:  # past the server's own window (--n_ctx 4096)
+        roomy.generate([{"role": "user", "content": "Paris is the capital of France. " * 1000}], 8)
+    assert f"the generator at {llama_server['url']} answered HTTP 400: " in str(err.value)
+    assert str(err.value).endswith("set generate.context_window to its window or lower retrieve.top_k")
 
     llama_server["proc"].terminate()
     llama_server["proc"].wait(timeout=10)

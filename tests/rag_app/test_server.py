@@ -264,6 +264,22 @@ def test_a_generator_that_fails_is_a_502_with_its_line(tmp_path, store):
     assert got.status_code == 502 and got.json()["error"]["message"].startswith("cannot reach the generator at http://gpu:8000/v1")
 
 
+def test_a_failure_after_text_was_streamed_is_an_error_event(tmp_path, store):
+    class Breaks(FakeGenerator):
+        def stream(self, *args, **kwargs):
+            yield from ("Paris ", "is ", "the ", "capital ", "and ")  # shown as it comes (no guard holds it)
+            raise GeneratorServerError("the generator at http://gpu:8000/v1 answered HTTP 500: out of memory")
+
+    with serve(tmp_path, store, Breaks()) as server:
+        stream = server.client().chat.completions.create(
+            model="rag_app", messages=[{"role": "user", "content": QUESTION}], stream=True)
+        pieces = []
+        with pytest.raises(openai.APIError, match="answered HTTP 500: out of memory"):
+            for chunk in stream:
+                pieces.append(chunk.choices[0].delta.content)
+    assert "Paris" in "".join(p or "" for p in pieces)
+
+
 @pytest.mark.slow
 def test_serve_with_the_real_bundled_models(tmp_path, model_cache_dir):
     """MiniLM + the bundled generator with the shipped adapter, default backend, asked through the openai client."""
