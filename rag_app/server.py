@@ -36,6 +36,7 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import asynccontextmanager
 from dataclasses import asdict
 from typing import Any, Literal
 
@@ -222,11 +223,16 @@ def create_app(rag: RagPipeline, limits: ServeConfig, api_key: str | None = None
         limits: body, question, message-count and queue limits.
         api_key: the key clients must send; :meth:`ServeConfig.api_key` decides whether one is needed.
     """
-    app = FastAPI(title="rag_app", summary="Answers from your documents, OpenAI-compatible")
     live = LivePipeline(rag)
     line = AnswerLine(limits.queue_size)
     started = int(time.time())
-    app.router.add_event_handler("shutdown", line.close)
+
+    @asynccontextmanager
+    async def lifespan(_app: FastAPI) -> AsyncIterator[None]:
+        yield
+        line.close()
+
+    app = FastAPI(title="rag_app", summary="Answers from your documents, OpenAI-compatible", lifespan=lifespan)
 
     @app.exception_handler(ApiError)
     async def api_error(_request: Request, err: ApiError) -> Any:
