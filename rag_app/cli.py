@@ -155,7 +155,8 @@ NoAdapterOpt = Annotated[bool, typer.Option("--no-adapter", help="Answer with th
 MaxTokOpt = Annotated[Optional[int], typer.Option("--max-new-tokens", help="Answer length limit in tokens.")]
 TempOpt = Annotated[Optional[float], typer.Option("--temperature", help="0 = greedy (default).")]
 BackendOpt = Annotated[Optional[str], typer.Option(
-    "--backend", help="auto (llama.cpp for the bundled model when installed), hf (transformers) or llamacpp.")]
+    "--backend", help="auto (llama.cpp for the bundled model when installed), hf (transformers), llamacpp, "
+                      "or openai (a server at generate.base_url).")]
 
 
 def _print_sources(answer: Any, console: Any) -> None:
@@ -469,6 +470,28 @@ def ui(
     code = serve(streamlit_command(host, port, settings.index, config, verbose))
     if code not in (0, -2, 130):  # -2 / 130: stopped with Ctrl-C
         raise typer.Exit(code)
+
+
+@app.command()
+def serve(
+    index: IndexOpt = None,
+    host: Annotated[Optional[str], typer.Option(help="Address to listen on (default 127.0.0.1; any other needs --api-key-env).")] = None,
+    port: Annotated[Optional[int], typer.Option(help="Port to listen on (default 8000).")] = None,
+    api_key_env: Annotated[Optional[str], typer.Option(
+        help="Name of the environment variable holding the API key clients must send as a Bearer token.")] = None,
+    config: ConfigOpt = None,
+    verbose: VerboseOpt = False,
+) -> None:
+    """Serve the index as an OpenAI-compatible API: /v1/chat/completions, /v1/models, /v1/retrieve, /health."""
+    _setup_logging(verbose)
+    from rag_app.server import run_server
+    from ui.launch import check_port_free
+
+    settings = settings_from_flags(config, verbose, index=index,
+                                   serve={"host": host, "port": port, "api_key_env": api_key_env})
+    settings.serve.api_key()  # no key beyond loopback: one line before anything loads
+    check_port_free(settings.serve.host, settings.serve.port)
+    run_server(settings, console=_console(stderr=True))
 
 
 def main() -> None:

@@ -13,13 +13,15 @@ Only this module reads the environment; everything else receives a
 
 from __future__ import annotations
 
+import ipaddress
 import os
+import re
 import tomllib
 from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -123,6 +125,12 @@ class GenerateConfig(_Section):
     llama-cpp-python is installed (it decodes several times faster than
     transformers on CPU, same prompt, adapter converted: see
     docs/BENCHMARKS.md, "Generation"), and everything else with transformers.
+    ``openai`` sends the prompt to an OpenAI-compatible server at ``base_url``
+    (vLLM, TGI, llama.cpp's server, Ollama: :mod:`rag_app.openai_backend`);
+    ``model`` is then the served model's id (``bundled``: the one model the
+    server lists), the server applies its own weights (no ``adapter``), and
+    ``api_key_env`` names the environment variable holding its key: the key
+    itself never goes in rag.toml.
     """
 
     model: str = "bundled"
@@ -135,7 +143,9 @@ class GenerateConfig(_Section):
     device: str = "auto"
     context_window: int | None = None
     seed: int = 0
-    backend: Literal["auto", "hf", "llamacpp"] = "auto"
+    backend: Literal["auto", "hf", "llamacpp", "openai"] = "auto"
+    base_url: str | None = None  # backend openai: the server's /v1 URL, e.g. http://127.0.0.1:8080/v1
+    api_key_env: str | None = None  # backend openai: name of the env var holding the key (not the key)
     threads: int | None = None  # llama.cpp CPU threads; None = half the cores (see rag_app.llamacpp.default_threads)
     # Abstain only when the model's probability of starting the abstain sentence reaches this
     # (rag_app.abstain); None = plain decoding. Applies only to a fine-tuned model (applied_abstain_threshold).
@@ -155,7 +165,52 @@ class GenerateConfig(_Section):
             raise ValueError(f"generate.threads must be >= 1, got {self.threads}")
         if self.backend == "llamacpp" and self.model != "bundled":
             raise ValueError(f"generate.backend llamacpp serves only the bundled model, not {self.model!r}; use backend hf")
+        if self.base_url is not None and not re.match(r"https?://[^/\s]+", self.base_url):
+            raise ValueError(f"generate.base_url must be an http(s) URL such as http://127.0.0.1:8080/v1, got {self.base_url!r}")
+        if self.api_key_env is not None and not _ENV_NAME.fullmatch(self.api_key_env):
+            raise ValueError("generate.api_key_env is the NAME of the environment variable holding the key "
+                             "(e.g. OPENAI_API_KEY), not the key itself")
+        if self.backend == "openai":
+            self._check_openai()
         return self
+
+    def _check_openai(self) -> None:
+        if not self.base_url:
+            raise ValueError("generate.backend openai needs generate.base_url, the server's /v1 URL "
+                             "(e.g. http://127.0.0.1:8080/v1)")
+        if self.abstain_threshold is not None:
+            # A threshold forces or forbids the first token from its probability; a server
+            # offers no such control over its sampling, so it would be silently ignored.
+            raise ValueError("generate.abstain_threshold needs the first token's logits, which a served "
+                             "model does not expose; unset it for backend openai")
+        if self.adapter not in (None, DEFAULT_ADAPTER) and self.adapter.lower() not in ("", "none", "off"):
+            raise ValueError("generate.adapter applies to in-process models; a server serves its own weights: "
+                             "serve the merged model (rag finetune --merge) and set generate.adapter = \"none\"")
+
+    @model_serializer(mode="wrap")
+    def _dump(self, handler: Any) -> Any:
+        # Unset server fields are left out, so the dump of an in-process configuration (rag eval's
+        # record fingerprints, the generator cache key) is what it was before they existed.
+        data = handler(self)
+        if isinstance(data, dict):
+            for key in ("base_url", "api_key_env"):
+                if data.get(key) is None:
+                    data.pop(key, None)
+        return data
+
+    def api_key(self) -> str | None:
+        """The server's key, read from the environment variable ``api_key_env`` names; None when unset.
+
+        Raises:
+            ConfigError: ``api_key_env`` names a variable that is not set.
+        """
+        if self.api_key_env is None:
+            return None
+        key = os.environ.get(self.api_key_env, "").strip()
+        if not key:
+            raise ConfigError(f"generate.api_key_env names {self.api_key_env}, which is not set; "
+                              f"export {self.api_key_env}=<the server's key> or unset generate.api_key_env")
+        return key
 
     @property
     def adapter_path(self) -> str | None:
@@ -168,8 +223,8 @@ class GenerateConfig(_Section):
         (:func:`rag_app.models.check_adapter`), so an install without it fails in one line instead of
         silently answering with the base model.
         """
-        if self.adapter is None or self.adapter.lower() in ("", "none", "off"):
-            return None
+        if self.backend == "openai" or self.adapter is None or self.adapter.lower() in ("", "none", "off"):
+            return None  # a server applies its own weights
         if self.adapter == DEFAULT_ADAPTER:
             return str(SHIPPED_ADAPTER) if self.model == "bundled" else None
         return self.adapter
@@ -213,6 +268,69 @@ class GenerateConfig(_Section):
         return self.abstain_threshold if self.fine_tuned else None
 
 
+_ENV_NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_LOOPBACK_NAMES = ("localhost", "localhost.localdomain", "ip6-localhost")
+
+
+def is_loopback(host: str) -> bool:
+    """True when ``host`` is reachable from this machine only (127.0.0.0/8, ::1, localhost)."""
+    if host.lower() in _LOOPBACK_NAMES:
+        return True
+    try:
+        return ipaddress.ip_address(host.strip("[]")).is_loopback
+    except ValueError:
+        return False
+
+
+class ServeConfig(_Section):
+    """``rag serve``: where it listens and how much one request may ask.
+
+    Beyond loopback an API key is required (``api_key_env`` names the
+    environment variable holding it), because the server answers from the
+    user's documents. The limits keep one client from holding the single
+    generator or the memory: a body over ``max_body_bytes`` gets 413, a
+    question over ``max_question_chars`` or more than ``max_messages``
+    messages 400, and past ``queue_size`` waiting requests 503.
+    """
+
+    host: str = "127.0.0.1"
+    port: int = 8000
+    api_key_env: str | None = None
+    max_body_bytes: int = 1_000_000
+    max_question_chars: int = 4000
+    max_messages: int = 64
+    # Answers are generated one at a time (one model); requests wait in line up to this many.
+    queue_size: int = 16
+
+    @model_validator(mode="after")
+    def _check(self) -> ServeConfig:
+        if not 0 <= self.port <= 65535:
+            raise ValueError(f"serve.port must be in [0, 65535], got {self.port}")
+        for name in ("max_body_bytes", "max_question_chars", "max_messages"):
+            if getattr(self, name) < 1:
+                raise ValueError(f"serve.{name} must be >= 1, got {getattr(self, name)}")
+        if self.queue_size < 0:
+            raise ValueError(f"serve.queue_size must be >= 0, got {self.queue_size}")
+        if self.api_key_env is not None and not _ENV_NAME.fullmatch(self.api_key_env):
+            raise ValueError("serve.api_key_env is the NAME of the environment variable holding the key, not the key itself")
+        return self
+
+    def api_key(self) -> str | None:
+        """The key clients must send (``Authorization: Bearer KEY``), or None when none is configured.
+
+        Raises:
+            ConfigError: no key and ``host`` is not loopback, or ``api_key_env`` names an unset variable.
+        """
+        key = os.environ.get(self.api_key_env, "").strip() if self.api_key_env else ""
+        if self.api_key_env and not key:
+            raise ConfigError(f"serve.api_key_env names {self.api_key_env}, which is not set; "
+                              f"export {self.api_key_env}=<a long random key>")
+        if not key and not is_loopback(self.host):
+            raise ConfigError(f"rag serve on {self.host} is reachable beyond this machine and needs an API key: "
+                              "export RAG_SERVE_KEY=<a long random key> and pass --api-key-env RAG_SERVE_KEY")
+        return key or None
+
+
 class Settings(BaseSettings):
     """Everything a command needs; build it with :func:`load_settings`."""
 
@@ -226,6 +344,8 @@ class Settings(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     retrieve: RetrieveConfig = RetrieveConfig()
     generate: GenerateConfig = GenerateConfig()
+    # Left out of dumps: no answer depends on it (rag eval fingerprints hash the dump).
+    serve: ServeConfig = Field(default=ServeConfig(), exclude=True)
 
     @classmethod
     def settings_customise_sources(

@@ -58,6 +58,10 @@ class AdapterError(RagError):
     """A LoRA adapter folder is damaged (unreadable config, empty or truncated weights)."""
 
 
+class GeneratorServerError(RagError):
+    """The generator's server (``generate.backend = "openai"``) is unreachable or did not answer a completion."""
+
+
 class ContextWindowError(ConfigError):
     """The prompt leaves no room for the answer in the generator's context window."""
 

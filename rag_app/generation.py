@@ -189,7 +189,7 @@ def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> 
 
 
 def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None, llama_cpp_amx: bool | None = None) -> str:
-    """``hf`` or ``llamacpp``: what serves these settings.
+    """``hf``, ``llamacpp`` or ``openai``: what serves these settings (``auto`` never picks a server).
 
     ``auto`` picks llama.cpp for the bundled model on CPU when llama-cpp-python
     loads (it decodes the same GGUF several times faster), else transformers;
@@ -233,6 +233,10 @@ def load_generator(config: GenerateConfig, cache_dir: Path) -> Generator:
 @lru_cache(maxsize=2)
 def _load_cached(key: tuple[tuple[str, Any], ...], cache_dir: str) -> Generator:
     config = GenerateConfig(**dict(key))
+    if config.backend == "openai":
+        from rag_app.openai_backend import load_openai_generator
+
+        return load_openai_generator(config)
     if resolve_backend(config) == "llamacpp":
         from rag_app.llamacpp import load_llamacpp_generator
 
