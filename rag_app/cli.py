@@ -93,6 +93,7 @@ def ingest(
                 "globs": tuple(glob) if glob else None},
     )
     before = live_manifest(settings.index)
+    _refuse_replacing_a_parents_index(settings, folder, before)
     try:
         if folder.is_file():
             from ingest.files import ingest_file
@@ -107,6 +108,26 @@ def ingest(
         typer.echo(f"Interrupted: {kept_after_interrupt(settings.index, before)}", err=True)
         raise typer.Exit(130) from None
     _console().print(report.summary())
+
+
+def _refuse_replacing_a_parents_index(settings: Any, folder: Path, live: Any) -> None:
+    """An index found in a parent folder is not replaced by another folder's contents unasked.
+
+    ``rag ingest OTHER`` mirrors OTHER into the index (files not in it are
+    dropped); from a subfolder, where the index was found up the tree, that
+    would empty a project's index by accident.
+    """
+    from rag_app.errors import ConfigError
+
+    above = settings.index_found_above
+    if above is None or live is None or not live.source_dir or folder.is_file():
+        return
+    held, target = Path(live.source_dir), folder.resolve()
+    if target != held:
+        raise ConfigError(
+            f"the index at {settings.index} (found in parent folder {above}) holds {held}; ingesting {target} would "
+            f"replace it. Pass --index {settings.index} to do that, or --index {target / '.rag' / 'index'} for its own index"
+        )
 
 
 @app.command("index-info")

@@ -21,7 +21,7 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_serializer, model_validator
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_serializer, model_validator
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -344,6 +344,12 @@ class Settings(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     retrieve: RetrieveConfig = RetrieveConfig()
     generate: GenerateConfig = GenerateConfig()
+    _index_found_above: Path | None = PrivateAttr(default=None)  # set by load_settings (find_index)
+
+    @property
+    def index_found_above(self) -> Path | None:
+        """The parent folder whose ``.rag/index`` is used because no setting named one (else None)."""
+        return self._index_found_above
     # Left out of dumps: no answer depends on it (rag eval fingerprints hash the dump).
     serve: ServeConfig = Field(default=ServeConfig(), exclude=True)
 
@@ -408,6 +414,7 @@ def load_settings(config_file: str | Path | None = None, **overrides: Any) -> Se
         found, looked = find_index()
         if found is not None and found != looked[0] / DEFAULT_INDEX:  # in the working dir: keep it relative
             settings = settings.model_copy(update={"index": found})
+            settings._index_found_above = found.parent.parent
     return settings
 
 

@@ -208,3 +208,23 @@ def test_ingest_a_file_whose_name_the_folder_holds_is_refused(env: Path, monkeyp
     assert err.splitlines() == [f"Error: cannot ingest {other / 'a.txt'}: the index already holds a file named a.txt "
                                 "from the indexed folder; rename this one"]
     assert _index_state("idx")[0] == 1
+
+
+def test_from_a_subfolder_another_folder_does_not_replace_the_parents_index(env: Path, monkeypatch, capsys,
+                                                                             tmp_path: Path) -> None:
+    assert run_main(monkeypatch, capsys, "ingest", "docs")[0] == 0  # tmp/.rag/index holds docs
+    other = tmp_path / "sub" / "notes"
+    other.mkdir(parents=True)
+    (other / "n.txt").write_text("Notes about something else.", encoding="utf-8")
+    monkeypatch.chdir(tmp_path / "sub")
+    index = (tmp_path / ".rag" / "index").resolve()
+    code, _, err = run_main(monkeypatch, capsys, "ingest", "notes")
+    assert code == 2 and len(err.splitlines()) == 1
+    assert f"the index at {index} (found in parent folder {tmp_path.resolve()}) holds {env.resolve()}" in err
+    assert f"--index {other.resolve() / '.rag' / 'index'}" in err
+    from rag_app.store import IndexStore
+
+    with IndexStore.open(index) as store:
+        assert sorted(store.doc_ids()) == ["a", "b"]  # the parent's index untouched
+    # the same folder from a subfolder is an update, as from the top
+    assert run_main(monkeypatch, capsys, "ingest", str(env))[1].startswith("index is up to date")
