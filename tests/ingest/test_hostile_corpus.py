@@ -84,7 +84,8 @@ def _settings(index: Path):
 
 def _snapshot(index: Path) -> tuple:
     """Everything a run could change: every path under the index with its mtime, and every chunk."""
-    files = sorted((p.relative_to(index).as_posix(), p.stat().st_mtime_ns) for p in index.rglob("*"))
+    # not .lock: each run's writer records its pid there (to be named if another run waits)
+    files = sorted((p.relative_to(index).as_posix(), p.stat().st_mtime_ns) for p in index.rglob("*") if p.name != ".lock")
     with IndexStore.open(index) as store:
         chunks = sorted((c.id, c.source, c.text) for c in store.iter_chunks())
         return files, chunks, {s: (r.sha256, r.n_chunks) for s, r in store.files().items()}

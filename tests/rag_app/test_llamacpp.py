@@ -215,7 +215,7 @@ def test_backend_flag_errors_are_one_line(monkeypatch, capsys, tmp_path):
 
     monkeypatch.chdir(tmp_path)
     for args, expected in (
-        (["--backend", "vllm"], "Error: invalid setting generate.backend: Input should be 'auto', 'hf' or 'llamacpp'"),
+        (["--backend", "vllm"], "Error: invalid setting generate.backend: Input should be 'auto', 'hf', 'llamacpp' or 'openai'"),
         (["--backend", "llamacpp", "--model", "org/x"],
          "Error: invalid setting: generate.backend llamacpp serves only the bundled model, not 'org/x'; use backend hf"),
     ):
