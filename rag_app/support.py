@@ -50,6 +50,7 @@ _NUMBER = re.compile(
 _SUFFIX = {"percent": "%", "per cent": "%", "thousand": "k", "million": "m", "billion": "b", "trillion": "t", "bn": "b"}
 _SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))*(?:[.!?]+(?=\s|$)|\n|$)")
 _BOUNDARY = re.compile(r"[.!?:;]+\s+|\n+")
+_NAME_GAP = re.compile(r"[\s'’.-]{1,3}")  # between the words of one name: "Walt Disney", "Jean-Luc", "O'Brien"
 _OPENERS = " \t\"'“‘(«*•-"
 # Words a short answer needs no source for ("Yes, it does"); English only, like any stop list.
 _STOP = frozenset(
@@ -97,11 +98,17 @@ def _cites(numbers: Sequence[int]) -> str:
 
 @dataclass(frozen=True)
 class Key:
-    """One piece of a claim's content that a source must hold: a number, a name, or an answer word."""
+    """One piece of a claim's content that a source must hold.
+
+    A number; a name (its words next to each other: "Mary Pole" is not
+    backed by "Mary Stanley ... Ursula Pole"); or a short answer span (its
+    content words anywhere in one source).
+    """
 
     label: str  # as the claim writes it
     number: tuple[str, str] | None = None
-    word: str | None = None
+    words: tuple[str, ...] = ()
+    adjacent: bool = True
 
 
 class _Source:
@@ -115,23 +122,33 @@ class _Source:
             self.numbers.setdefault(key, []).append((m.start(), m.end()))
             if key[1]:  # "125M" also holds the bare 125
                 self.numbers.setdefault((key[0], ""), []).append((m.start(), m.end("dec") if m.group("dec") else m.end("int")))
+        self.tokens = [(m.group(), m.start(), m.end()) for m in _WORD.finditer(_normalise(self.text))]
         self.words: dict[str, list[tuple[int, int]]] = {}
-        for m in _WORD.finditer(_normalise(self.text)):
-            self.words.setdefault(m.group(), []).append(m.span())
+        for word, start, end in self.tokens:
+            self.words.setdefault(word, []).append((start, end))
         # Names: words written with a capital where a capital is not the sentence's.
         self.names = {_normalise(m.group()) for m in _WORD.finditer(self.text)
                       if m.group()[0].isupper() and not _initial(self.text, m.start())}
         self.sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(self.text) if m.group().strip()]
 
+    def _word(self, word: str) -> list[tuple[int, int]]:
+        return self.words.get(word) or [s for w, spans in self.words.items() if _stem_match(word, w) for s in spans]
+
     def spans(self, key: Key) -> list[tuple[int, int]]:
         """Where ``key`` occurs in the text; empty when it does not."""
         if key.number is not None:
             return self.numbers.get(key.number, [])
-        assert key.word is not None
-        found = self.words.get(key.word)
-        if found:
-            return found
-        return [s for w, spans in self.words.items() if _stem_match(key.word, w) for s in spans]
+        if not key.adjacent or len(key.words) == 1:
+            found = [self._word(w) for w in key.words]
+            return sorted(s for spans in found for s in spans) if all(found) else []
+        out = []
+        n = len(key.words)
+        for i in range(len(self.tokens) - n + 1):
+            run = self.tokens[i: i + n]
+            if all(_stem_match(w, t[0]) for w, t in zip(key.words, run)) and all(
+                    _NAME_GAP.fullmatch(self.text[a[2]: b[1]]) for a, b in zip(run, run[1:])):
+                out.append((run[0][1], run[-1][2]))
+        return out
 
     def sentence_of(self, spans: Sequence[tuple[int, int]]) -> tuple[int, int]:
         """The sentence holding most of ``spans`` (the first such); the whole text if there are no sentences."""
@@ -250,12 +267,20 @@ def key_content(claim: str, question: str = "", names: Collection[str] = (), spa
     in_numbers = [range(m.start(), m.end()) for m in numbers]  # "million" of "125 million" is the number's
     words = [m for m in _WORD.finditer(claim) if not any(m.start() in r for r in in_numbers)]
     candidates = [m for m in words if len(m.group()) > 1 and _normalise(m.group()) not in asked]
-    name_keys = [Key(m.group(), word=_normalise(m.group())) for m in candidates if m.group()[0].isupper()
-                 and (not _initial(claim, m.start()) or _normalise(m.group()) in names)]
-    keys += name_keys
+    run: list[re.Match[str]] = []
+    for m in [*words, None]:  # a name is a run of capitalised words with only spaces (or a hyphen) between
+        is_name = m is not None and m in candidates and m.group()[0].isupper() and (
+            not _initial(claim, m.start()) or _normalise(m.group()) in names)
+        if run and (not is_name or not _NAME_GAP.fullmatch(claim[run[-1].end(): m.start()])):
+            keys.append(Key(claim[run[0].start(): run[-1].end()], words=tuple(_normalise(x.group()) for x in run)))
+            run = []
+        if is_name:
+            run.append(m)
     # No number or name to check: a short claim is the answer span itself, checked by its content words.
-    if not keys and span and len(words) + len(numbers) <= SHORT_CLAIM_WORDS:
-        keys = [Key(m.group(), word=_normalise(m.group())) for m in candidates if _normalise(m.group()) not in _STOP]
+    content = [m for m in candidates if _normalise(m.group()) not in _STOP]
+    if not keys and content and span and len(words) + len(numbers) <= SHORT_CLAIM_WORDS:
+        keys = [Key(" ".join(m.group() for m in content), words=tuple(_normalise(m.group()) for m in content),
+                    adjacent=False)]
     return list(dict.fromkeys(keys))
 
 
