@@ -48,7 +48,8 @@ _NUMBER = re.compile(
     r"(?:\s?(?P<suf>%|‰|(?i:percent|per cent|thousand|million|billion|trillion|bn)\b|[kKMBT](?![^\W\d_])))?"
 )
 _SUFFIX = {"percent": "%", "per cent": "%", "thousand": "k", "million": "m", "billion": "b", "trillion": "t", "bn": "b"}
-_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$))*(?:[.!?]+(?=\s|$)|\n|$)")
+# A sentence ends at . ! ? before a space, or at a line end unless the next line goes on in lower case (a wrapped line).
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$)|\n(?=[ \t]*[a-z\u00df-\u00ff]))*(?:[.!?]+(?=\s|$)|\n|$)")
 _BOUNDARY = re.compile(r"[.!?:;]+\s+|\n+")
 _NAME_GAP = re.compile(r"[\s'’.-]{1,3}")  # between the words of one name: "Walt Disney", "Jean-Luc", "O'Brien"
 _OPENERS = " \t\"'“‘(«*•-"
