@@ -11,7 +11,9 @@ decision), *wrong* with F1 == 0; between is neither. Only answered
 (not abstained) questions whose gold was not withheld count, each distinct
 (question, reply) once over all the runs given. Reported per dataset and
 overall: flagged (a claim's key content in no shown source), re-cited, and
-the flag's precision (wrong among flagged) and recall (flagged among wrong).
+the flag's precision (wrong among flagged) and recall (flagged among wrong),
+and the re-cited answers' citation precision (a cited source is gold or holds
+an acceptable answer, as ``rag eval`` scores it) before and after.
 
     python bench/support_flags.py --root /work/main /work/main/eval-out/s10/*/*/report.json
 """
@@ -23,6 +25,8 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
+from rag_app.evaluate.metrics import answer_in_text, citation_precision
+from rag_app.prompts import parse_citations
 from rag_app.store import IndexStore
 from rag_app.support import SupportChecker
 
@@ -41,23 +45,27 @@ def outcomes(report_path: Path, root: Path, seen: set) -> list[dict]:
     records = [json.loads(line) for line in (report_path.parent / "records.jsonl").open()]
     out = []
     for r in records:
-        if r["abstained"] or r["expect_abstain"] or r["reply"] is None or (r["id"], r["reply"]) in seen:
+        reply = r.get("model_reply") or r["reply"]  # as the model wrote it: a run with this check re-cited "reply"
+        if r["abstained"] or r["expect_abstain"] or not reply or r["scores"].get("guard_withheld") or (r["id"], reply) in seen:
             continue
-        seen.add((r["id"], r["reply"]))
+        seen.add((r["id"], reply))
         by_rank = {h["rank"]: h["chunk_id"] for h in r["retrieved"]}
         ids = [by_rank[s["number"]] for s in r["sources"]]
         chunks = {c.id: c for c in store.get_chunks(ids)}
         if len(chunks) != len(ids):  # the index was rebuilt since: these chunks are gone
             continue
         sources = [Shown(s["number"], chunks[i]) for s, i in zip(r["sources"], ids)]
-        # The reply as the model wrote it, guards applied (rag_app.guard), before any re-citing.
-        result = SupportChecker(sources, r["question"]).check(r["reply"])
+        result = SupportChecker(sources, r["question"]).check(reply)
         f1, em = r["scores"]["f1"], r["scores"]["em"]
+        supporting = {s["number"] for s, c in zip(r["sources"], ids)
+                      if s["doc_id"] in r["gold_doc_ids"] or answer_in_text(r["answers"], chunks[c].text)}
         out.append({"set": report["dataset"]["name"] if isinstance(report["dataset"], dict) else report["dataset"],
                     "id": r["id"], "reply": r["reply"], "answers": r["answers"][:2],
                     "right": bool(em) or (f1 or 0) >= 0.5, "wrong": (f1 or 0) == 0,
                     "flagged": bool(result.unsupported), "recited": bool(result.recited),
-                    "missing": [c.missing for c in result.unsupported], "shown": result.text})
+                    "missing": [c.missing for c in result.unsupported], "shown": result.text,
+                    "precision_before": citation_precision(parse_citations(reply), supporting),
+                    "precision_after": citation_precision(parse_citations(result.text), supporting)})
     store.close()
     return out
 
@@ -67,9 +75,12 @@ def summary(rows: list[dict]) -> dict:
     wrong = [r for r in rows if r["wrong"]]
     flagged = [r for r in rows if r["flagged"] and (r["right"] or r["wrong"])]
     caught = sum(r["flagged"] for r in wrong)
+    recited = [r for r in rows if r["recited"] and r["precision_before"] is not None]
+    mean = lambda key: round(sum(r[key] for r in recited) / len(recited), 3) if recited else None  # noqa: E731
     return {"answers": len(rows), "right": len(right), "wrong": len(wrong),
             "flagged_wrong": caught, "flagged_right": sum(r["flagged"] for r in right),
             "recited": sum(r["recited"] for r in rows),
+            "recited_citation_precision": [mean("precision_before"), mean("precision_after")],
             "precision": round(caught / len(flagged), 3) if flagged else None,
             "recall": round(caught / len(wrong), 3) if wrong else None}
 
