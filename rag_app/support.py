@@ -262,7 +262,9 @@ def key_content(claim: str, question: str = "", names: Collection[str] = (), spa
     """
     asked = set(_WORD.findall(_normalise(question)))
     asked_numbers = {_number_key(m) for m in _NUMBER.finditer(_fold(question))}
-    numbers = list(_NUMBER.finditer(_fold(claim)))
+    # A list item's ordinal ("1. [1] ...", "2) ...") numbers the list, it claims nothing.
+    numbers = [m for m in _NUMBER.finditer(_fold(claim))
+               if not (len(m.group()) <= 2 and _initial(claim, m.start()) and re.match(r"[.)](?:\s|$)", claim[m.end():]))]
     keys = [Key(claim[m.start(): m.end()].strip(), number=_number_key(m)) for m in numbers
             if _number_key(m) not in asked_numbers and (_number_key(m)[0], "") not in asked_numbers]
     in_numbers = [range(m.start(), m.end()) for m in numbers]  # "million" of "125 million" is the number's

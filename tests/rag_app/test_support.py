@@ -81,6 +81,12 @@ def test_a_claim_without_checkable_content_is_not_flagged():
         assert result.text == reply and result.unsupported == [] and result.recited == []
 
 
+def test_a_list_ordinal_is_not_a_number_the_source_must_hold():
+    result = check("The sources say:\n1. [1] The fire broke out.\n2) [2] It killed the crew.", [APOLLO, CREW])
+    assert result.unsupported == [] and result.recited == []
+    assert [k.label for k in key_content("1967.")] == ["1967"]  # a year ending a sentence is still checked
+
+
 def test_what_the_question_asks_is_not_key_content():
     assert [k.label for k in key_content("The Apollo 1 fire killed Grissom", "Whom did the Apollo 1 fire kill?")] == [
         "Grissom"]
