@@ -131,12 +131,18 @@ class _Source:
         self.names = {_normalise(m.group()) for m in _WORD.finditer(self.text)
                       if m.group()[0].isupper() and not _initial(self.text, m.start())}
         self.sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(self.text) if m.group().strip()]
+        self._found: dict[Key, list[tuple[int, int]]] = {}
 
     def _word(self, word: str) -> list[tuple[int, int]]:
         return self.words.get(word) or [s for w, spans in self.words.items() if _stem_match(word, w) for s in spans]
 
     def spans(self, key: Key) -> list[tuple[int, int]]:
-        """Where ``key`` occurs in the text; empty when it does not."""
+        """Where ``key`` occurs in the text; empty when it does not (remembered: a streamed reply asks again per token)."""
+        if key not in self._found:
+            self._found[key] = self._look_up(key)
+        return self._found[key]
+
+    def _look_up(self, key: Key) -> list[tuple[int, int]]:
         if key.number is not None:
             return self.numbers.get(key.number, [])
         if not key.adjacent or len(key.words) == 1:
