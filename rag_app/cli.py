@@ -197,11 +197,24 @@ def _print_sources(answer: Any, console: Any) -> None:
     console.print(table)
     for warning in answer.warnings:
         console.print(f"Warning: {warning}.", style="yellow", markup=False, highlight=False)
+    for note in answer.notes:
+        console.print(f"Note: {note}.", style="dim", markup=False, highlight=False)
     t = answer.timings
     speed = f", {t.tokens_per_s:.1f} tok/s" if t.tokens_per_s else ""
     ttft = f", first token {t.ttft_ms:.0f} ms" if t.ttft_ms is not None else ""
     console.print(f"[dim]* cited. retrieve {t.retrieve_ms:.0f} ms{ttft}{speed}; {answer.model}"
                   f"{' + adapter' if answer.adapter else ''}[/dim]")
+
+
+def _print_evidence(answer: Any, console: Any) -> None:
+    """The sentence of each cited source that holds a claim's numbers and names (rag_app.support)."""
+    if answer.abstained or answer.withheld_for:
+        return
+    if not answer.evidence:
+        console.print("Evidence: none to show (the answer has no number, name or short span to look up).",
+                      style="dim", markup=False, highlight=False)
+    for ev in answer.evidence:
+        console.print(f"Evidence [{ev.citation}] {ev.source}: \"{ev.sentence}\"", markup=False, highlight=False)
 
 
 def _stream_answer(rag: Any, question: str, history: Any, console: Any) -> Any:
@@ -224,6 +237,8 @@ def ask(
     model: ModelOpt = None, adapter: AdapterOpt = None, no_adapter: NoAdapterOpt = False,
     max_new_tokens: MaxTokOpt = None, temperature: TempOpt = None, backend: BackendOpt = None,
     as_json: Annotated[bool, typer.Option("--json", help="Print the whole Answer as JSON.")] = False,
+    show_evidence: Annotated[bool, typer.Option(
+        "--show-evidence", help="Print under the answer the sentence of each cited source that supports it.")] = False,
     config: ConfigOpt = None, verbose: VerboseOpt = False,
 ) -> None:
     """Answer QUESTION from the index, streaming, then list the sources it cited."""
@@ -242,7 +257,10 @@ def ask(
         typer.echo(json.dumps(rag.answer(question).to_dict(), indent=2, ensure_ascii=False))
         return
     console = _console()
-    _print_sources(_stream_answer(rag, question, (), console), console)
+    final = _stream_answer(rag, question, (), console)
+    if show_evidence:
+        _print_evidence(final, console)
+    _print_sources(final, console)
 
 
 @app.command()

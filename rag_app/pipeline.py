@@ -28,6 +28,7 @@ from rag_app.guard import check_reply, instructions, shown_prefix
 from rag_app.prompts import ABSTAIN, build_messages, is_abstention, pack_sources, parse_citations
 from rag_app.retriever import RetrievedChunk, Retriever, rrf
 from rag_app.store import Chunk, IndexStore
+from rag_app.support import Evidence, Recited, Support, SupportChecker, UnsupportedClaim
 
 log = logging.getLogger(__name__)
 
@@ -75,6 +76,10 @@ class Answer:
     reply: str = ""  # the model's reply before the guards (rag_app.guard); ``text`` is what is shown
     removed_links: list[str] = field(default_factory=list)  # links the reply had that no source holds
     withheld_for: list[int] = field(default_factory=list)  # sources whose planted instruction the reply obeyed
+    # rag_app.support: where each claim's key content is, citations it moved, claims no shown source holds
+    evidence: list[Evidence] = field(default_factory=list)
+    recited: list[Recited] = field(default_factory=list)
+    unsupported_claims: list[UnsupportedClaim] = field(default_factory=list)
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -94,15 +99,21 @@ class Answer:
                        "those citations back nothing")
         if self.unsupported:
             out.append("the answer cites none of the sources shown: check it against them before relying on it")
+        out += [claim.warning() for claim in self.unsupported_claims]
         if self.removed_links:
             out.append(f"removed {len(self.removed_links)} link(s) that appear in no source")
         return out
+
+    @property
+    def notes(self) -> list[str]:
+        """Changes made to the reply that are not reasons to doubt it: a citation moved to the source holding the claim."""
+        return [r.note() for r in self.recited]
 
     def to_dict(self) -> dict[str, Any]:
         d = asdict(self)
         for s, src in zip(d["sources"], self.sources):
             s["location"] = src.location
-        d["unsupported"], d["warnings"] = self.unsupported, self.warnings
+        d["unsupported"], d["warnings"], d["notes"] = self.unsupported, self.warnings, self.notes
         del d["reply"]  # a withheld reply is withheld from every front door; rag eval reads Answer.reply
         return d
 
@@ -261,7 +272,8 @@ class RagPipeline:
             log.info("generate.abstain_threshold %.2f ignored: the model is not fine-tuned", cfg.abstain_threshold)
         # A source that talks to the assistant: the whole reply is checked before any of it is shown.
         hold_all = bool(instructions(sources))
-        raw, shown = "", 0
+        support = SupportChecker(sources, question)  # citations are corrected before they are shown
+        raw, shown = "", ""
         t_gen = time.perf_counter()
         t_first = t_gen
         for piece in self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
@@ -270,17 +282,18 @@ class RagPipeline:
                 t_first = time.perf_counter()
                 timings.ttft_ms = (t_first - start) * 1000
             raw = (raw + piece).lstrip() if not shown else raw + piece  # what is shown starts as the text does
-            safe = 0 if hold_all else shown_prefix(raw)
-            if safe > shown:
-                yield raw[shown:safe]
-                shown = safe
+            view = "" if hold_all else support.settled(raw[:shown_prefix(raw)])
+            if len(view) > len(shown) and view.startswith(shown):
+                yield view[len(shown):]
+                shown = view
         end = time.perf_counter()
         raw = raw.rstrip()
         checked = check_reply(raw, sources, question)
-        rest = checked.text[shown:] if checked.text.startswith(raw[:shown]) else "\n\n" + checked.text
+        supported = support.check(checked.text) if not checked.obeyed else None
+        text = supported.text if supported else checked.text
+        rest = text[len(shown):] if text.startswith(shown) else "\n\n" + text
         if rest:
             yield rest
-        text = checked.text
         timings.generate_ms = (end - t_gen) * 1000
         timings.total_ms = (end - start) * 1000
         counter = getattr(self.generator, "count_text_tokens", None)
@@ -289,7 +302,8 @@ class RagPipeline:
         if timings.tokens > 1 and decode_s > 0:
             timings.tokens_per_s = (timings.tokens - 1) / decode_s
         yield self._finish(question, text, sources, timings, skipped=False, reply=raw,
-                           removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}))
+                           removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}),
+                           support=supported)
 
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
                *, retrieved: Retrieved | None = None) -> Answer:
@@ -302,7 +316,8 @@ class RagPipeline:
         return final
 
     def _finish(self, question: str, text: str, sources: list[Source], timings: Timings, skipped: bool,
-                reply: str | None = None, removed_links: Sequence[str] = (), withheld_for: Sequence[int] = ()) -> Answer:
+                reply: str | None = None, removed_links: Sequence[str] = (), withheld_for: Sequence[int] = (),
+                support: Support | None = None) -> Answer:
         cited = [] if withheld_for else parse_citations(text)  # a withheld reply's numbers cite nothing
         valid = {s.number for s in sources}
         gen = self._generator
@@ -320,4 +335,7 @@ class RagPipeline:
             reply=text if reply is None else reply,
             removed_links=list(removed_links),
             withheld_for=list(withheld_for),
+            evidence=support.evidence if support else [],
+            recited=support.recited if support else [],
+            unsupported_claims=support.unsupported if support else [],
         )

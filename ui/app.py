@@ -292,7 +292,7 @@ def render_sources(answer: Answer, latest: bool) -> None:
             expanded=latest and source.number == shown,
             icon=":material/check_circle:" if is_cited else ":material/description:",
         ):
-            st.markdown(render.source_body(source))
+            st.markdown(render.source_body(source, render.evidence_spans(answer, source.number)))
 
 
 def render_answer(answer: Answer, settings: Settings, latest: bool) -> None:
@@ -308,6 +308,10 @@ def render_answer(answer: Answer, settings: Settings, latest: bool) -> None:
         st.warning(render.invalid_citation_note(answer.invalid_citations, len(answer.sources)), icon=":material/warning:")
     if answer.unsupported:
         st.warning(render.UNSUPPORTED_NOTE, icon=":material/warning:")
+    for claim in answer.unsupported_claims:
+        st.warning(render.unsupported_claim_note(claim), icon=":material/warning:")
+    for recited in answer.recited:
+        st.caption(render.recited_note(recited))
     if answer.removed_links:
         st.caption(render.removed_links_note(answer.removed_links))
     render_sources(answer, latest)

@@ -102,12 +102,60 @@ def source_label(source: Any, cited: bool) -> str:
     return " · ".join(parts)
 
 
-def source_body(source: Any) -> str:
-    """The chunk text as a Markdown quote, with its full path and character span under it."""
+def highlight(text: str, spans: Sequence[tuple[int, int]] = ()) -> str:
+    """``text`` escaped, the characters in ``spans`` (offsets into it) on an orange background.
+
+    A highlight stops at a line end and starts again on the next line, so it
+    never spans the ``> `` that quotes each line.
+    """
+    marked = [False] * len(text)
+    for start, end in spans:
+        for i in range(max(0, start), min(len(text), end)):
+            marked[i] = text[i] != "\n"
+    out, i = [], 0
+    while i < len(text):
+        j = i
+        while j < len(text) and marked[j] == marked[i]:
+            j += 1
+        piece = escape_markdown(text[i:j])
+        out.append(f":orange-background[{piece}]" if marked[i] and piece.strip() else piece)
+        i = j
+    return "".join(out)
+
+
+def evidence_spans(answer: Any, number: int) -> list[tuple[int, int]]:
+    """Where the answer's key content is in source ``number`` (rag_app.support), as offsets into its text."""
+    return [span for ev in getattr(answer, "evidence", ()) if ev.citation == number for span in ev.highlights]
+
+
+def source_body(source: Any, highlights: Sequence[tuple[int, int]] = ()) -> str:
+    """The chunk text as a Markdown quote, the answer's supporting words highlighted, its full path and span under it.
+
+    Args:
+        source: the numbered source.
+        highlights: character spans of ``source.text`` to highlight (:func:`evidence_spans`).
+    """
     chunk = source.chunk
-    quoted = "\n".join("> " + escape_markdown(line) if line.strip() else ">" for line in chunk.text.strip().splitlines())
+    text = chunk.text
+    lead = len(text) - len(text.lstrip())
+    body = highlight(text.strip(), [(a - lead, b - lead) for a, b in highlights])
+    quoted = "\n".join("> " + line if line.strip() else ">" for line in body.splitlines())
     origin = f"`{chunk.source}`, characters {chunk.start}–{chunk.end}"
     return f"{quoted}\n\n:small[:gray[{origin}]]"
+
+
+def unsupported_claim_note(claim: Any) -> str:
+    """Under an answer one of whose claims has content no source holds (rag_app.support)."""
+    missing = ", ".join(f"“{escape_markdown(k)}”" for k in claim.missing)
+    return (f"{missing} (in “{escape_markdown(claim.claim)}”) appears in none of the sources below: "
+            "check it before relying on it.")
+
+
+def recited_note(recited: Any) -> str:
+    """Under an answer whose citation was moved to the source that holds the claim."""
+    to = ", ".join(f"[{n}]" for n in recited.to)
+    was = ", ".join(f"[{n}]" for n in recited.cited)
+    return escape_markdown(f"Cited {to} instead of {was}: that is where “{recited.claim}” is.")
 
 
 def invalid_citation_note(invalid: Sequence[int], n_sources: int) -> str:

@@ -268,7 +268,7 @@ def score_question(
     s["answer_in_context"] = float(in_context) if text_scorable else None
     for key in ("em", "f1", "abstained", "abstained_answerable", "false_abstention", "abstain_gold_shown",
                 "abstain_gold_not_shown", "abstention_accuracy", "citation_precision", "citation_valid",
-                "unsupported", "guard_withheld"):
+                "unsupported", "unsupported_claims", "recited", "guard_withheld"):
         s[key] = None
     if answer is None:
         return s
@@ -277,6 +277,9 @@ def score_question(
     s["abstained"] = abstained
     # What rag_app.guard did: shown to users as a warning or a withheld reply, so counted here too.
     s["unsupported"] = None if answer.abstained else float(answer.unsupported)
+    # rag_app.support: a claim whose numbers or names no shown source holds; a citation it moved.
+    s["unsupported_claims"] = None if answer.abstained else float(bool(getattr(answer, "unsupported_claims", ())))
+    s["recited"] = None if answer.abstained else float(bool(getattr(answer, "recited", ())))
     s["guard_withheld"] = float(bool(answer.withheld_for))
     if answerable:
         if item.is_yes_no:

@@ -27,9 +27,11 @@ LABELS = {
     "abstain_gold_shown": "abstained, gold shown", "abstain_gold_not_shown": "abstained, gold not shown",
     "abstention_accuracy": "abstained when withheld", "false_abstention": "false abstentions",
     "abstained_answerable": "abstained, answerable (raw)", "unsupported": "uncited answers",
+    "unsupported_claims": "claims in no source", "recited": "re-cited",
     "guard_withheld": "withheld (planted instruction)",
 }
-ANSWER_KEYS = ("em", "f1", "answer_in_context", "citation_precision", "citation_valid", "unsupported", "guard_withheld")
+ANSWER_KEYS = ("em", "f1", "answer_in_context", "citation_precision", "citation_valid", "unsupported",
+               "unsupported_claims", "recited", "guard_withheld")
 ABSTAIN_KEYS = ("abstain_gold_shown", "abstain_gold_not_shown", "abstention_accuracy", "false_abstention",
                 "abstained_answerable")
 

@@ -37,6 +37,28 @@ def test_ask_json_prints_the_whole_answer(env, monkeypatch, capsys):
     assert data["sources"][0]["location"] == "japan.txt"
 
 
+def test_ask_show_evidence_prints_the_supporting_sentence_and_json_carries_it(env, monkeypatch, capsys):
+    env.reply = "The capital is Tokyo [1]."
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?", "--show-evidence")
+    assert code == 0
+    assert out.splitlines()[:2] == ["The capital is Tokyo [1].", 'Evidence [1] japan.txt: "Tokyo is the capital of Japan."']
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?", "--json")
+    assert json.loads(out)["evidence"] == [{"citation": 1, "source": "japan.txt", "claim": "The capital is Tokyo",
+                                            "sentence": "Tokyo is the capital of Japan.", "start": 0, "end": 30,
+                                            "highlights": [[0, 5]]}]
+
+
+def test_ask_warns_of_a_claim_no_source_holds_and_notes_a_moved_citation(env, monkeypatch, capsys):
+    env.reply = "The capital of Japan is Kyoto [1]. France has Paris [1]."
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?", "--k", "2")
+    assert code == 0 and out.startswith("The capital of Japan is Kyoto [1]. France has Paris [2].")
+    assert "Warning: 'Kyoto' (in \"The capital of Japan is Kyoto\", citing [1]) is in none of the sources shown" in out
+    assert 'Note: cited [2] instead of [1]: what "France has Paris" says is in that source.' in out
+    data = json.loads(run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?", "--k", "2", "--json")[1])
+    assert data["unsupported_claims"][0]["missing"] == ["Kyoto"] and data["recited"][0]["to"] == [2]
+    assert any("'Kyoto'" in w for w in data["warnings"])
+
+
 def test_ask_errors_are_one_line(env, monkeypatch, capsys, tmp_path):
     code, _, err = run_main(monkeypatch, capsys, "ask", "  ")
     assert code == 2 and err.splitlines() == ['Error: the question is empty; pass a question, e.g. rag ask "What is ...?"']
@@ -51,7 +73,7 @@ def test_chat_keeps_history_and_handles_commands(env, monkeypatch, capsys):
     monkeypatch.setattr("rich.console.Console.input", lambda self, prompt="": next(lines))
     code, out, _ = run_main(monkeypatch, capsys, "chat")
     assert code == 0
-    assert out.count("Tokyo is the capital of Japan [1].") == 2 and "History cleared." in out
+    assert out.count("Tokyo is the capital of Japan [") == 2 and "History cleared." in out  # [n]: where Tokyo is
     assert "japan.txt" in out  # /sources table
     second = env.calls[1]
     assert second[1] == {"role": "user", "content": "What is the capital of Japan?"}  # history passed on

@@ -62,6 +62,23 @@ def test_source_body_quotes_the_chunk_and_names_its_span():
     assert "`guide.pdf`, characters 10–41" in body
 
 
+def test_the_supporting_words_are_highlighted_in_the_cited_card_and_the_rest_escaped():
+    from rag_app.support import SupportChecker
+
+    text = "  Costs: $5 *each*.\nThe crew were Grissom, White\nand Chaffee."
+    source = _source(2, text=text)
+    support = SupportChecker([_source(1, text="The fire broke out."), source], "Who was in the crew?").check(
+        "Grissom, White and Chaffee [1]")
+    answer = _answer(support.text, citations=(2,))
+    answer.evidence = support.evidence
+    body = render.source_body(source, render.evidence_spans(answer, 2))
+    assert body.startswith("> Costs: \\$5 \\*each\\*.\n> The crew were :orange-background[Grissom], "
+                           ":orange-background[White]\n> and :orange-background[Chaffee].")
+    assert render.evidence_spans(answer, 1) == []
+    assert render.highlight("a [x] b", [(2, 5)]) == "a :orange-background[\\[x\\]] b"
+    assert render.highlight("ab\ncd", [(0, 5)]) == ":orange-background[ab]\n:orange-background[cd]"
+
+
 def test_notes_for_invalid_citations_and_abstentions():
     assert render.invalid_citation_note([7], 4) == (
         "The answer cites [7], but only 4 sources were given: that citation cannot be checked."

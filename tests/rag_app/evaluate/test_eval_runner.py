@@ -126,6 +126,8 @@ def test_end_to_end_report_files_and_aggregates(setup):
     assert dense["q6"]["scores"]["citation_valid"] == 0.0 and dense["q6"]["invalid_citations"] == [9]
     assert dense["q6"]["scores"]["citation_precision"] == 0.0
     assert dense["q1"]["scores"]["citation_valid"] == 1.0
+    # rag_app.support: "Kyoto" is in no source, "Paris" is in the one cited
+    assert dense["q2"]["scores"]["unsupported_claims"] == 1.0 and dense["q1"]["scores"]["unsupported_claims"] == 0.0
     # word overlap makes the fake embedder find every gold doc in the top 3
     assert on_disk["configs"][0]["aggregate"]["recall@3"] == 1.0
     for rec in dense.values():
@@ -133,7 +135,7 @@ def test_end_to_end_report_files_and_aggregates(setup):
         assert len(rec["sources"]) <= 2
     md = (out / "report.md").read_text()
     assert "## Retrieval" in md and "## Answers" in md and "## Worst questions: bm25" in md
-    assert "| dense |" in md
+    assert "| dense |" in md and "claims in no source" in md
     assert on_disk["dataset"]["questions_evaluated"] == len(QUESTIONS)
     assert on_disk["configs"][0]["settings"]["generate"]["temperature"] == 0.0
 

@@ -1,0 +1,378 @@
+"""Does the cited source hold what the answer says? Check each cited claim's key content, re-cite or flag.
+
+A ``[n]`` makes an answer look checked, but a 135M model copies numbers and
+names from the wrong source, or writes one that no source has ("125M [1]"
+where source 1 says 0.8M; "Grissom, White and Chaffee [1]" where the names
+are in source 2). Before an answer is shown, every claim (the text before a
+citation, back to the previous citation or sentence end) has its *key
+content* looked up in the source it cites:
+
+* numbers, with a magnitude or percent suffix when it has one (``0.8M``,
+  ``125 M``, ``12.5%``, ``13,527``): the same value and suffix must occur;
+* capitalised words not at a sentence start (names, places, ``NASA``);
+* for a short claim (a few words, the answer span itself), its content words.
+
+Words the question already has are not key content: they are what was
+asked, not what the answer adds. Matching ignores case, unicode dashes and
+spaces, thousands separators and the space in ``0.8 M``; a word also matches
+a longer or shorter form sharing its stem (``island``/``islands``).
+
+If the cited sources lack a key that other shown sources hold, the claim is
+re-cited to them (the ``[n]`` in the shown text changes, recorded); if a key
+is in no shown source, the claim is *unsupported*: the answer is shown with
+a warning, not withheld, because a claim can also fail the check by
+paraphrase (docs/EVAL.md measures how often each happens). A claim with no
+key content ("Yes, it does [1]") is not checked. Numbers and capitals work
+in any language that writes them; the short-claim stop words are English.
+
+For each supported claim, :class:`Evidence` names the source sentence that
+holds most of its key content and where each key occurs, for the CLI's
+``--show-evidence``, the JSON answer and the UI's highlighted source card.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Collection, Sequence
+from dataclasses import dataclass, field
+
+from rag_app.prompts import CITATION, SourceLike
+
+SHORT_CLAIM_WORDS = 5  # up to this many words, a claim is an answer span: its content words are checked
+_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"), "-")
+_SPACES = dict.fromkeys(map(ord, "\u00a0\u2007\u2009\u202f"), "\u2009")  # kept apart: they may group thousands
+_WORD = re.compile(r"[^\W\d_]+")
+_NUMBER = re.compile(
+    r"(?<![\d.,])(?P<int>\d{1,3}(?:(?P<sep>[,.'\u2009])\d{3})(?:(?P=sep)\d{3})*(?!\d)|\d+)"
+    r"(?:[.,](?P<dec>\d+))?(?!\d)"
+    r"(?:\s?(?P<suf>%|‰|(?i:percent|per cent|thousand|million|billion|trillion|bn)\b|[kKMBT](?![^\W\d_])))?"
+)
+_SUFFIX = {"percent": "%", "per cent": "%", "thousand": "k", "million": "m", "billion": "b", "trillion": "t", "bn": "b"}
+# A sentence ends at . ! ? before a space, or at a line end unless the next line goes on in lower case (a wrapped line).
+_SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$)|\n(?=[ \t]*[a-z\u00df-\u00ff]))*(?:[.!?]+(?=\s|$)|\n|$)")
+_BOUNDARY = re.compile(r"[.!?:;]+\s+|\n+")
+_NAME_GAP = re.compile(r"[\s'’.-]{1,3}")  # between the words of one name: "Walt Disney", "Jean-Luc", "O'Brien"
+_OPENERS = " \t\"'“‘(«*•-"
+# Words a short answer needs no source for ("Yes, it does"); English only, like any stop list.
+_STOP = frozenset(
+    "a an and are as at be been but by did do does for from had has have he her his i if in into is it its no not "
+    "of on or she so than that the their them then there these they this those to was we were which who with yes "
+    "maybe you also only about after before over under between both each".split()
+)
+
+
+def _fold(text: str) -> str:
+    """ASCII hyphens and one kind of narrow space, one character per character, so offsets carry over."""
+    return text.translate(_DASHES).translate(_SPACES)
+
+
+def _normalise(text: str) -> str:
+    """:func:`_fold`, lower case (where that keeps one character)."""
+    return _fold("".join(c.lower() if len(c.lower()) == 1 else c for c in text))
+
+
+def _initial(text: str, pos: int) -> bool:
+    """Does the word at ``pos`` start a sentence, a line or a list item (so its capital says nothing)?"""
+    while pos > 0 and text[pos - 1] in _OPENERS:
+        pos -= 1
+    return pos == 0 or text[pos - 1] in ".!?:;\n"
+
+
+def _number_key(m: re.Match[str]) -> tuple[str, str]:
+    """``("125", "m")`` for 125M, ``("13527", "")`` for 13,527, ``("0.8", "m")`` for 0,8 M."""
+    whole = re.sub(r"[,.'\u2009]", "", m.group("int")).lstrip("0") or "0"
+    dec = (m.group("dec") or "").rstrip("0")
+    suffix = (m.group("suf") or "").lower()
+    return (f"{whole}.{dec}" if dec else whole), _SUFFIX.get(suffix, suffix)
+
+
+def _stem_match(word: str, other: str) -> bool:
+    if word == other:
+        return True
+    short, long_ = sorted((word, other), key=len)
+    return len(short) >= 4 and long_.startswith(short) and len(long_) - len(short) <= 2
+
+
+def _cites(numbers: Sequence[int]) -> str:
+    return "[" + ", ".join(map(str, numbers)) + "]"
+
+
+@dataclass(frozen=True)
+class Key:
+    """One piece of a claim's content that a source must hold.
+
+    A number; a name (its words next to each other: "Mary Pole" is not
+    backed by "Mary Stanley ... Ursula Pole"); or a short answer span (its
+    content words anywhere in one source).
+    """
+
+    label: str  # as the claim writes it
+    number: tuple[str, str] | None = None
+    words: tuple[str, ...] = ()
+    adjacent: bool = True
+
+
+class _Source:
+    """A source's text indexed for look-ups: numbers and words with their character spans."""
+
+    def __init__(self, number: int, source: SourceLike) -> None:
+        self.number, self.location, self.text = number, source.location, source.text
+        self.numbers: dict[tuple[str, str], list[tuple[int, int]]] = {}
+        for m in _NUMBER.finditer(_fold(self.text)):
+            key = _number_key(m)
+            self.numbers.setdefault(key, []).append((m.start(), m.end()))
+            if key[1]:  # "125M" also holds the bare 125
+                self.numbers.setdefault((key[0], ""), []).append((m.start(), m.end("dec") if m.group("dec") else m.end("int")))
+        self.tokens = [(m.group(), m.start(), m.end()) for m in _WORD.finditer(_normalise(self.text))]
+        self.words: dict[str, list[tuple[int, int]]] = {}
+        for word, start, end in self.tokens:
+            self.words.setdefault(word, []).append((start, end))
+        # Names: words written with a capital where a capital is not the sentence's.
+        self.names = {_normalise(m.group()) for m in _WORD.finditer(self.text)
+                      if m.group()[0].isupper() and not _initial(self.text, m.start())}
+        self.sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(self.text) if m.group().strip()]
+        self._found: dict[Key, list[tuple[int, int]]] = {}
+
+    def _word(self, word: str) -> list[tuple[int, int]]:
+        return self.words.get(word) or [s for w, spans in self.words.items() if _stem_match(word, w) for s in spans]
+
+    def spans(self, key: Key) -> list[tuple[int, int]]:
+        """Where ``key`` occurs in the text; empty when it does not (remembered: a streamed reply asks again per token)."""
+        if key not in self._found:
+            self._found[key] = self._look_up(key)
+        return self._found[key]
+
+    def _look_up(self, key: Key) -> list[tuple[int, int]]:
+        if key.number is not None:
+            return self.numbers.get(key.number, [])
+        if not key.adjacent or len(key.words) == 1:
+            found = [self._word(w) for w in key.words]
+            return sorted(s for spans in found for s in spans) if all(found) else []
+        out = []
+        n = len(key.words)
+        for i in range(len(self.tokens) - n + 1):
+            run = self.tokens[i: i + n]
+            if all(_stem_match(w, t[0]) for w, t in zip(key.words, run)) and all(
+                    _NAME_GAP.fullmatch(self.text[a[2]: b[1]]) for a, b in zip(run, run[1:])):
+                out.append((run[0][1], run[-1][2]))
+        return out
+
+    def sentence_of(self, spans: Sequence[tuple[int, int]]) -> tuple[int, int]:
+        """The sentence holding most of ``spans`` (the first such); the whole text if there are no sentences."""
+        if not self.sentences:
+            return 0, len(self.text)
+        return max(self.sentences, key=lambda se: sum(1 for s, _ in spans if se[0] <= s < se[1]))
+
+
+@dataclass(frozen=True)
+class Evidence:
+    """The sentence of source ``citation`` that supports a claim, as offsets into that source's text."""
+
+    citation: int
+    source: str  # the source's location, e.g. "report.pdf p. 3"
+    claim: str
+    sentence: str
+    start: int
+    end: int
+    highlights: list[tuple[int, int]]  # the key content's spans in the source text
+
+
+@dataclass(frozen=True)
+class Recited:
+    """A claim whose ``[n]`` was changed: its content is in ``to``, not (all) in ``cited``."""
+
+    claim: str
+    cited: list[int]
+    to: list[int]
+
+    def note(self) -> str:
+        where = "that source" if len(self.to) == 1 else "those sources"
+        return f"cited {_cites(self.to)} instead of {_cites(self.cited)}: what \"{self.claim}\" says is in {where}"
+
+
+@dataclass(frozen=True)
+class UnsupportedClaim:
+    """A cited claim with key content that no shown source holds."""
+
+    claim: str
+    cited: list[int]
+    missing: list[str]  # the key content no source has, as the claim writes it
+
+    def warning(self) -> str:
+        what = ", ".join(f"'{k}'" for k in self.missing)
+        return (f"{what} (in \"{self.claim}\", citing {_cites(self.cited)}) is in none of the sources shown: "
+                "check it before relying on it")
+
+
+@dataclass
+class Support:
+    """A reply after the check: the text to show (citations corrected) and what was found."""
+
+    text: str
+    evidence: list[Evidence] = field(default_factory=list)
+    recited: list[Recited] = field(default_factory=list)
+    unsupported: list[UnsupportedClaim] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class _Claim:
+    text: str
+    start: int  # of the citation group in the reply
+    end: int
+    cited: list[int]
+    opens: bool  # starts a sentence: a fragment after another group ("..., vs 125M [2]") is no answer span
+
+
+def _has_content(text: str) -> bool:
+    return bool(_WORD.search(text) or re.search(r"\d", text))
+
+
+def _claims(text: str) -> list[_Claim]:
+    """Each citation group (``[1]``, ``[1][2]``, ``[1], [3]``) with the claim before it.
+
+    The claim runs back to the previous group or the last sentence boundary,
+    whichever is later; a group right after a sentence's end ("... 1967. [1]")
+    cites that sentence.
+    """
+    groups: list[list[re.Match[str]]] = []
+    for m in CITATION.finditer(text):
+        if groups and not _has_content(text[groups[-1][-1].end(): m.start()]):
+            groups[-1].append(m)
+        else:
+            groups.append([m])
+    out: list[_Claim] = []
+    prev = 0
+    for group in groups:
+        cuts = [prev, *(b.end() for b in _BOUNDARY.finditer(text, prev, group[0].start())), group[0].start()]
+        pieces = [(a, b) for a, b in zip(cuts, cuts[1:]) if _has_content(text[a:b])]
+        cited = list(dict.fromkeys(int(n) for m in group for n in m.group(1).split(",")))
+        if pieces:
+            a, b = pieces[-1]
+            claim, opens = text[a:b].strip(" \t\n,;:-"), a == 0 or a != prev
+        else:
+            claim, opens = (out[-1].text, out[-1].opens) if out else ("", True)
+        out.append(_Claim(claim, group[0].start(), group[-1].end(), cited, opens))
+        prev = group[-1].end()
+    return out
+
+
+def key_content(claim: str, question: str = "", names: Collection[str] = (), span: bool = True) -> list[Key]:
+    """What a source must hold for ``claim`` to be backed by it (see the module docstring).
+
+    Args:
+        claim: the text a citation group backs.
+        question: its words and numbers are not key content.
+        names: lower-cased words the sources write as names; a capitalised
+            word at a sentence start is a name only if it is one of them.
+        span: a short claim is an answer span, whose content words count.
+    """
+    asked = set(_WORD.findall(_normalise(question)))
+    asked_numbers = {_number_key(m) for m in _NUMBER.finditer(_fold(question))}
+    # A list item's ordinal ("1. [1] ...", "2) ...") numbers the list, it claims nothing.
+    numbers = [m for m in _NUMBER.finditer(_fold(claim))
+               if not (len(m.group()) <= 2 and _initial(claim, m.start()) and re.match(r"[.)](?:\s|$)", claim[m.end():]))]
+    keys = [Key(claim[m.start(): m.end()].strip(), number=_number_key(m)) for m in numbers
+            if _number_key(m) not in asked_numbers and (_number_key(m)[0], "") not in asked_numbers]
+    in_numbers = [range(m.start(), m.end()) for m in numbers]  # "million" of "125 million" is the number's
+    words = [m for m in _WORD.finditer(claim) if not any(m.start() in r for r in in_numbers)]
+    candidates = [m for m in words if len(m.group()) > 1 and _normalise(m.group()) not in asked]
+    run: list[re.Match[str]] = []
+    for m in [*words, None]:  # a name is a run of capitalised words with only spaces (or a hyphen) between
+        is_name = m is not None and m in candidates and m.group()[0].isupper() and (
+            not _initial(claim, m.start()) or _normalise(m.group()) in names)
+        if run and (not is_name or not _NAME_GAP.fullmatch(claim[run[-1].end(): m.start()])):
+            keys.append(Key(claim[run[0].start(): run[-1].end()], words=tuple(_normalise(x.group()) for x in run)))
+            run = []
+        if is_name:
+            run.append(m)
+    # No number or name to check: a short claim is the answer span itself, checked by its content words.
+    content = [m for m in candidates if _normalise(m.group()) not in _STOP]
+    if not keys and content and span and len(words) + len(numbers) <= SHORT_CLAIM_WORDS:
+        keys = [Key(" ".join(m.group() for m in content), words=tuple(_normalise(m.group()) for m in content),
+                    adjacent=False)]
+    return list(dict.fromkeys(keys))
+
+
+class SupportChecker:
+    """Checks replies against one question's shown sources (indexed once, so streaming can check as it goes).
+
+    Args:
+        sources: the sources shown, numbered from 1 (``Source.number`` when it has one).
+        question: the question; its words are not key content.
+    """
+
+    def __init__(self, sources: Sequence[SourceLike], question: str = "") -> None:
+        self.sources = {n: _Source(n, s) for n, s in
+                        ((getattr(s, "number", i), s) for i, s in enumerate(sources, start=1))}
+        self.question = question
+        self.names = set().union(*(s.names for s in self.sources.values()))
+
+    def _holds(self, number: int, keys: Sequence[Key]) -> set[Key]:
+        src = self.sources.get(number)
+        return {k for k in keys if src is not None and src.spans(k)}
+
+    def check(self, text: str) -> Support:
+        """The reply with each claim's citation moved to the sources that hold its key content, and what was found."""
+        out, pieces, last = Support(text), [], 0
+        for claim in _claims(text):
+            keys = key_content(claim.text, self.question, self.names, span=claim.opens)
+            shown = [n for n in claim.cited if n in self.sources]
+            cited = claim.cited
+            if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
+                cited = self._cover(claim, keys, shown, out)
+            if cited != claim.cited:
+                pieces += [text[last: claim.start], _cites(cited)]
+                last = claim.end
+            out.evidence += self._evidence(claim.text, keys, cited)
+        out.text = "".join([*pieces, text[last:]])
+        return out
+
+    def _cover(self, claim: _Claim, keys: list[Key], shown: list[int], out: Support) -> list[int]:
+        """The citation the claim should carry: the cited sources that hold some of it plus the fewest others for the rest."""
+        held = {n: self._holds(n, keys) for n in self.sources}
+        missing = set(keys) - set().union(*held.values())
+        if missing:
+            out.unsupported.append(UnsupportedClaim(claim.text, claim.cited, [k.label for k in keys if k in missing]))
+            return claim.cited
+        need = set(keys) - set().union(*(held[n] for n in shown))
+        if not need:
+            return claim.cited
+        cover = [n for n in shown if held[n]]
+        while need:  # greedy set cover, best-ranked source first among equals
+            best = max(sorted(self.sources), key=lambda n: len(held[n] & need))
+            cover.append(best)
+            need -= held[best]
+        out.recited.append(Recited(claim.text, claim.cited, cover))
+        return cover
+
+    def _evidence(self, claim: str, keys: list[Key], cited: list[int]) -> list[Evidence]:
+        found = []
+        for n in cited:
+            src = self.sources.get(n)
+            spans = sorted(s for k in keys for s in (src.spans(k) if src else []))
+            if not spans:
+                continue
+            start, end = src.sentence_of(spans)
+            sentence = src.text[start:end]
+            lead = len(sentence) - len(sentence.lstrip())
+            sentence = sentence.strip()
+            start += lead
+            end = start + len(sentence)
+            found.append(Evidence(n, src.location, claim, sentence, start, end,
+                                  [s for s in spans if start <= s[0] < end] or spans[:1]))
+        return found
+
+    def settled(self, text: str) -> str:
+        """The part of a reply still being generated that is checked already, with its citations corrected.
+
+        Text before the last citation group is final: later tokens can neither
+        change its claims nor join its group. A group at the very end waits for
+        a word after it (``[1]`` may still become ``[1][2]``).
+        """
+        cut = text.rfind("[")
+        if cut != -1 and "]" not in text[cut:]:
+            text = text[:cut]
+        groups = _claims(text)
+        if groups and not _has_content(text[groups[-1].end:]):
+            text = text[: groups[-1].start]
+        return self.check(text).text

@@ -1,0 +1,177 @@
+"""Answers checked against their sources (rag_app.support): key content, re-citing, unsupported claims, evidence."""
+
+from dataclasses import dataclass
+
+import pytest
+from helpers import build_index
+
+from rag_app.config import load_settings
+from rag_app.pipeline import RagPipeline
+from rag_app.support import SupportChecker, key_content
+
+
+@dataclass
+class Src:
+    text: str
+    location: str = "doc.txt"
+
+
+LORA = Src("RoBERTa base with LoRA trains 0.8M parameters; full fine-tuning trains all of them.", "lora.pdf p. 7")
+APOLLO = Src("The Apollo 1 fire broke out during a launch rehearsal at Cape Kennedy.", "apollo.md")
+CREW = Src("It killed the crew. Command pilot Grissom, senior pilot White and pilot Chaffee died on January 27, 1967.",
+           "crew.md")
+
+
+def check(reply, sources, question=""):
+    return SupportChecker(sources, question).check(reply)
+
+
+def test_a_number_the_cited_source_does_not_hold_is_flagged():
+    result = check("125M [1]", [LORA], "How many trainable parameters does RoBERTa base LoRA have?")
+    assert [(c.claim, c.missing) for c in result.unsupported] == [("125M", ["125M"])]
+    assert result.text == "125M [1]" and result.recited == []  # no shown source has it: nothing to re-cite to
+    assert "'125M'" in result.unsupported[0].warning()
+
+
+@pytest.mark.parametrize("reply", ["0.8M [1]", "0.8 M [1]", "0,8 million [1]", "about 0.80M [1]"])
+def test_the_same_number_written_another_way_is_found(reply):
+    result = check(reply, [LORA], "How many trainable parameters does RoBERTa base LoRA have?")
+    assert result.unsupported == [] and result.evidence[0].sentence.startswith("RoBERTa base with LoRA trains 0.8M")
+
+
+@pytest.mark.parametrize(("reply", "source", "found"), [
+    ("13527 people [1]", "The population was 13,527 in 2010.", True),
+    ("13\u202f527 people [1]", "The population was 13\u00a0527 in 2010.", True),  # narrow and no-break spaces
+    ("308 people [1]", "The population was 1308 in 2010.", False),  # whole numbers only
+    ("10.8% [1]", "Growth was 0.8%.", False),
+    ("12% [1]", "Growth was 12 percent.", True),
+    ("125M [1]", "It has 125 parameters.", False),  # a magnitude the source does not write is not the same number
+    ("125 [1]", "It has 125M parameters.", True),
+    ("COVID\u201319 [1]", "Cases of COVID-19 rose.", True),
+])
+def test_numbers_are_compared_as_values(reply, source, found):
+    assert (check(reply, [Src(source)]).unsupported == []) is found
+
+
+def test_names_in_another_shown_source_are_recited_there_and_the_evidence_points_at_them():
+    result = check("Grissom, White and Chaffee [1].", [APOLLO, CREW], "Who died in the Apollo 1 fire?")
+    assert result.text == "Grissom, White and Chaffee [2]."
+    assert [(r.cited, r.to) for r in result.recited] == [([1], [2])] and result.unsupported == []
+    (ev,) = result.evidence
+    assert ev.citation == 2 and ev.source == "crew.md"
+    assert ev.sentence == CREW.text[ev.start:ev.end] and ev.sentence.startswith("Command pilot Grissom")
+    assert [CREW.text[s:e] for s, e in ev.highlights] == ["Grissom", "White", "Chaffee"]
+
+
+def test_a_claim_split_over_two_sources_cites_both():
+    result = check("Grissom died at Cape Kennedy [1].", [APOLLO, CREW], "Where did he die?")
+    assert result.text == "Grissom died at Cape Kennedy [1, 2]." and result.unsupported == []
+
+
+def test_a_name_is_its_words_side_by_side_not_words_from_two_names():
+    sources = [Src("He was the son of Edward Stafford and Mary Stanley."), Src("His grandmother was Ursula Pole.")]
+    result = check("Mary Pole [1]", sources, "Who was his mother?")
+    assert [c.missing for c in result.unsupported] == [["Mary Pole"]]
+    assert check("Mary Stanley [2]", sources, "Who was his mother?").text == "Mary Stanley [1]"
+
+
+def test_a_claim_without_checkable_content_is_not_flagged():
+    for reply in ("Yes, it does [1].", "No [1].", "It is [1]."):
+        result = check(reply, [APOLLO, CREW], "Did the fire kill the crew?")
+        assert result.text == reply and result.unsupported == [] and result.recited == []
+
+
+def test_a_list_ordinal_is_not_a_number_the_source_must_hold():
+    result = check("The sources say:\n1. [1] The fire broke out.\n2) [2] It killed the crew.", [APOLLO, CREW])
+    assert result.unsupported == [] and result.recited == []
+    assert [k.label for k in key_content("1967.")] == ["1967"]  # a year ending a sentence is still checked
+
+
+def test_what_the_question_asks_is_not_key_content():
+    assert [k.label for k in key_content("The Apollo 1 fire killed Grissom", "Whom did the Apollo 1 fire kill?")] == [
+        "Grissom"]
+
+
+def test_a_capital_at_a_sentence_start_is_a_name_only_where_the_sources_write_it_as_one():
+    long_claim = "Then the whole crew of the capsule died in the fire"
+    assert key_content(long_claim) == []
+    assert [k.label for k in key_content("Grissom and the whole crew of the capsule died", names={"grissom"})] == [
+        "Grissom"]
+
+
+def test_a_short_answer_span_is_checked_word_by_word_with_stems_in_one_source():
+    sources = [Src("Japan has many islands."), Src("Volcanoes are common elsewhere.")]
+    assert check("many island [1]", sources, "What does Japan have?").unsupported == []
+    # Each word is in some source, but no one source says "many volcanoes".
+    assert [c.missing for c in check("many volcanoes [1]", sources, "What does Japan have?").unsupported] == [
+        ["many volcanoes"]]
+    # With a number or a name the span's other words are its paraphrase: only those are checked.
+    assert check("13,527 people [1]", [Src("The population was 13527.")], "How many?").unsupported == []
+
+
+def test_a_group_after_a_sentence_end_cites_that_sentence():
+    result = check("They died on January 27, 1967. [1]", [APOLLO, CREW], "When?")
+    assert result.text == "They died on January 27, 1967. [2]"
+
+
+def test_citations_of_missing_sources_are_left_to_the_invalid_citation_warning():
+    result = check("Grissom [7].", [APOLLO, CREW])
+    assert result.text == "Grissom [7]." and result.unsupported == [] and result.recited == []
+
+
+def test_settled_text_only_grows_while_a_reply_streams():
+    checker = SupportChecker([APOLLO, CREW], "Who died in the Apollo 1 fire?")
+    reply = "Grissom, White and Chaffee [1][2]. The date was January 27, 1967 [1]."
+    final = checker.check(reply).text
+    assert final == "Grissom, White and Chaffee [1][2]. The date was January 27, 1967 [2]."
+    views = [checker.settled(reply[:i]) for i in range(len(reply) + 1)]
+    assert all(final.startswith(v) for v in views)
+    assert checker.settled("Grissom, White and Chaffee [1") == "Grissom, White and Chaffee "  # [1 may grow
+
+
+# ---------------------------------------------------------------- through the pipeline
+
+DOCS = {
+    "apollo": ["The Apollo 1 fire broke out during a launch rehearsal in the capsule."],
+    "crew": ["The crew of the capsule were Grissom, White and Chaffee."],
+}
+
+
+@pytest.fixture
+def ask(tmp_path, fake_embedder, fake_generator):
+    store = build_index(tmp_path / "idx", fake_embedder, DOCS)
+    s = load_settings(index=tmp_path / "idx", retrieve={"top_k": 2, "min_score": 0.0})
+    pipe = RagPipeline(s, store=store, embedder=fake_embedder, generator=fake_generator)
+
+    def run(question, reply_for):
+        """Stream ``question``; ``reply_for`` builds the reply from {doc_id: source number}."""
+        numbers = {h.chunk.doc_id: h.rank for h in pipe.retrieve(question)}
+        fake_generator.reply = reply_for(numbers)
+        items = list(pipe.stream(question))
+        return "".join(items[:-1]), items[-1], numbers
+
+    return run
+
+
+def test_the_wrong_source_cited_is_corrected_before_it_is_shown(ask):
+    streamed, answer, n = ask("Who was in the Apollo 1 capsule?", lambda n: f"Grissom, White and Chaffee [{n['apollo']}]. They died.")
+    assert streamed == answer.text == f"Grissom, White and Chaffee [{n['crew']}]. They died."
+    assert answer.citations == [n["crew"]] and answer.reply.startswith(f"Grissom, White and Chaffee [{n['apollo']}]")
+    assert answer.unsupported_claims == [] and answer.warnings == []
+    assert answer.notes == [f'cited [{n["crew"]}] instead of [{n["apollo"]}]: what "Grissom, White and Chaffee" says '
+                            "is in that source"]
+    d = answer.to_dict()
+    assert d["evidence"] == [{"citation": n["crew"], "source": "crew.txt", "claim": "Grissom, White and Chaffee",
+                              "sentence": DOCS["crew"][0], "start": 0, "end": len(DOCS["crew"][0]),
+                              "highlights": [(29, 36), (38, 43), (48, 55)]}]
+    assert d["recited"][0]["to"] == [n["crew"]] and d["notes"] == answer.notes
+
+
+def test_a_number_in_no_shown_source_marks_the_answer_unsupported(ask):
+    _, answer, n = ask("When did the Apollo 1 fire break out?", lambda n: f"In 1966 [{n['apollo']}].")
+    assert answer.text == f"In 1966 [{n['apollo']}]." and not answer.unsupported  # it does cite a source
+    assert [(c.claim, c.missing) for c in answer.unsupported_claims] == [("In 1966", ["1966"])]
+    assert any("'1966'" in w and "none of the sources shown" in w for w in answer.warnings)
+    assert answer.to_dict()["unsupported_claims"][0]["missing"] == ["1966"]
+    assert "Warning: '1966'" in answer.render_markdown()
+
