@@ -212,6 +212,40 @@ class GenerateConfig(_Section):
         return self.abstain_threshold if self.fine_tuned else None
 
 
+class StoreConfig(_Section):
+    """Where the chunks and vectors live.
+
+    ``faiss`` (the default) is the index folder (``index``), embedded, one
+    machine. ``milvus`` is a Milvus server at ``uri`` that several app
+    instances share (docs/SCALING.md): Milvus Lite's server on one machine
+    (``milvus-lite server``), Milvus Standalone or Distributed on a cluster,
+    the same client either way. ``collection`` names the store there (its
+    generations are ``<collection>_g<n>``); ``token_env`` names an environment
+    variable holding the server's token, so no secret sits in ``rag.toml``.
+    """
+
+    backend: Literal["faiss", "milvus"] = "faiss"
+    uri: str = "http://127.0.0.1:19530"
+    collection: str = "rag"
+    token_env: str | None = None
+    timeout_s: float = 10.0  # connecting and each call; an unreachable server fails in this long
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreConfig:
+        if not self.collection.replace("_", "a").isalnum() or not self.collection.isascii() or self.collection[0].isdigit():
+            raise ValueError(f"store.collection must be letters, digits and _ (not first a digit), got {self.collection!r}")
+        if not self.uri.startswith(("http://", "https://", "tcp://", "unix:")) and not self.uri.endswith(".db"):
+            raise ValueError(f"store.uri must be http(s)://host:port of a Milvus server or a local *.db path, got {self.uri!r}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"store.timeout_s must be > 0, got {self.timeout_s}")
+        return self
+
+    @property
+    def token(self) -> str:
+        """The server token from ``token_env`` ('' when unset): only this module reads the environment."""
+        return os.environ.get(self.token_env, "") if self.token_env else ""
+
+
 class Settings(BaseSettings):
     """Everything a command needs; build it with :func:`load_settings`."""
 
@@ -225,6 +259,7 @@ class Settings(BaseSettings):
     ingest: IngestConfig = IngestConfig()
     retrieve: RetrieveConfig = RetrieveConfig()
     generate: GenerateConfig = GenerateConfig()
+    store: StoreConfig = StoreConfig()
 
     @classmethod
     def settings_customise_sources(
