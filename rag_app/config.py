@@ -229,6 +229,10 @@ class StoreConfig(_Section):
     collection: str = "rag"
     token_env: str | None = None
     timeout_s: float = 10.0  # connecting and each call; an unreachable server fails in this long
+    # The server's vector index. HNSW answers in far less time than exact search at millions of chunks but
+    # misses some neighbours (recall: docs/BENCHMARKS.md, "Vector store"); FLAT is exact, like the FAISS store.
+    index: Literal["HNSW", "FLAT"] = "HNSW"
+    search_ef: int = 128  # HNSW candidates per query: more = better recall, slower
 
     @model_validator(mode="after")
     def _check(self) -> StoreConfig:
@@ -236,6 +240,8 @@ class StoreConfig(_Section):
             raise ValueError(f"store.collection must be letters, digits and _ (not first a digit), got {self.collection!r}")
         if not self.uri.startswith(("http://", "https://", "tcp://", "unix:")) and not self.uri.endswith(".db"):
             raise ValueError(f"store.uri must be http(s)://host:port of a Milvus server or a local *.db path, got {self.uri!r}")
+        if self.search_ef < 1:
+            raise ValueError(f"store.search_ef must be >= 1, got {self.search_ef}")
         if self.timeout_s <= 0:
             raise ValueError(f"store.timeout_s must be > 0, got {self.timeout_s}")
         return self

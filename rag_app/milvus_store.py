@@ -195,7 +195,7 @@ class MilvusStore:
             return scores, ids
         with _calls(self.cfg):
             hits = self.client.search(self.collection, data=vectors.tolist(), anns_field="vector", limit=k,
-                                      search_params={"metric_type": "IP", "params": {"ef": max(64, k)}})
+                                      search_params={"metric_type": "IP", "params": {"ef": max(self.cfg.search_ef, k)}})
         for row, found in enumerate(hits):
             for col, hit in enumerate(found[:k]):
                 ids[row, col], scores[row, col] = hit["id"], hit["distance"]

@@ -44,8 +44,8 @@ log = logging.getLogger(__name__)
 _HEARTBEAT_S = 30.0
 
 
-def _chunk_schema(client: Any, dim: int) -> tuple[Any, Any]:
-    """Schema + index params of a generation's chunks: dense vector (HNSW, inner product) and BM25 on the text."""
+def _chunk_schema(client: Any, dim: int, index: str) -> tuple[Any, Any]:
+    """Schema + index params of a generation's chunks: dense vector (``store.index``, inner product), BM25 on the text."""
     from pymilvus import DataType, Function, FunctionType
 
     s = client.create_schema(auto_id=False)
@@ -62,7 +62,8 @@ def _chunk_schema(client: Any, dim: int) -> tuple[Any, Any]:
     s.add_function(Function(name="bm25", function_type=FunctionType.BM25, input_field_names=["text"],
                             output_field_names=["sparse"]))
     ip = client.prepare_index_params()
-    ip.add_index(field_name="vector", index_type="HNSW", metric_type="IP", params={"M": 16, "efConstruction": 200})
+    params = {"M": 16, "efConstruction": 200} if index == "HNSW" else {}
+    ip.add_index(field_name="vector", index_type=index, metric_type="IP", params=params)
     ip.add_index(field_name="sparse", index_type="SPARSE_INVERTED_INDEX", metric_type="BM25")
     ip.add_index(field_name="source", index_type="INVERTED")  # deletes are by source
     return s, ip
@@ -184,7 +185,7 @@ class MilvusWriter:
         for name in (self.gen, f"{self.gen}_meta"):
             if self.client.has_collection(name):
                 self.client.drop_collection(name)
-        schema, ip = _chunk_schema(self.client, self.manifest.dim)
+        schema, ip = _chunk_schema(self.client, self.manifest.dim, self.cfg.index)
         self.client.create_collection(self.gen, schema=schema, index_params=ip, consistency_level="Strong")
         self.manifest.generation = number
         self.manifest.created = prev.created if (prev and not self.rebuild) else _now()
