@@ -229,9 +229,9 @@ class StoreConfig(_Section):
     collection: str = "rag"
     token_env: str | None = None
     timeout_s: float = 10.0  # connecting and each call; an unreachable server fails in this long
-    # The server's vector index. HNSW answers in far less time than exact search at millions of chunks but
-    # misses some neighbours (recall: docs/BENCHMARKS.md, "Vector store"); FLAT is exact, like the FAISS store.
-    index: Literal["HNSW", "FLAT"] = "HNSW"
+    # The server's vector index. FLAT is exact, like the FAISS store, and on Milvus Lite it was also the faster
+    # (docs/BENCHMARKS.md, "Vector store"); HNSW is for a Milvus cluster at millions of chunks (measure its recall).
+    index: Literal["HNSW", "FLAT"] = "FLAT"
     search_ef: int = 128  # HNSW candidates per query: more = better recall, slower
 
     @model_validator(mode="after")
