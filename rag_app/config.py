@@ -331,6 +331,46 @@ class ServeConfig(_Section):
         return key or None
 
 
+class StoreConfig(_Section):
+    """Where the chunks and vectors live.
+
+    ``faiss`` (the default) is the index folder (``index``), embedded, one
+    machine. ``milvus`` is a Milvus server at ``uri`` that several app
+    instances share (docs/SCALING.md): Milvus Lite's server on one machine
+    (``milvus-lite server``), Milvus Standalone or Distributed on a cluster,
+    the same client either way. ``collection`` names the store there (its
+    generations are ``<collection>_g<n>``); ``token_env`` names an environment
+    variable holding the server's token, so no secret sits in ``rag.toml``.
+    """
+
+    backend: Literal["faiss", "milvus"] = "faiss"
+    uri: str = "http://127.0.0.1:19530"
+    collection: str = "rag"
+    token_env: str | None = None
+    timeout_s: float = 10.0  # connecting and each call; an unreachable server fails in this long
+    # The server's vector index. FLAT is exact, like the FAISS store, and on Milvus Lite it was also the faster
+    # (docs/BENCHMARKS.md, "Vector store"); HNSW is for a Milvus cluster at millions of chunks (measure its recall).
+    index: Literal["HNSW", "FLAT"] = "FLAT"
+    search_ef: int = 128  # HNSW candidates per query: more = better recall, slower
+
+    @model_validator(mode="after")
+    def _check(self) -> StoreConfig:
+        if not self.collection.replace("_", "a").isalnum() or not self.collection.isascii() or self.collection[0].isdigit():
+            raise ValueError(f"store.collection must be letters, digits and _ (not first a digit), got {self.collection!r}")
+        if not self.uri.startswith(("http://", "https://", "tcp://", "unix:")) and not self.uri.endswith(".db"):
+            raise ValueError(f"store.uri must be http(s)://host:port of a Milvus server or a local *.db path, got {self.uri!r}")
+        if self.search_ef < 1:
+            raise ValueError(f"store.search_ef must be >= 1, got {self.search_ef}")
+        if self.timeout_s <= 0:
+            raise ValueError(f"store.timeout_s must be > 0, got {self.timeout_s}")
+        return self
+
+    @property
+    def token(self) -> str:
+        """The server token from ``token_env`` ('' when unset): only this module reads the environment."""
+        return os.environ.get(self.token_env, "") if self.token_env else ""
+
+
 class Settings(BaseSettings):
     """Everything a command needs; build it with :func:`load_settings`."""
 
@@ -352,6 +392,9 @@ class Settings(BaseSettings):
         return self._index_found_above
     # Left out of dumps: no answer depends on it (rag eval fingerprints hash the dump).
     serve: ServeConfig = Field(default=ServeConfig(), exclude=True)
+
+
+    store: StoreConfig = StoreConfig()
 
     @classmethod
     def settings_customise_sources(
@@ -463,8 +506,8 @@ def require_index(settings: Settings) -> None:
     """
     from rag_app.store import index_exists
 
-    if index_exists(settings.index):
-        return
+    if settings.store.backend != "faiss" or index_exists(settings.index):
+        return  # a server store says for itself (rag_app.store_protocol.open_store)
     if "index" in settings.model_fields_set or settings.index != DEFAULT_INDEX:
         raise IndexNotFoundError(
             f"no index at {settings.index}; build one with: rag ingest DIR --index {settings.index}")

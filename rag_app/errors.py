@@ -72,3 +72,7 @@ class EmptyQuestionError(RagError):
 
 class DatasetError(RagError):
     """An evaluation or training dataset is malformed."""
+
+
+class StoreUnreachableError(RagError):
+    """The vector store server (store.uri) does not answer."""

@@ -27,7 +27,8 @@ from rag_app.generation import Generator, load_generator
 from rag_app.guard import check_reply, instructions, shown_prefix
 from rag_app.prompts import ABSTAIN, build_messages, is_abstention, pack_sources, parse_citations
 from rag_app.retriever import RetrievedChunk, Retriever, rrf
-from rag_app.store import Chunk, IndexStore
+from rag_app.store import Chunk
+from rag_app.store_protocol import ChunkStore, open_store
 from rag_app.support import Evidence, Recited, Support, SupportChecker, UnsupportedClaim
 
 log = logging.getLogger(__name__)
@@ -177,13 +178,13 @@ class RagPipeline:
     def __init__(
         self,
         settings: Settings,
-        store: IndexStore | None = None,
+        store: ChunkStore | None = None,
         embedder: Embedder | None = None,
         generator: Generator | None = None,
     ) -> None:
         self.settings = settings
         self.embedder = embedder or load_embedder(settings.embedding_model)
-        self.store = store or IndexStore.open(settings.index, embedding_model=self.embedder.model_name)
+        self.store = store or open_store(settings, embedding_model=self.embedder.model_name)
         self.retriever = Retriever(self.store, self.embedder, settings.retrieve)
         # The history-prefixed query of a follow-up searches by meaning only: BM25 over
         # "previous question + new question" ranks by the previous topic's words and drags

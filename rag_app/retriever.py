@@ -1,4 +1,4 @@
-"""Retrieval: dense (FAISS cosine), BM25, hybrid (reciprocal rank fusion), MMR, rerank.
+"""Retrieval: dense (cosine), BM25, hybrid (reciprocal rank fusion), MMR, rerank.
 
 Why hybrid: a dense embedder like MiniLM matches meaning but blurs exact
 tokens (a part number, a rare name); BM25 matches those exactly. Reciprocal
@@ -20,7 +20,8 @@ import numpy as np
 from rag_app.config import RetrieveConfig
 from rag_app.embeddings import Embedder
 from rag_app.errors import ModelNotFoundError
-from rag_app.store import Chunk, IndexStore, bm25_tokenize
+from rag_app.store import Chunk
+from rag_app.store_protocol import ChunkStore
 
 log = logging.getLogger(__name__)
 
@@ -79,7 +80,7 @@ class Retriever:
             print(hit.rank, hit.chunk.location, round(hit.score, 3))
     """
 
-    def __init__(self, store: IndexStore, embedder: Embedder, config: RetrieveConfig, reranker: Any = None) -> None:
+    def __init__(self, store: ChunkStore, embedder: Embedder, config: RetrieveConfig, reranker: Any = None) -> None:
         self.store = store
         self.embedder = embedder
         self.config = config
@@ -87,7 +88,7 @@ class Retriever:
 
     def _dense(self, qvec: np.ndarray, n: int, exclude: Collection[str]) -> list[tuple[int, float]]:
         """Top-n (id, cosine) after dropping excluded docs; widens the search until n survive."""
-        total = self.store.faiss_index.ntotal
+        total = len(self.store)
         want = min(n, total)
         fetch = want
         while True:
@@ -101,23 +102,18 @@ class Retriever:
             fetch = min(total, fetch * 4)
 
     def _bm25(self, query: str, n: int, exclude: Collection[str]) -> list[tuple[int, float]]:
-        engine, ids = self.store.bm25()
-        if engine is None or not len(ids):
+        total = len(self.store)
+        if not total:
             return []
-        tokens = bm25_tokenize([query])
-        if hasattr(tokens, "vocab"):  # Tokenized with its own vocab: hand bm25s the strings
-            inv = {v: k for k, v in tokens.vocab.items()}
-            tokens = [[inv[t] for t in tokens.ids[0]]]
-        fetch = min(len(ids), n if not exclude else n * 4)
+        fetch = min(total, n if not exclude else n * 4)
         while True:
-            docs, scores = engine.retrieve(tokens, k=fetch, show_progress=False)
-            pairs = [(int(ids[d]), float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
+            pairs = self.store.search_text(query, fetch)
             if exclude:
                 allowed = {c.id for c in self.store.get_chunks([i for i, _ in pairs]) if c.doc_id not in exclude}
                 pairs = [p for p in pairs if p[0] in allowed]
-            if len(pairs) >= n or fetch >= len(ids):
+            if len(pairs) >= n or fetch >= total:
                 return pairs[:n]
-            fetch = min(len(ids), fetch * 4)
+            fetch = min(total, fetch * 4)
 
     def retrieve(
         self, query: str, k: int | None = None, exclude_doc_ids: Collection[str] = (), query_vector: np.ndarray | None = None

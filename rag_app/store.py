@@ -10,6 +10,10 @@ survives one commit under its feet; older ones are deleted.
 A write that fails (a full disk) is one :class:`~rag_app.errors.IndexWriteError`
 line, and the staged folder is deleted: ``CURRENT`` still names the old generation.
 
+:class:`IndexStore` and :class:`IndexWriter` are the embedded implementation of
+the store contract in :mod:`rag_app.store_protocol` (``ChunkStore``,
+``StoreWriter``); :mod:`rag_app.milvus_store` is the server-backed one.
+
 Layout::
 
     <index>/CURRENT            name of the live generation
@@ -271,6 +275,20 @@ def index_exists(index_dir: str | Path) -> bool:
     return _live_generation(Path(index_dir)) is not None
 
 
+def check_embedding_model(where: str, manifest: Manifest, embedding_model: str | None) -> None:
+    """The one check (and line) for a store built with another embedding model; every backend calls it.
+
+    Raises:
+        EmbeddingMismatchError: ``embedding_model`` is set and is not the manifest's.
+    """
+    if embedding_model is not None and embedding_model != manifest.embedding_model:
+        raise EmbeddingMismatchError(
+            f"{where} was built with embedding model {manifest.embedding_model!r} but "
+            f"{embedding_model!r} is configured; set embedding_model = {manifest.embedding_model!r} "
+            f"or rebuild with: rag ingest DIR --rebuild"
+        )
+
+
 class IndexStore:
     """A read-only snapshot of one generation of an index.
 
@@ -312,12 +330,7 @@ class IndexStore:
                 f"index {index_dir} has schema version {manifest.schema_version}, this rag_app reads "
                 f"{SCHEMA_VERSION}; rebuild it with: rag ingest DIR --rebuild"
             )
-        if embedding_model is not None and embedding_model != manifest.embedding_model:
-            raise EmbeddingMismatchError(
-                f"index {index_dir} was built with embedding model {manifest.embedding_model!r} but "
-                f"{embedding_model!r} is configured; set embedding_model = {manifest.embedding_model!r} "
-                f"or rebuild with: rag ingest DIR --rebuild"
-            )
+        check_embedding_model(f"index {index_dir}", manifest, embedding_model)
         for name in ("chunks.sqlite", "vectors.faiss"):
             if not (gen / name).is_file():
                 raise IndexCorruptError(f"index {index_dir} lacks {gen.name}/{name}; rebuild with: rag ingest DIR --rebuild")
@@ -413,6 +426,18 @@ class IndexStore:
             retriever = bm25s.BM25.load(str(folder), mmap=False, allow_pickle=False) if len(ids) else None
             self._bm25 = (retriever, ids)
         return self._bm25
+
+    def search_text(self, query: str, k: int) -> list[tuple[int, float]]:
+        """BM25 over the chunk texts: up to ``k`` (chunk id, score) best first, score > 0 only."""
+        engine, ids = self.bm25()
+        if engine is None or not len(ids) or k < 1:
+            return []
+        tokens = bm25_tokenize([query])
+        if hasattr(tokens, "vocab"):  # Tokenized with its own vocab: hand bm25s the strings
+            inv = {v: t for t, v in tokens.vocab.items()}
+            tokens = [[inv[t] for t in tokens.ids[0]]]
+        docs, scores = engine.retrieve(tokens, k=min(k, len(ids)), show_progress=False)
+        return [(int(ids[d]), float(s)) for d, s in zip(docs[0], scores[0]) if s > 0]
 
     def size_bytes(self) -> int:
         return sum(p.stat().st_size for p in self.gen_dir.rglob("*") if p.is_file())

@@ -231,3 +231,20 @@ def test_a_chosen_index_is_not_searched_for(rag: Rag) -> None:
     code, _, err = run_main(rag.monkeypatch, rag.capsys, "ask", QUESTION, "--index", ".rag/index")
     assert code == 2
     assert err.splitlines() == ["Error: no index at .rag/index; build one with: rag ingest DIR --index .rag/index"]
+
+
+def test_store_backend_defaults_to_faiss_and_is_set_from_toml_or_env(tmp_path: Path, monkeypatch) -> None:
+    from rag_app.config import load_settings
+    from rag_app.errors import ConfigError
+
+    monkeypatch.chdir(tmp_path)
+    assert load_settings().store.backend == "faiss"
+    (tmp_path / "rag.toml").write_text('[store]\nbackend = "milvus"\nuri = "http://db:19530"\n', encoding="utf-8")
+    assert (load_settings().store.backend, load_settings().store.uri) == ("milvus", "http://db:19530")
+    monkeypatch.setenv("RAG_STORE__COLLECTION", "team_docs")
+    monkeypatch.setenv("MY_TOKEN", "s3cret")
+    monkeypatch.setenv("RAG_STORE__TOKEN_ENV", "MY_TOKEN")
+    assert (load_settings().store.collection, load_settings().store.token) == ("team_docs", "s3cret")
+    monkeypatch.setenv("RAG_STORE__COLLECTION", "team-docs")
+    with pytest.raises(ConfigError, match=r"^invalid setting: store.collection must be letters, digits and _"):
+        load_settings()

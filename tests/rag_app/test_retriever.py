@@ -72,3 +72,33 @@ def test_a_reranker_loads_once_per_name_per_process(tmp_path, fake_embedder, cro
     for _ in range(2):  # a failed load is not remembered: each try says so
         with pytest.raises(ModelNotFoundError, match="cannot load reranker 'missing' offline"):
             Retriever(store, fake_embedder, RetrieveConfig(rerank_model="missing"))
+
+
+class _ContractOnlyStore:
+    """A store with only the ChunkStore methods (no FAISS index, no bm25s engine): what a server store offers."""
+
+    def __init__(self, inner):
+        self._inner = inner
+        self.manifest = inner.manifest
+
+    def __len__(self):
+        return len(self._inner)
+
+    def __getattr__(self, name):
+        if name in ("search", "search_text", "get_vectors", "get_chunks", "iter_chunks", "files", "doc_ids"):
+            return getattr(self._inner, name)
+        raise AttributeError(f"not in the store contract: {name}")
+
+
+def test_retriever_needs_only_the_store_contract(tmp_path, fake_embedder):
+    from rag_app.store_protocol import ChunkStore
+
+    inner = build_index(tmp_path / "idx", fake_embedder, {
+        "france": ["Paris is the capital of France."], "parts": ["XK-4471 ships with a brass valve."]})
+    store = _ContractOnlyStore(inner)
+    for mode, query in (("dense", "capital of France"), ("bm25", "XK-4471"), ("hybrid", "XK-4471 valve")):
+        hits = Retriever(store, fake_embedder, RetrieveConfig(top_k=1, fetch_k=2, mode=mode)).retrieve(query)
+        want = inner.search_text(query, 1)[0][0] if mode == "bm25" else None
+        assert hits[0].chunk.doc_id == ("france" if mode == "dense" else "parts")
+        assert want is None or hits[0].chunk.id == want
+    assert isinstance(inner, ChunkStore)
