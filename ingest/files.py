@@ -21,7 +21,8 @@ from typing import Any
 
 from rag_app.config import Settings
 from rag_app.errors import IngestError
-from rag_app.store import FileRecord, IndexWriter, Manifest, check_unlocked
+from rag_app.store import FileRecord, Manifest, check_unlocked
+from rag_app.store_protocol import open_writer
 
 from ingest.loaders import SUPPORTED_TYPES
 from ingest.pipeline import (
@@ -134,7 +135,7 @@ def _write_files(todo: list[_File], added: dict[str, str], live: Manifest | None
         source_dir=live.source_dir if live else None, extra=dict(live.extra) if live else {},
     )
     try:
-        with IndexWriter(settings.index, manifest) as writer:
+        with open_writer(settings, manifest) as writer:
             kept = set(writer.files())  # under the lock: everything indexed stays
             _update(writer, todo, kept, settings, get_embedder, report, console, force=False, root=root)
             done = set(report.added) | set(report.updated)

@@ -323,11 +323,14 @@ def dataset_index(dataset: Path, settings: Any, plain_folder: bool = False) -> P
     ingest is incremental, so an unchanged corpus costs a hash check.
     """
     from ingest.pipeline import ingest_folder
+    from rag_app.config import StoreConfig
     from rag_app.embeddings import load_embedder
     from rag_app.evaluate import corpus_index
 
     target = corpus_index(dataset, settings, plain_folder)
-    ingest_folder(target.docs, settings.model_copy(update={"index": target.index}), console=_console(stderr=True),
+    # Always a FAISS folder of its own: with store.backend = "milvus" the set would replace the team's collection.
+    own = settings.model_copy(update={"index": target.index, "store": StoreConfig()})
+    ingest_folder(target.docs, own, console=_console(stderr=True),
                   embedder=load_embedder(settings.embedding_model))
     return target.index
 
@@ -497,14 +500,14 @@ def ui(
 ) -> None:
     """Chat with your documents in the browser (Streamlit): streamed answers, sources, upload."""
     _setup_logging(verbose)
-    from rag_app.store import index_exists
+    from rag_app.store_protocol import store_exists
     from ui.launch import check_port_free, serve, streamlit_command, url_for
 
     settings = settings_from_flags(config, verbose, index=index)  # a bad setting fails here, not in the page
     check_port_free(host, port)
     console = _console()
     console.print(f"[bold]rag ui[/] serving {settings.index} at [bold cyan]{url_for(host, port)}[/]  (Ctrl-C to stop)")
-    if not index_exists(settings.index):
+    if not store_exists(settings):
         console.print(f"[dim]No index at {settings.index} yet: add documents in the page, or run rag ingest DIR.[/dim]")
     code = serve(streamlit_command(host, port, settings.index, config, verbose))
     if code not in (0, -2, 130):  # -2 / 130: stopped with Ctrl-C

@@ -40,7 +40,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from rag_app.errors import IndexCorruptError, IndexNotFoundError, StoreUnreachableError
-from rag_app.store import SCHEMA_VERSION, Chunk, FileRecord, Manifest, _now, check_embedding_model
+from rag_app.store import SCHEMA_VERSION, Chunk, FileRecord, Manifest, check_embedding_model
 
 if TYPE_CHECKING:
     from rag_app.config import StoreConfig

@@ -48,7 +48,7 @@ from rag_app.config import ServeConfig
 from rag_app.errors import ContextWindowError, EmptyQuestionError, GeneratorServerError, RagError
 from rag_app.pipeline import Answer, RagPipeline, Source, chat_history
 from rag_app.prompts import is_abstention
-from rag_app.store import IndexStore
+from rag_app.store_protocol import open_store
 
 log = logging.getLogger(__name__)
 
@@ -137,7 +137,7 @@ class LivePipeline:
         with self._lock:
             if self._rag.store.is_stale():
                 old = self._rag
-                store = IndexStore.open(old.settings.index, embedding_model=old.embedder.model_name)
+                store = open_store(old.settings, embedding_model=old.embedder.model_name)
                 self._rag = RagPipeline(old.settings, store=store, embedder=old.embedder, generator=old.generator)
                 log.info("index %s changed: now serving %s", old.settings.index, store.gen_dir.name)
             return self._rag

@@ -26,7 +26,8 @@ from rag_app.config import Settings
 from rag_app.errors import RagError
 from rag_app.pipeline import Answer, RagPipeline, chat_history
 from rag_app.quiet import quiet_libraries
-from rag_app.store import IndexStore, index_exists
+from rag_app.store_protocol import ChunkStore, store_exists
+from rag_app.store_protocol import open_store as open_configured_store
 from ui import render
 from ui.resources import (
     ModelFactory,
@@ -77,21 +78,21 @@ def load_generator(settings: Settings, factory: ModelFactory) -> Any:
         return _cached_generator(_factory_key(factory), generator_key(settings), factory, settings)
 
 
-def open_store(settings: Settings, embedder: Any) -> IndexStore | None:
+def open_store(settings: Settings, embedder: Any) -> ChunkStore | None:
     """This session's index snapshot; reopened once an ingest has committed a newer one."""
     state = st.session_state
     key = str(Path(settings.index).expanduser().resolve())
-    store: IndexStore | None = state.get("store")
+    store: ChunkStore | None = state.get("store")
     if store is not None and (state.get("store_key") != key or store.is_stale()):
         store.close()
         store = state["store"] = None
-    if store is None and index_exists(settings.index):
-        store = IndexStore.open(settings.index, embedding_model=embedder.model_name)
+    if store is None and store_exists(settings):
+        store = open_configured_store(settings, embedding_model=embedder.model_name)
         state["store"], state["store_key"] = store, key
     return store
 
 
-def session_pipeline(settings: Settings, store: IndexStore, embedder: Any, generator: Any) -> RagPipeline:
+def session_pipeline(settings: Settings, store: ChunkStore, embedder: Any, generator: Any) -> RagPipeline:
     """This session's pipeline, built again only when its settings, snapshot or models change.
 
     Kept per session, not in ``st.cache_resource``: it holds this session's
@@ -161,7 +162,7 @@ def sidebar_settings(base: Settings) -> Settings:
     )
 
 
-def sidebar_index(store: IndexStore) -> None:
+def sidebar_index(store: ChunkStore) -> None:
     info = store.info()
     with st.sidebar.container(border=True):
         st.markdown("**Index**", help=f"`{info['index']}`  \nbuilt from `{info['source_dir'] or '?'}`")
@@ -254,7 +255,7 @@ def _ask(question: str) -> None:
     st.session_state["pending_question"] = question
 
 
-def empty_state(store: IndexStore) -> None:
+def empty_state(store: ChunkStore) -> None:
     info = store.info()
     st.markdown("## Ask your documents")
     docs = f"{info['documents']:,} document{'s' if info['documents'] != 1 else ''}"
@@ -345,7 +346,7 @@ def stream_answer(pipeline: RagPipeline, question: str, history: Sequence[tuple[
     return answer
 
 
-def chat(settings: Settings, store: IndexStore, embedder: Any, generator: Any) -> None:
+def chat(settings: Settings, store: ChunkStore, embedder: Any, generator: Any) -> None:
     state = st.session_state
     turns: list[Turn] = state.setdefault("turns", [])
     if generator is None:  # the load error is on the page; nothing can be answered

@@ -37,8 +37,8 @@ from pathlib import Path, PurePath
 from typing import Any
 
 from rag_app.config import Settings
-from rag_app.errors import IngestError
-from rag_app.store import IndexStore, create_durably, index_exists
+from rag_app.store import create_durably
+from rag_app.store_protocol import open_store, store_exists
 
 log = logging.getLogger(__name__)
 
@@ -203,9 +203,9 @@ def _link(tmp: str, path: Path, data: bytes) -> bool:
 
 def _live_index(settings: Settings) -> tuple[Path, set[str]]:
     """The upload folder and the uploads indexed now (by name), from one look at the live index (if there is one)."""
-    if not index_exists(settings.index):
+    if not store_exists(settings):
         return upload_folder(settings), set()
-    with IndexStore.open(settings.index) as store:
+    with open_store(settings) as store:
         return upload_folder(settings), {s.removeprefix(_PREFIX) for s in store.files() if s.startswith(_PREFIX)}
 
 

@@ -148,3 +148,17 @@ def test_sigterm_becomes_an_interrupt_inside_eval():
             for _ in range(1000):
                 pass
     assert signal.getsignal(signal.SIGTERM) is before
+
+
+def test_a_dataset_index_is_its_own_faiss_folder_whatever_the_store(tmp_path, monkeypatch):
+    """With store.backend = "milvus" a QA set must not be ingested into (and replace) the team's collection."""
+    from rag_app.config import load_settings
+
+    root = make_dataset(tmp_path / "tiny")
+    monkeypatch.chdir(tmp_path)
+    seen = []
+    monkeypatch.setattr("ingest.pipeline.ingest_folder", lambda docs, settings, **kw: seen.append(settings))
+    monkeypatch.setattr("rag_app.embeddings.load_embedder", lambda name: FakeEmbedder())
+    settings = load_settings(store={"backend": "milvus", "collection": "team"})
+    index = cli.dataset_index(root, settings)
+    assert [(s.store.backend, s.index) for s in seen] == [("faiss", index)]
