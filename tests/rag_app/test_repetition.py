@@ -1,10 +1,14 @@
-"""The repetition guard (#19, #20): loops found where they start, normal answers left alone."""
+"""The repetition guard (#19, #20): loops found where they start, normal answers left alone, both backends stop."""
 
 from __future__ import annotations
 
 import pytest
 
+from rag_app.config import GenerateConfig
+from rag_app.generation import HFGenerator, load_generator
+from rag_app.prompts import build_messages
 from rag_app.repetition import MAX_MARKERS, MIN_TOKENS, Reply, RepetitionGuard, find_loop, token_pieces, without_loop
+from rag_app.store import Chunk
 
 
 @pytest.fixture(scope="module")
@@ -153,3 +157,166 @@ def test_a_reply_reports_the_tail_its_generator_returned():
     text = "".join(reply)
     assert reply.repeated_tail == 8 and without_loop(text, reply) == "Paris [1]."
     assert without_loop("Paris", iter(["Paris"])) == "Paris"  # a generator that reports nothing: unchanged
+
+
+# ---------------------------------------------------------------- both backends stop a reply that loops
+
+
+SENTENCE = "The capital of France is Paris [1]. "
+MARKER_REPLY = "Viruses spread through insects [2] " + refs(20, 90, "({})")
+MESSAGES = build_messages("What is the capital of France?", [Chunk(1, "Paris is the capital of France.", "f.txt", "f")])
+
+
+def script_ids(tok, reply: str) -> list[int]:
+    return tok(reply, add_special_tokens=False)["input_ids"]
+
+
+@pytest.fixture
+def tiny_gen(tiny_smollm, tmp_path):
+    gen = load_generator(GenerateConfig(model=str(tiny_smollm), adapter="none", dtype="float32", context_window=1024), tmp_path)
+    assert isinstance(gen, HFGenerator) and gen.stop_loops
+    return gen
+
+
+def force_reply(gen: HFGenerator, monkeypatch, reply: str) -> list[int]:
+    """Make the tiny model's ``generate`` write ``reply`` token by token (then end the turn); returns the tokens it generated, per call."""
+    import torch
+    from transformers import LogitsProcessor, LogitsProcessorList
+
+    script = [*script_ids(gen.tokenizer, reply), gen.stop_ids[0]]
+    real, generated = gen.model.generate, []
+
+    def generate(**kwargs):
+        prompt = kwargs["input_ids"].shape[1]
+
+        class Script(LogitsProcessor):
+            def __call__(self, input_ids, scores):
+                forced = torch.full_like(scores, -torch.inf)
+                forced[:, script[min(input_ids.shape[1] - prompt, len(script) - 1)]] = 0.0
+                return forced
+
+        out = real(**kwargs, logits_processor=LogitsProcessorList([Script()]))
+        generated.append(out.shape[1] - prompt)
+        return out
+
+    monkeypatch.setattr(gen.model, "generate", generate)
+    return generated
+
+
+@pytest.mark.parametrize("reply, kept", [(SENTENCE * 20, SENTENCE.strip()), (MARKER_REPLY, "Viruses spread through insects [2]")])
+def test_the_transformers_backend_stops_a_looping_reply(tiny_gen, monkeypatch, reply, kept):
+    generated = force_reply(tiny_gen, monkeypatch, reply)
+    assert tiny_gen.generate(MESSAGES, max_new_tokens=300) == kept
+    pieces = tiny_gen.stream(MESSAGES, max_new_tokens=300)
+    streamed = "".join(pieces)
+    assert without_loop(streamed, pieces).strip() == kept and streamed.startswith(kept)
+    assert generated[0] == generated[1] < 40 < len(script_ids(tiny_gen.tokenizer, reply))  # stopped, no compute wasted
+
+    tiny_gen.stop_loops = False  # the same reply without the guard runs on to the cap
+    assert reply.startswith(tiny_gen.generate(MESSAGES, max_new_tokens=120)) and generated[2] == 120
+
+
+def test_a_random_tiny_model_that_loops_stops_early(tiny_gen):
+    """No forcing: greedy decoding of a random 2-layer model repeats one token."""
+    pieces = tiny_gen.stream(MESSAGES, max_new_tokens=200)
+    streamed = "".join(pieces)
+    assert pieces.repeated_tail > 0 and tiny_gen.count_text_tokens(streamed) < 40
+
+
+def test_the_answer_text_has_no_loop_and_counts_what_was_generated(tiny_gen, monkeypatch, tmp_path, fake_embedder):
+    from helpers import build_index
+
+    from rag_app.config import load_settings
+    from rag_app.pipeline import Answer, RagPipeline
+
+    force_reply(tiny_gen, monkeypatch, SENTENCE * 20)
+    store = build_index(tmp_path / "idx", fake_embedder, {"france": ["Paris is the capital of France."]})
+    settings = load_settings(index=tmp_path / "idx", retrieve={"min_score": 0.0}, generate={"max_new_tokens": 300})
+    items = list(RagPipeline(settings, store=store, embedder=fake_embedder, generator=tiny_gen).stream("What is the capital of France?"))
+    answer = items[-1]
+    assert isinstance(answer, Answer) and answer.text == answer.reply == SENTENCE.strip() and answer.citations == [1]
+    assert "".join(items[:-1]).endswith("\n\n" + answer.text)  # the loop already shown is followed by the clean answer
+    n = len(script_ids(tiny_gen.tokenizer, SENTENCE))
+    assert n + MIN_TOKENS <= answer.timings.tokens <= n + MIN_TOKENS + 2  # what was generated, loop included
+
+
+@pytest.fixture(scope="module")
+def served(model_cache_dir):
+    """The bundled model on llama.cpp, no adapter, as backend=llamacpp serves it."""
+    pytest.importorskip("llama_cpp", reason="llama-cpp-python is the optional extra: pip install '.[llamacpp]'")
+    return load_generator(GenerateConfig(backend="llamacpp", adapter="none", context_window=1024, threads=1), model_cache_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("reply, kept", [(SENTENCE * 20, SENTENCE.strip()), (MARKER_REPLY, "Viruses spread through insects [2]")])
+def test_the_llamacpp_backend_stops_a_looping_reply(served, monkeypatch, reply, kept):
+    import numpy as np
+
+    script = script_ids(served.tokenizer, reply)
+    prompt = len(served.encode(MESSAGES))
+    asked: list[int] = []
+
+    def force(ids, logits):  # write the script, one token a step
+        asked.append(len(ids) - prompt)
+        forced = np.full_like(logits, -np.inf)
+        forced[script[min(len(ids) - prompt, len(script) - 1)]] = 0.0
+        return forced
+
+    monkeypatch.setattr(served, "_stop_processors", lambda: [force])
+    pieces = served.stream(MESSAGES, max_new_tokens=300)
+    streamed = "".join(pieces)
+    assert without_loop(streamed, pieces).strip() == kept and streamed.startswith(kept)
+    assert served.generate(MESSAGES, max_new_tokens=300) == kept
+    assert max(asked) < 40 < len(script)  # stopped where the loop was found
+    monkeypatch.setattr(served, "stop_loops", False)
+    asked.clear()
+    assert reply.startswith(served.generate(MESSAGES, max_new_tokens=120)) and max(asked) == 119
+
+
+# ---------------------------------------------------------------- the bundled model, no adapter, a paper's reference numbers
+
+
+PAPER = [  # a review article's paragraphs, dense with its own reference numbers
+    Chunk(1, "Tobacco mosaic virus (TMV) was the first virus to be discovered [30] [31] [32]. Ivanovsky showed in "
+             "1892 that the agent passed through porcelain filters [33], [34], and Beijerinck called it a contagium vivum "
+             "fluidum [35-37]. Stanley crystallised it in 1935 [38] [39] [40] [41], and its rod shape was seen under the "
+             "first electron microscopes [42] [43] [44].", "review.pdf", "review"),
+    Chunk(2, "TMV particles are rigid rods about 300 nm long and 18 nm wide [45] [46]. Each holds one strand of RNA of "
+             "6,395 nucleotides [47] [48] [49] wrapped in 2,130 copies of a single coat protein [50] [51] [52] [53]. The "
+             "structure was solved by fibre diffraction [54] [55] [56] [57] [58] [59].", "review.pdf", "review", 1),
+    Chunk(3, f"Plant viruses spread through insect vectors {refs(1, 8)}, through wounds made by tools and hands "
+             f"{refs(9, 13)}, and in seed and pollen {refs(14, 19)}. TMV itself has no insect vector [20] [21] and is "
+             "carried mechanically [22], [23], [24].", "review.pdf", "review", 2),
+    Chunk(4, f"Control relies on resistant cultivars carrying the N gene {refs(25, 29)}, on hygiene {refs(60, 62)} and on "
+             f"cross-protection with mild strains {refs(63, 67)}. Losses in tomato reach 20% {refs(68, 70)}.",
+          "review.pdf", "review", 3),
+]
+
+
+@pytest.fixture(scope="module")
+def base_hf(model_cache_dir):
+    return load_generator(GenerateConfig(backend="hf", adapter="none"), model_cache_dir)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("backend, question, reason", [
+    ("llamacpp", "How is TMV controlled?", "repeat"),  # both backends loop on it (bench/repetition.py)
+    ("hf", "How is TMV controlled?", "repeat"),
+    ("llamacpp", "How do plant viruses spread?", "markers"),  # "The answer is: [1] (30) (31) (32) ..."
+])
+def test_the_bundled_model_looping_over_a_paper_is_stopped(backend, question, reason, request, loop_in):
+    """#19/#20: without the guard the base model loops over a paper's paragraphs to the token cap; with it, it stops."""
+    gen = request.getfixturevalue("served" if backend == "llamacpp" else "base_hf")
+    messages = build_messages(question, PAPER)
+    gen.stop_loops = False
+    try:
+        unguarded = gen.generate(messages, max_new_tokens=160)
+    finally:
+        gen.stop_loops = True
+    assert gen.count_text_tokens(unguarded) >= 150  # ran to the cap
+    assert loop_in(unguarded)[0].reason == reason
+    pieces = gen.stream(messages, max_new_tokens=160)
+    streamed = "".join(pieces)
+    kept = without_loop(streamed, pieces).strip()
+    assert gen.count_text_tokens(streamed) < 80 and pieces.repeated_tail > 0
+    assert kept and unguarded.startswith(kept) and loop_in(kept) == (None, kept)
