@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator as PieceStream, Iterator, Sequence
 from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
@@ -19,6 +19,7 @@ from rag_app.config import GenerateConfig
 from rag_app.errors import ContextWindowError
 from rag_app.chat_tokens import encode, stop_token_ids
 from rag_app.models import BUNDLED, LoadedModel, apply_adapter, check_adapter, load_model
+from rag_app.repetition import Reply, RepetitionGuard, token_pieces
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +51,11 @@ class Generator(Protocol):
     """Chat messages in, text out; ``stream`` yields pieces as they are decoded.
 
     ``abstain_threshold`` (None: plain decoding) decides the first token as
-    :func:`rag_app.abstain.decide_first_token` does.
+    :func:`rag_app.abstain.decide_first_token` does. A reply that loops stops
+    early (:mod:`rag_app.repetition`): ``generate`` returns it without the
+    loop; ``stream`` may return a :class:`~rag_app.repetition.Reply`, whose
+    ``repeated_tail`` says how many streamed characters to drop
+    (:func:`rag_app.repetition.without_loop`).
     """
 
     name: str
@@ -75,7 +80,9 @@ class HFGenerator:
 
     Streaming runs ``model.generate`` in a thread with a
     ``TextIteratorStreamer``, the documented transformers route, so the
-    caller's loop sees each decoded piece as soon as it exists.
+    caller's loop sees each decoded piece as soon as it exists. A
+    ``StoppingCriteria`` ends a reply that loops (:mod:`rag_app.repetition`);
+    ``stop_loops = False`` turns it off (the benchmark measures both).
     """
 
     def __init__(self, loaded: LoadedModel, name: str, adapter: str | None, context_window: int | None = None) -> None:
@@ -89,6 +96,8 @@ class HFGenerator:
         # several sources while staying far from where its answers fall apart.
         self.context_window = min(context_window or 4096, limit)
         self.stop_ids = stop_token_ids(self.tokenizer)
+        self.stop_loops = True
+        self._piece = token_pieces(self.tokenizer)
         # A preallocated KV cache instead of one grown by torch.cat each step:
         # faster decode for the bundled model on CPU, no warm-up (docs/BENCHMARKS.md,
         # "Generation"). Not with torch.compile (minutes per prompt length, no gain
@@ -107,8 +116,12 @@ class HFGenerator:
     def count_text_tokens(self, text: str) -> int:
         return len(self.tokenizer(text, add_special_tokens=False)["input_ids"])
 
+    def _decode(self, ids: Sequence[int]) -> str:
+        return self.tokenizer.decode(ids, skip_special_tokens=True)  # as TextIteratorStreamer decodes
+
     def _generate_kwargs(
-        self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None
+        self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None,
+        guard: RepetitionGuard | None = None,
     ) -> dict:
         import torch
 
@@ -131,17 +144,29 @@ class HFGenerator:
             kwargs["cache_implementation"] = "static"
         if abstain_threshold is not None:
             kwargs["logits_processor"] = _first_token_processor(ids.shape[1], abstain_token_id(self.tokenizer), abstain_threshold)
+        if guard is not None:
+            kwargs["stopping_criteria"] = _loop_criteria(ids.shape[1], guard)
         return kwargs
+
+    def _guard(self) -> RepetitionGuard | None:
+        return RepetitionGuard(self._piece) if self.stop_loops else None
 
     def stream(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
         abstain_threshold: float | None = None,
-    ) -> Iterator[str]:
+    ) -> Reply:
+        """Yield text pieces as they are decoded; the :class:`Reply` then says how much of them loops."""
+        return Reply(self._stream(messages, max_new_tokens, temperature, top_p, abstain_threshold))
+
+    def _stream(
+        self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None,
+    ) -> PieceStream[str, None, int]:
         import torch
         from transformers import TextIteratorStreamer
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
-        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold)
+        guard = self._guard()
+        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold, guard)
         errors: list[BaseException] = []
 
         def run() -> None:
@@ -160,6 +185,7 @@ class HFGenerator:
         thread.join()
         if errors:
             raise errors[0]
+        return guard.repeated_chars(self._decode) if guard else 0
 
     def generate(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
@@ -167,10 +193,13 @@ class HFGenerator:
     ) -> str:
         import torch
 
-        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold)
+        guard = self._guard()
+        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold, guard)
         with torch.inference_mode():
             out = self.model.generate(**kwargs)
-        return self.tokenizer.decode(out[0, kwargs["input_ids"].shape[1] :], skip_special_tokens=True).strip()
+        text = self._decode(out[0, kwargs["input_ids"].shape[1] :])
+        loop = guard.repeated_chars(self._decode) if guard else 0
+        return text[: max(0, len(text) - loop)].strip()
 
 
 def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> Any:
@@ -186,6 +215,19 @@ def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> 
             return scores
 
     return LogitsProcessorList([FirstToken()])
+
+
+def _loop_criteria(prompt_len: int, guard: RepetitionGuard) -> Any:
+    """A transformers stopping criterion feeding each new reply token to ``guard``; stops once it finds a loop."""
+    import torch
+    from transformers import StoppingCriteria, StoppingCriteriaList
+
+    class StopLoops(StoppingCriteria):
+        def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor, **kwargs: Any) -> torch.BoolTensor:
+            loop = guard.extend(input_ids[0, prompt_len + len(guard.ids) :].tolist())
+            return torch.full((input_ids.shape[0],), loop is not None, dtype=torch.bool, device=input_ids.device)
+
+    return StoppingCriteriaList([StopLoops()])
 
 
 def resolve_backend(config: GenerateConfig, llama_cpp_ok: bool | None = None, llama_cpp_amx: bool | None = None) -> str:

@@ -13,7 +13,8 @@ not drift apart:
   Face tokenizer and chat template (the ids the HF path feeds ``generate``),
   handed to llama.cpp's raw completion as token ids;
 * the stop: ``<|im_end|>`` (and the other end-of-turn ids of
-  :func:`rag_app.chat_tokens.stop_token_ids`);
+  :func:`rag_app.chat_tokens.stop_token_ids`), and the repetition guard
+  (:mod:`rag_app.repetition`) on the same token ids;
 * the adapter: the peft LoRA folder, merged into the served weights (or
   converted to a llama.cpp LoRA GGUF and applied at run time), see
   :mod:`rag_app.gguf_export`; tests check both move the logits as peft does.
@@ -35,7 +36,7 @@ import json
 import logging
 import os
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -45,6 +46,7 @@ import numpy as np
 from rag_app.abstain import abstain_token_id, decide_first_token
 from rag_app.chat_tokens import encode, stop_strings, stop_token_ids
 from rag_app.errors import AdapterMismatchError, ConfigError
+from rag_app.repetition import Reply, RepetitionGuard, token_pieces, without_loop
 
 log = logging.getLogger(__name__)
 
@@ -139,7 +141,8 @@ class LlamaCppGenerator:
         n_threads: CPU threads; default :func:`default_threads` (half the cores).
 
     One ``Llama`` context is not thread-safe: a lock serialises callers (the UI
-    shares one generator between browser sessions).
+    shares one generator between browser sessions). ``stop_loops = False``
+    turns the repetition guard off (the benchmark measures both).
     """
 
     def __init__(
@@ -154,6 +157,8 @@ class LlamaCppGenerator:
         self.context_window = context_window
         self.stop_ids = set(stop_token_ids(tokenizer))
         self.stop_strings = stop_strings(tokenizer)
+        self.stop_loops = True
+        self._piece = token_pieces(tokenizer)
         threads = n_threads or default_threads()
         try:
             with without_amx_buffers():
@@ -180,16 +185,23 @@ class LlamaCppGenerator:
     def stream(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
         abstain_threshold: float | None = None,
-    ) -> Iterator[str]:
+    ) -> Reply:
         """Yield text pieces as llama.cpp decodes them; greedy when ``temperature`` is 0.
 
         ``abstain_threshold``: see :func:`rag_app.abstain.decide_first_token`.
+        The returned :class:`~rag_app.repetition.Reply` says, once exhausted,
+        how many trailing characters loop.
 
         Raises:
             ContextWindowError: the prompt leaves no room for ``max_new_tokens``
                 (:func:`rag_app.generation.check_context`).
         """
-        from llama_cpp import LogitsProcessorList
+        return Reply(self._stream(messages, max_new_tokens, temperature, top_p, abstain_threshold))
+
+    def _stream(
+        self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None,
+    ) -> Generator[str, None, int]:
+        from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
         from rag_app.generation import check_context
 
@@ -200,15 +212,20 @@ class LlamaCppGenerator:
         processors = self._stop_processors()
         if abstain_threshold is not None:
             processors.append(_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold))
+        guard = RepetitionGuard(self._piece) if self.stop_loops else None
         with self._lock:
             chunks = self.llm.create_completion(
                 ids, max_tokens=max_new_tokens, stream=True, stop=self.stop_strings,
-                logits_processor=LogitsProcessorList(processors) if processors else None, **sampling,
+                logits_processor=LogitsProcessorList(processors) if processors else None,
+                stopping_criteria=StoppingCriteriaList([_loop_criterion(len(ids), guard)]) if guard else None, **sampling,
             )
             for chunk in chunks:
                 piece = chunk["choices"][0]["text"]
                 if piece:
                     yield piece
+        if guard is None:
+            return 0
+        return guard.repeated_chars(lambda reply: self.llm.detokenize(reply, prev_tokens=ids).decode("utf-8", errors="ignore"))
 
     def _stop_processors(self) -> list[Any]:
         """Stop on every end-of-turn id, not only the GGUF's eos, by forcing eos once one wins.
@@ -233,7 +250,8 @@ class LlamaCppGenerator:
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
         abstain_threshold: float | None = None,
     ) -> str:
-        return "".join(self.stream(messages, max_new_tokens, temperature, top_p, abstain_threshold)).strip()
+        reply = self.stream(messages, max_new_tokens, temperature, top_p, abstain_threshold)
+        return without_loop("".join(reply), reply).strip()
 
 
 def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> Any:
@@ -243,6 +261,21 @@ def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> 
         return decide_first_token(logits, token_id, threshold) if len(ids) == prompt_len else logits
 
     return first_token
+
+
+def _loop_criterion(prompt_len: int, guard: RepetitionGuard) -> Any:
+    """A llama.cpp stopping criterion feeding each new reply token to ``guard``; stops once it finds a loop.
+
+    llama.cpp passes the ids evaluated so far (prompt included, the token just
+    sampled not yet), and drops that token when this returns True: the guard
+    sees exactly the tokens whose text was streamed. It calls once more after
+    generation ends, with the same ids.
+    """
+
+    def stop(input_ids: np.ndarray, _logits: np.ndarray) -> bool:
+        return guard.extend(input_ids[prompt_len + len(guard.ids) :].tolist()) is not None
+
+    return stop
 
 
 def load_llamacpp_generator(

@@ -26,6 +26,7 @@ from rag_app.errors import EmptyQuestionError
 from rag_app.generation import Generator, load_generator
 from rag_app.guard import check_reply, instructions, shown_prefix
 from rag_app.prompts import ABSTAIN, build_messages, is_abstention, pack_sources, parse_citations
+from rag_app.repetition import without_loop
 from rag_app.retriever import RetrievedChunk, Retriever, rrf
 from rag_app.store import Chunk
 from rag_app.store_protocol import ChunkStore, open_store
@@ -277,8 +278,9 @@ class RagPipeline:
         raw, shown = "", ""
         t_gen = time.perf_counter()
         t_first = t_gen
-        for piece in self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
-                                           abstain_threshold=threshold):
+        pieces = self.generator.stream(messages, cfg.max_new_tokens, cfg.temperature, cfg.top_p,
+                                       abstain_threshold=threshold)
+        for piece in pieces:
             if timings.ttft_ms is None:
                 t_first = time.perf_counter()
                 timings.ttft_ms = (t_first - start) * 1000
@@ -288,7 +290,7 @@ class RagPipeline:
                 yield view[len(shown):]
                 shown = view
         end = time.perf_counter()
-        raw = raw.rstrip()
+        generated, raw = raw, without_loop(raw, pieces).rstrip()  # a reply the repetition guard stopped, less its loop
         checked = check_reply(raw, sources, question)
         supported = support.check(checked.text) if not checked.obeyed else None
         text = supported.text if supported else checked.text
@@ -298,7 +300,7 @@ class RagPipeline:
         timings.generate_ms = (end - t_gen) * 1000
         timings.total_ms = (end - start) * 1000
         counter = getattr(self.generator, "count_text_tokens", None)
-        timings.tokens = counter(raw) if counter else len(raw.split())  # generated, not as shown
+        timings.tokens = counter(generated) if counter else len(generated.split())  # generated, not as shown
         decode_s = end - t_first  # after the first token: decode speed, prefill excluded
         if timings.tokens > 1 and decode_s > 0:
             timings.tokens_per_s = (timings.tokens - 1) / decode_s
