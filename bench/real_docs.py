@@ -57,6 +57,7 @@ def score(records: Path, index: Path, judged: Path | None) -> list[dict]:
             answer_shown = not item.is_yes_no and any(answer_in_text(item.answers, t) for t in texts.values())
             reply = normalize_answer(strip_citations(split_quote(rec["reply"])[1]))
             cited = [n for n in rec["citations"] if n in texts]
+            invalid = list(rec["invalid_citations"])
             judged = hand.get(item.id, {})
             right = judged.get("judgement") == "correct" if judged else bool(rec["scores"]["em"])
             cite_holds_reply = cite_holds_gold = supported = None
@@ -67,11 +68,13 @@ def score(records: Path, index: Path, judged: Path | None) -> list[dict]:
                     for n in cited)
                 # the cited source holds what the reply says: its words, or the right answer the reply gives
                 supported = judged.get("cite_ok", cite_holds_reply or (right and cite_holds_gold))
+            if invalid and not rec["abstained"]:
+                supported = False  # a citation to a source that was not shown holds nothing
             rows.append({
                 "id": item.id, "type": item.answer_type, "gold_in_sources": rec["scores"]["gold_in_sources"],
                 "answer_in_sources": answer_shown, "evidence_in_sources": passage,
-                "passage_shown": bool(answer_shown or passage), "reply": rec["reply"], "abstained": rec["abstained"],
-                "em": rec["scores"]["em"], "f1": rec["scores"]["f1"], "cited": cited,
+                "passage_shown": judged.get("passage_shown", bool(answer_shown or passage)), "reply": rec["reply"], "abstained": rec["abstained"],
+                "em": rec["scores"]["em"], "f1": rec["scores"]["f1"], "cited": cited + invalid,
                 "cite_holds_reply": cite_holds_reply, "cite_holds_gold": cite_holds_gold, "cite_supports": supported,
                 "marked": _marked(rec), "hand": judged.get("judgement"),
             })
@@ -90,6 +93,7 @@ def summary(rows: list[dict]) -> dict[str, object]:
         "EM": sum(r["em"] or 0 for r in rows) / n,
         "F1": sum(r["f1"] or 0 for r in rows) / n,
         "abstained": sum(bool(r["abstained"]) for r in rows) / n,
+        "abstained, passage shown": sum(bool(r["abstained"]) and r["passage_shown"] for r in rows) / n,
         "hand: correct": hand.count("correct") / n if hand else None,
         "hand: wrong": hand.count("wrong") / n if hand else None,
         "hand: abstained": hand.count("abstained") / n if hand else None,
