@@ -23,6 +23,7 @@ from rag_app.prompts import split_quote, strip_citations
 from rag_app.store import IndexStore
 
 QA = Path(__file__).resolve().parent / "real_corpus" / "qa.jsonl"
+KINDS = {p.stem: p.suffix.lstrip(".") for p in (QA.parent / "docs").iterdir()}
 
 
 def _quote(evidence: str) -> str | None:
@@ -71,7 +72,7 @@ def score(records: Path, index: Path, judged: Path | None) -> list[dict]:
             if invalid and not rec["abstained"]:
                 supported = False  # a citation to a source that was not shown holds nothing
             rows.append({
-                "id": item.id, "type": item.answer_type, "gold_in_sources": rec["scores"]["gold_in_sources"],
+                "id": item.id, "type": item.answer_type, "kind": KINDS.get(item.gold_doc_ids[0], "md"), "gold_in_sources": rec["scores"]["gold_in_sources"],
                 "answer_in_sources": answer_shown, "evidence_in_sources": passage,
                 "passage_shown": judged.get("passage_shown", bool(answer_shown or passage)), "reply": rec["reply"], "abstained": rec["abstained"],
                 "em": rec["scores"]["em"], "f1": rec["scores"]["f1"], "cited": cited + invalid,
@@ -103,6 +104,9 @@ def summary(rows: list[dict]) -> dict[str, object]:
         "... of those marked": sum(not r["cite_supports"] and r["marked"] for r in cited),
         "... of those unmarked": sum(not r["cite_supports"] and not r["marked"] for r in cited),
         "cited source holds it but marked": sum(bool(r["cite_supports"]) and r["marked"] for r in cited),
+        "by file type (n, passage shown, hand correct)": {
+            kind: [len(of), sum(r["passage_shown"] for r in of), sum(r["hand"] == "correct" for r in of)]
+            for kind in ("pdf", "html", "md") for of in [[r for r in rows if r["kind"] == kind]]},
     }
 
 
