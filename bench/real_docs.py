@@ -8,7 +8,10 @@ snippet), so this reads the chunks back from the eval's index by chunk id.
 Hand judgements (correct / wrong / abstained), when a judged file is given,
 are joined in by question id.
 
-    python bench/real_docs.py RUN_DIR/records.jsonl INDEX [JUDGED.jsonl] [--rows]
+    python bench/real_docs.py RUN_DIR [JUDGED.jsonl] [--rows]
+
+RUN_DIR is a `rag eval --out` folder: its records.jsonl, and the index its
+report.json names (relative paths: run from where `rag eval` ran).
 """
 
 from __future__ import annotations
@@ -112,7 +115,9 @@ def summary(rows: list[dict]) -> dict[str, object]:
 
 def main(argv: list[str]) -> None:
     args = [a for a in argv if not a.startswith("--")]
-    rows = score(Path(args[0]), Path(args[1]), Path(args[2]) if len(args) > 2 else None)
+    run = Path(args[0])
+    index = Path(json.loads((run / "report.json").read_text())["configs"][0]["index"])
+    rows = score(run / "records.jsonl", index, Path(args[1]) if len(args) > 1 else None)
     if "--rows" in argv:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
