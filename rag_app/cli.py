@@ -180,6 +180,15 @@ BackendOpt = Annotated[Optional[str], typer.Option(
                       "or openai (a server at generate.base_url).")]
 
 
+def _print_abstain_note(answer: Any, console: Any, retrieve: Any) -> None:
+    """Under an "I don't know": what to try, by how close the sources came."""
+    if answer.abstained:
+        from ui.render import abstain_note
+
+        console.print(abstain_note(answer, retrieve.min_score, retrieve.mode, hybrid_hint="--hybrid"),
+                      style="dim", markup=False, highlight=False)
+
+
 def _print_sources(answer: Any, console: Any) -> None:
     from rich.table import Table
 
@@ -258,6 +267,7 @@ def ask(
         return
     console = _console()
     final = _stream_answer(rag, question, (), console)
+    _print_abstain_note(final, console, settings.retrieve)
     if show_evidence:
         _print_evidence(final, console)
     _print_sources(final, console)
@@ -312,6 +322,7 @@ def chat(
         except RagError as err:
             console.print(f"[red]Error: {err}[/red]")
             continue
+        _print_abstain_note(last, console, settings.retrieve)
         turns.append((line, last))
 
 

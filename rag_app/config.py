@@ -93,8 +93,9 @@ class RetrieveConfig(_Section):
     # Five: with the shipped adapter, five dense sources answered and abstained better than four or six
     # (docs/EVAL.md, "How many sources"), for a slightly later first token (docs/BENCHMARKS.md, "Sources per answer").
     top_k: int = 5
-    # Dense by default: hybrid retrieves better (docs/EVAL.md, "Retrieval baselines") but the
-    # shipped adapter, trained on dense-ranked sources, answered worse from it ("Hybrid sources and the adapter").
+    # Dense by default: hybrid finds the answer's passage more often, on long PDFs too, but the shipped
+    # adapter answers worse from hybrid sources (docs/EVAL.md, "Retrieval defaults on long documents");
+    # an abstention that came close suggests --hybrid instead (ui.render.abstain_note).
     mode: Literal["dense", "hybrid", "bm25"] = "dense"
     fetch_k: int = 20
     mmr: bool = False

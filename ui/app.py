@@ -302,7 +302,7 @@ def render_answer(answer: Answer, settings: Settings, latest: bool) -> None:
         st.error(render.escape_markdown(answer.text), icon=":material/gpp_bad:")
     elif answer.abstained:
         st.info(render.mark_citations(answer.text, valid), icon=":material/search_off:")
-        st.caption(render.abstain_note(answer, settings.retrieve.min_score))
+        st.caption(render.abstain_note(answer, settings.retrieve.min_score, settings.retrieve.mode))
     else:
         st.markdown(render.answer_markdown(answer.text, valid))
     if answer.invalid_citations:

@@ -177,15 +177,42 @@ def removed_links_note(links: Sequence[str]) -> str:
     return f"{n} link{'s' if n != 1 else ''} in the reply appeared in no source and {'were' if n != 1 else 'was'} removed."
 
 
-def abstain_note(answer: Any, min_score: float | None = None) -> str:
-    """Why the assistant did not answer: nothing relevant retrieved, or the model declined."""
-    if answer.skipped_generation:
-        threshold = f" (retrieve.min_score {min_score:g})" if min_score is not None else ""
-        return (
-            f"No passage in the index was close enough to the question{threshold}, so the model was not asked. "
-            "Try other words, or add the document that holds the answer."
-        )
-    return "The model found no answer in the sources below. Rephrase the question, or add the document that holds it."
+#: How far under ``retrieve.min_score`` the best match may fall and still count as a near miss: a passage
+#: that close usually holds the answer in other words, so the fix is in the search, not in the documents.
+NEAR_MISS_MARGIN = 0.05
+
+
+def abstain_was_near(answer: Any, min_score: float | None = None) -> bool:
+    """Were the sources close to the question when the assistant did not answer?
+
+    Near: the model read sources and declined, or the best passage fell just under ``min_score``;
+    then another search or other words may find it. Far: nothing came close, so the documents
+    may not hold the answer at all.
+    """
+    if not answer.sources:
+        return False
+    if not answer.skipped_generation:
+        return True
+    best = max((s.dense_score or 0.0 for s in answer.sources), default=0.0)
+    return min_score is not None and best >= min_score - NEAR_MISS_MARGIN
+
+
+def abstain_note(answer: Any, min_score: float | None = None, mode: str = "dense",
+                 hybrid_hint: str = "choose Hybrid under Search") -> str:
+    """Why the assistant did not answer, and what to try: search differently when the sources were close
+    (``hybrid_hint`` names the switch in the caller's front door), ingest more when nothing was."""
+    near = abstain_was_near(answer, min_score)
+    words = "rephrase with words the document uses"
+    try_next = (f"Try {hybrid_hint}, or {words}." if mode != "hybrid" else f"{words[0].upper()}{words[1:]}.")
+    if not answer.skipped_generation:
+        return f"The model found no answer in the sources below. {try_next}"
+    threshold = f" (retrieve.min_score {min_score:g})" if min_score is not None else ""
+    if near:
+        return f"The closest passage was just under the similarity bar{threshold}, so the model was not asked. {try_next}"
+    return (
+        f"No passage in the index was close to the question{threshold}, so the model was not asked. "
+        "The documents may not hold it: ingest the ones that do."
+    )
 
 
 @dataclass(frozen=True)

@@ -29,6 +29,25 @@ def test_ask_streams_the_answer_then_the_sources(env, monkeypatch, capsys):
     assert "japan.txt" in out and "Sources" in out
 
 
+def test_ask_that_abstains_says_what_to_try(env, monkeypatch, capsys):
+    env.reply = "I don't know from the provided documents."
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?")
+    assert code == 0 and "try --hybrid, or rephrase with words the document uses" in out.lower()
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?", "--hybrid")
+    assert "--hybrid" not in out and "Rephrase with words the document uses" in out
+    monkeypatch.setenv("RAG_RETRIEVE__MIN_SCORE", "0.99")  # nothing is close: the documents may not hold it
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?")
+    assert "model was not asked" in out and "ingest the ones that do" in out and "--hybrid" not in out
+
+
+def test_chat_that_abstains_says_what_to_try(env, monkeypatch, capsys):
+    env.reply = "I don't know from the provided documents."
+    lines = iter(["What is the capital of Japan?", "/exit"])
+    monkeypatch.setattr("rich.console.Console.input", lambda self, prompt="": next(lines))
+    code, out, _ = run_main(monkeypatch, capsys, "chat")
+    assert code == 0 and "try --hybrid" in out.lower()
+
+
 def test_ask_json_prints_the_whole_answer(env, monkeypatch, capsys):
     code, out, _ = run_main(monkeypatch, capsys, "ask", "capital of Japan?", "--json", "--k", "2")
     data = json.loads(out)

@@ -120,7 +120,7 @@ def test_abstention_is_shown_apart_from_answers(built_index, make_app, fake_gene
 
     assistant = at.chat_message[1]
     assert [i.value for i in assistant.info] == [ABSTAIN]
-    assert any("found no answer" in c for c in _texts(assistant.caption))
+    assert any("found no answer" in c and "choose Hybrid under Search" in c for c in _texts(assistant.caption))
     assert any("Closest passages" in c for c in _texts(assistant.caption))
 
 
@@ -131,7 +131,7 @@ def test_unrelated_question_abstains_without_calling_the_model(built_index, make
 
     assistant = at.chat_message[1]
     assert [i.value for i in assistant.info] == [ABSTAIN]
-    assert any("model was not asked" in c for c in _texts(assistant.caption))
+    assert any("model was not asked" in c and "ingest the ones that do" in c for c in _texts(assistant.caption))
     assert fake_generator.calls == []
 
 

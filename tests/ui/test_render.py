@@ -88,6 +88,30 @@ def test_notes_for_invalid_citations_and_abstentions():
     assert "found no answer" in render.abstain_note(_answer(abstained=True))
 
 
+def test_abstain_note_suggests_another_search_when_the_sources_were_close():
+    declined = _answer(text="I don't know from the provided documents.", citations=(), abstained=True)
+    note = render.abstain_note(declined, min_score=0.15)
+    assert "found no answer" in note and "Hybrid" in note and "words the document uses" in note
+    assert "ingest" not in note
+    just_under = _answer(sources=[_source(1, score=0.12, dense=0.12)], citations=(), abstained=True, skipped=True)
+    note = render.abstain_note(just_under, min_score=0.15)
+    assert "model was not asked" in note and "Hybrid" in note and "ingest" not in note
+    # already hybrid: only the wording is left to change
+    assert "Hybrid" not in render.abstain_note(declined, min_score=0.15, mode="hybrid")
+    assert "--hybrid" in render.abstain_note(declined, min_score=0.15, hybrid_hint="--hybrid")
+
+
+def test_abstain_note_says_to_ingest_when_nothing_was_close():
+    far = _answer(sources=[_source(1, score=0.03, dense=0.03)], citations=(), abstained=True, skipped=True)
+    note = render.abstain_note(far, min_score=0.15)
+    assert "ingest the ones that do" in note and "Hybrid" not in note and "0.15" in note
+    empty = _answer(sources=[], citations=(), abstained=True, skipped=True)
+    assert "ingest the ones that do" in render.abstain_note(empty, min_score=0.15)
+    # a hybrid hit found by BM25 alone has no similarity: it does not make the miss near
+    bm25_only = _answer(sources=[_source(1, score=0.03, dense=None)], citations=(), abstained=True, skipped=True)
+    assert not render.abstain_was_near(bm25_only, min_score=0.15)
+
+
 def test_timing_rows():
     rows = render.timing_rows(_answer().timings)
     assert [(r.label, r.value) for r in rows] == [
