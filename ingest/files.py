@@ -35,6 +35,8 @@ from ingest.pipeline import (
     _visit_file,
     _Walk,
     added_files,
+    record_commit,
+    write_failed,
 )
 from ingest.report import IngestReport
 
@@ -141,12 +143,8 @@ def _write_files(todo: list[_File], added: dict[str, str], live: Manifest | None
             done = set(report.added) | set(report.updated)
             writer.manifest.extra["added"] = {s: p for s, p in added.items() if s in done or s in kept}
             if done:
-                written = writer.commit()
-                report.committed, report.generation = True, written.generation
-                report.total_chunks, report.documents = written.chunks, written.documents
+                record_commit(report, writer.commit())
     except OSError as err:
-        raise IngestError(
-            f"cannot write the index at {settings.index}: {err.strerror or err}; choose a writable --index"
-        ) from None
+        raise write_failed(settings, err) from None
     report.failed.sort()
     report.write_file()

@@ -262,16 +262,24 @@ def _write(manifest: Manifest, files: Sequence[_File], plan: _Plan, settings: Se
                     tic = time.perf_counter()
                     written = writer.commit()
                     report.write_seconds = time.perf_counter() - tic
-                    report.committed, report.generation = True, written.generation
-                    report.total_chunks, report.documents = written.chunks, written.documents
+                    record_commit(report, written)
                 else:
                     report.total_chunks, report.documents = (live.chunks, live.documents) if live else (0, 0)
     except OSError as err:
-        raise IngestError(
-            f"cannot write the index at {settings.index}: {err.strerror or err}; choose a writable --index"
-        ) from None
+        raise write_failed(settings, err) from None
     report.failed.sort()
     report.write_file()
+
+
+def record_commit(report: IngestReport, written: Manifest) -> None:
+    """What the report says of a committed generation (folder and single-file ingests alike)."""
+    report.committed, report.generation = True, written.generation
+    report.total_chunks, report.documents = written.chunks, written.documents
+
+
+def write_failed(settings: Settings, err: OSError) -> IngestError:
+    """The one line for an index that could not be written (full disk, permissions)."""
+    return IngestError(f"cannot write the index at {settings.index}: {err.strerror or err}; choose a writable --index")
 
 
 def _check_something_indexed(report: IngestReport, live: Manifest | None, folder: Path) -> None:
