@@ -237,6 +237,35 @@ def split_by_document(items: Sequence[QAItem], val_fraction: float, seed: int = 
     return train, val
 
 
+def balance_decisions(items: Sequence[QAItem], seed: int = 0) -> tuple[list[QAItem], dict[str, int]]:
+    """``items`` with no yes/no label more common than the next most common one; others untouched.
+
+    A set whose yes/no questions are mostly "yes" (cmu_qa_wikipedia's training
+    questions: 82%) teaches the prior, not the reading: the adapter answered
+    "Yes" to nearly every question of a set it never saw (docs/EVAL.md). Capping
+    the majority label at the runner-up's count leaves only the source to
+    decide from. Returns the kept items (in their order) and the count dropped
+    per label.
+    """
+    by_label: dict[str, list[QAItem]] = {}
+    for item in items:
+        if item.is_yes_no:
+            by_label.setdefault(item.answers[0].strip().lower(), []).append(item)
+    counts = sorted((len(v) for v in by_label.values()), reverse=True)
+    if len(counts) < 2:
+        return list(items), {}
+    cap = counts[1]
+    rng = random.Random(f"decisions-{seed}")
+    dropped: set[int] = set()
+    drops: dict[str, int] = {}
+    for label, group in sorted(by_label.items()):
+        if len(group) > cap:
+            gone = rng.sample(group, len(group) - cap)
+            dropped.update(id(i) for i in gone)
+            drops[label] = len(gone)
+    return [i for i in items if id(i) not in dropped], drops
+
+
 def examples_from_triples(path: Path, cfg: RaftConfig) -> list[RaftExample]:
     """Examples from a JSONL of ``{question, answer, context}``: other contexts act as distractors.
 

@@ -22,7 +22,7 @@ from typing import Any
 
 from finetune.artifacts import share_weights, write_card
 from finetune.config import FinetuneRequest
-from finetune.dataset import RaftExample, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
+from finetune.dataset import RaftExample, balance_decisions, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
 from finetune.synthesize import synthesis_quality, synthesize_items
 from finetune.train import dump_examples, train
 from rag_app.config import Settings
@@ -87,6 +87,7 @@ def build_training_data(request: FinetuneRequest, settings: Settings, indexes: M
                 ds = load_dataset(dataset_dir, split=data.split, seed=request.seed)
                 name, items = ds.name, ds.items
             train_items, val_items = split_by_document(items, data.val_fraction, request.seed)
+            train_items, set_stats["decisions_dropped"] = balance_decisions(train_items, request.seed)
             if data.max_examples:
                 # Balancing keeps about cap/sets per set: build only those (and a margin for the ones
                 # filtered out), since each example costs a retrieval.

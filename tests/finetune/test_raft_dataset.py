@@ -3,7 +3,7 @@ import json
 import pytest
 from helpers import build_index
 
-from finetune.dataset import RaftConfig, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
+from finetune.dataset import RaftConfig, balance_decisions, build_examples, examples_from_triples, read_jsonl, split_by_document, write_jsonl
 from rag_app.config import RetrieveConfig
 from rag_app.evaluate.dataset import QAItem
 from rag_app.evaluate.metrics import answer_in_text
@@ -73,6 +73,21 @@ def test_split_by_document_never_shares_a_document():
     train, val = split_by_document(items, 0.2, seed=1)
     assert train and val and len(train) + len(val) == 50
     assert not {d for i in train for d in i.gold_doc_ids} & {d for i in val for d in i.gold_doc_ids}
+
+
+def test_decisions_are_balanced_so_the_label_prior_teaches_nothing():
+    yes = [QAItem(f"y{i}", "Is it?", ("yes",), (f"d{i}",), "yes_no") for i in range(9)]
+    no = [QAItem(f"n{i}", "Is it?", ("No",), (f"e{i}",), "yes_no") for i in range(3)]
+    spans = [QAItem(f"s{i}", "Who?", ("Ada",), (f"f{i}",), "span") for i in range(4)]
+    items = [*yes[:5], *spans, *no, *yes[5:]]
+    kept, dropped = balance_decisions(items, seed=3)
+    assert dropped == {"yes": 6}
+    labels = [i.answers[0].lower() for i in kept if i.is_yes_no]
+    assert labels.count("yes") == labels.count("no") == 3
+    assert [i for i in kept if not i.is_yes_no] == spans  # other questions untouched, order kept
+    assert [i.id for i in kept] == [i.id for i in items if i in kept]
+    assert balance_decisions(items, seed=3)[0] == kept  # seeded
+    assert balance_decisions(spans + yes, seed=3) == (spans + yes, {})  # one label: nothing to balance against
 
 
 def test_triples_and_jsonl_roundtrip(tmp_path):
