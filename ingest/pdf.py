@@ -45,6 +45,7 @@ _LIGATURES = re.compile("[\ufb00-\ufb06]")  # ﬀ ﬁ ﬂ ﬃ ﬄ ﬅ ﬆ: NFKC 
 _BROKEN = re.compile(r"([^\W\d_])([-\u2010\u00ad])[ \t]*\n[ \t]*(?=\w)")
 _WORD_BEFORE = re.compile(r"\S*\Z")  # the rest of the broken word, looked for in the 64 characters before
 _WORD_AFTER = re.compile(r"[^\W_]*")
+_LETTERS_END = re.compile(r"[^\W\d_]*\Z")  # the letters that end the broken word, without ( or " before them
 _WORD_RUN = 3  # this many single-word lines in a row are one line broken up, not a list
 
 
@@ -88,10 +89,13 @@ def clean_page_text(text: str) -> str:
     - ``ﬁ ﬂ ﬀ ﬃ ﬄ`` become ``fi fl ff ffi ffl`` (and only those: other
       compatibility characters, ``½`` or ``²``, keep their meaning);
     - a word hyphenated at a line end is joined: ``informa-`` + ``tion`` ->
-      ``information``. The hyphen stays where it is part of the word: a
-      compound already hyphenated (``state-of-the-`` + ``art``), a capital or
-      digit after it (``Non-`` + ``GAAP``, ``COVID-`` + ``19``), or a
-      hyphenated form the page also writes within a line (``well-known``);
+      ``information``, and in capitals ``OP-`` + ``TIONAL`` -> ``OPTIONAL``.
+      The hyphen stays where it is part of the word: a compound already
+      hyphenated (``state-of-the-`` + ``art``), a change of case or a digit
+      after it (``Non-`` + ``GAAP``, ``X-`` + ``Ray``, ``COVID-`` + ``19``),
+      one capital before it (``X-`` + ``RAY``: hyphenation leaves at least two
+      letters on the line), or a hyphenated form the page also writes within a
+      line, in any case (``well-known``; ``Non-GAAP`` keeps ``NON-`` + ``GAAP``);
     - a run of lines that hold one word each (an export that placed every
       word on its own) becomes one line.
 
@@ -99,7 +103,7 @@ def clean_page_text(text: str) -> str:
     """
     text = text.replace("\r\n", "\n").replace("\r", "\n")
     text = _LIGATURES.sub(lambda m: unicodedata.normalize("NFKC", m.group()), text)
-    inline = set(re.findall(r"\b[^\W\d_]+-[^\W\d_]+\b", text))  # hyphenated words written within a line
+    inline = {w.casefold() for w in re.findall(r"\b[^\W\d_]+-[^\W\d_]+\b", text)}  # hyphenated within a line
     text = _BROKEN.sub(lambda m: _join_broken(m, inline, text), text)
     return _join_word_runs(text).strip()
 
@@ -111,7 +115,10 @@ def _join_broken(m: re.Match[str], inline: set[str], text: str) -> str:
         return last
     word = _WORD_BEFORE.search(text, max(0, m.start() - 64), m.start()).group() + last  # type: ignore[union-attr]
     tail = _WORD_AFTER.match(text, m.end()).group()  # type: ignore[union-attr]
-    keep = "-" in word or not (last.islower() and tail[:1].islower()) or f"{word}-{tail}" in inline
+    stem = _LETTERS_END.search(word).group()  # type: ignore[union-attr]
+    lower = last.islower() and tail[:1].islower()
+    caps = len(stem) > 1 and stem.isupper() and tail.isalpha() and tail.isupper()
+    keep = "-" in word or not (lower or caps) or f"{word}-{tail}".casefold() in inline
     return last + ("-" if keep else "")
 
 

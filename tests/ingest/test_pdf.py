@@ -20,6 +20,11 @@ from rag_app.errors import LoaderError
         ("a state-of-the-\nart model", "a state-of-the-art model"),  # a compound keeps its hyphens
         ("Non-\nGAAP and COVID-\n19 costs", "Non-GAAP and COVID-19 costs"),  # a capital or digit after: part of it
         ("a well-known fact, so well-\nknown", "a well-known fact, so well-known"),  # the page writes it hyphenated
+        ("SECTION 4: OP-\nTIONAL TERMS", "SECTION 4: OPTIONAL TERMS"),  # a heading in capitals
+        ("(OP-\nTIONAL)", "(OPTIONAL)"),  # the letters before the hyphen count, not the bracket
+        ("COVID-\n19, STATE-OF-THE-\nART, X-\nRay", "COVID-19, STATE-OF-THE-ART, X-Ray"),  # digit, compound, case
+        ("X-\nRAY and OP-\nTional", "X-RAY and OP-Tional"),  # one capital before, mixed case after: kept
+        ("Non-GAAP measures\nNON-\nGAAP TABLE", "Non-GAAP measures\nNON-GAAP TABLE"),  # written in any case
         ("cross\u00ad\nborder", "crossborder"),  # a soft hyphen is never part of the word
         ("costs fell -\nrevenue rose", "costs fell -\nrevenue rose"),  # a dash, not a hyphen
         ("e\ufb03cient \ufb01nance \ufb02ows \ufb00 \ufb04", "efficient finance flows ff ffl"),
