@@ -256,15 +256,11 @@ def _claims(text: str) -> list[_Claim]:
     return out
 
 
-def key_content(claim: str, question: str = "", names: Collection[str] = (), span: bool = True) -> list[Key]:
-    """What a source must hold for ``claim`` to be backed by it (see the module docstring).
+def _content(claim: str, question: str, names: Collection[str]) -> tuple[list[Key], list[re.Match[str]], int]:
+    """A claim's numbers and names as keys, its content words (matches in ``claim``) and its length in words.
 
-    Args:
-        claim: the text a citation group backs.
-        question: its words and numbers are not key content.
-        names: lower-cased words the sources write as names; a capitalised
-            word at a sentence start is a name only if it is one of them.
-        span: a short claim is an answer span, whose content words count.
+    Content words are words of two letters or more that are neither stop
+    words nor the question's (nor part of a number: "million" of "125 million").
     """
     asked = set(_WORD.findall(_normalise(question)))
     asked_numbers = {_number_key(m) for m in _NUMBER.finditer(_fold(question))}
@@ -273,7 +269,7 @@ def key_content(claim: str, question: str = "", names: Collection[str] = (), spa
                if not (len(m.group()) <= 2 and _initial(claim, m.start()) and re.match(r"[.)](?:\s|$)", claim[m.end():]))]
     keys = [Key(claim[m.start(): m.end()].strip(), number=_number_key(m)) for m in numbers
             if _number_key(m) not in asked_numbers and (_number_key(m)[0], "") not in asked_numbers]
-    in_numbers = [range(m.start(), m.end()) for m in numbers]  # "million" of "125 million" is the number's
+    in_numbers = [range(m.start(), m.end()) for m in numbers]
     words = [m for m in _WORD.finditer(claim) if not any(m.start() in r for r in in_numbers)]
     candidates = [m for m in words if len(m.group()) > 1 and _normalise(m.group()) not in asked]
     run: list[re.Match[str]] = []
@@ -285,9 +281,23 @@ def key_content(claim: str, question: str = "", names: Collection[str] = (), spa
             run = []
         if is_name:
             run.append(m)
-    # No number or name to check: a short claim is the answer span itself, checked by its content words.
     content = [m for m in candidates if _normalise(m.group()) not in _STOP]
-    if not keys and content and span and len(words) + len(numbers) <= SHORT_CLAIM_WORDS:
+    return keys, content, len(words) + len(numbers)
+
+
+def key_content(claim: str, question: str = "", names: Collection[str] = (), span: bool = True) -> list[Key]:
+    """What a source must hold for ``claim`` to be backed by it (see the module docstring).
+
+    Args:
+        claim: the text a citation group backs.
+        question: its words and numbers are not key content.
+        names: lower-cased words the sources write as names; a capitalised
+            word at a sentence start is a name only if it is one of them.
+        span: a short claim is an answer span, whose content words count.
+    """
+    keys, content, length = _content(claim, question, names)
+    # No number or name to check: a short claim is the answer span itself, checked by its content words.
+    if not keys and content and span and length <= SHORT_CLAIM_WORDS:
         keys = [Key(" ".join(m.group() for m in content), words=tuple(_normalise(m.group()) for m in content),
                     adjacent=False)]
     return list(dict.fromkeys(keys))
