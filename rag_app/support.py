@@ -21,9 +21,18 @@ If the cited sources lack a key that other shown sources hold, the claim is
 re-cited to them (the ``[n]`` in the shown text changes, recorded); if a key
 is in no shown source, the claim is *unsupported*: the answer is shown with
 a warning, not withheld, because a claim can also fail the check by
-paraphrase (docs/EVAL.md measures how often each happens). A claim with no
-key content ("Yes, it does [1]") is not checked. Numbers and capitals work
-in any language that writes them; the short-claim stop words are English.
+paraphrase (docs/EVAL.md measures how often each happens).
+
+A claim that adds nothing to the question ("Yes [1]", "No, it does not
+[2]", the question's own words back) is about the question's claim, so the
+question's content is what its source must hold: the question's numbers and
+names (one that no shown source has leaves the reply unsupported), and at
+least half of its content words that tell the shown sources apart (a
+source with fewer is about something else: re-cited to one with enough).
+This catches "Yes [2]" citing the introduction when the page on comments
+is source 1; it cannot catch "Yes [1]" where source 1 says "no".
+Numbers and capitals work in any language that writes them; the stop words
+are English.
 
 For each supported claim, :class:`Evidence` names the source sentence that
 holds most of its key content and where each key occurs, for the CLI's
@@ -59,6 +68,9 @@ _STOP = frozenset(
     "of on or she so than that the their them then there these they this those to was we were which who with yes "
     "maybe you also only about after before over under between both each".split()
 )
+# Words that ask, not say: never what a source must hold for the question's claim. Kept out of _STOP ("many island").
+_ASKING = frozenset("what when where why how whom whose whether should would could can will shall may might must "
+                    "many much".split())
 
 
 def _fold(text: str) -> str:
@@ -106,10 +118,11 @@ class Key:
     content words anywhere in one source).
     """
 
-    label: str  # as the claim writes it
+    label: str  # as the claim (or, for a claim adding nothing, the question) writes it
     number: tuple[str, str] | None = None
     words: tuple[str, ...] = ()
     adjacent: bool = True
+    quorum: int = 0  # of ``words`` (not adjacent), how many a source must hold; 0: all
 
 
 class _Source:
@@ -147,7 +160,8 @@ class _Source:
             return self.numbers.get(key.number, [])
         if not key.adjacent or len(key.words) == 1:
             found = [self._word(w) for w in key.words]
-            return sorted(s for spans in found for s in spans) if all(found) else []
+            enough = sum(map(bool, found)) >= (key.quorum or len(key.words))
+            return sorted(s for spans in found for s in spans) if enough else []
         out = []
         n = len(key.words)
         for i in range(len(self.tokens) - n + 1):
@@ -184,10 +198,13 @@ class Recited:
     claim: str
     cited: list[int]
     to: list[int]
+    asked: bool = False  # the claim adds nothing to the question ("Yes"): the question's content was looked up
 
     def note(self) -> str:
         where = "that source" if len(self.to) == 1 else "those sources"
-        return f"cited {_cites(self.to)} instead of {_cites(self.cited)}: what \"{self.claim}\" says is in {where}"
+        what = f"\"{self.claim}\" answers the question, and what it asks about" if self.asked else \
+            f"what \"{self.claim}\" says"
+        return f"cited {_cites(self.to)} instead of {_cites(self.cited)}: {what} is in {where}"
 
 
 @dataclass(frozen=True)
@@ -196,12 +213,13 @@ class UnsupportedClaim:
 
     claim: str
     cited: list[int]
-    missing: list[str]  # the key content no source has, as the claim writes it
+    missing: list[str]  # the key content no source has, as the claim (or, with ``asked``, the question) writes it
+    asked: bool = False  # the claim adds nothing to the question ("Yes"): the question's content was looked up
 
     def warning(self) -> str:
         what = ", ".join(f"'{k}'" for k in self.missing)
-        return (f"{what} (in \"{self.claim}\", citing {_cites(self.cited)}) is in none of the sources shown: "
-                "check it before relying on it")
+        where = f"asked about; \"{self.claim}\" answers it" if self.asked else f"in \"{self.claim}\""
+        return f"{what} ({where}, citing {_cites(self.cited)}) is in none of the sources shown: check it before relying on it"
 
 
 @dataclass
@@ -256,15 +274,11 @@ def _claims(text: str) -> list[_Claim]:
     return out
 
 
-def key_content(claim: str, question: str = "", names: Collection[str] = (), span: bool = True) -> list[Key]:
-    """What a source must hold for ``claim`` to be backed by it (see the module docstring).
+def _content(claim: str, question: str, names: Collection[str]) -> tuple[list[Key], list[re.Match[str]], int]:
+    """A claim's numbers and names as keys, its content words (matches in ``claim``) and its length in words.
 
-    Args:
-        claim: the text a citation group backs.
-        question: its words and numbers are not key content.
-        names: lower-cased words the sources write as names; a capitalised
-            word at a sentence start is a name only if it is one of them.
-        span: a short claim is an answer span, whose content words count.
+    Content words are words of two letters or more that are neither stop
+    words nor the question's (nor part of a number: "million" of "125 million").
     """
     asked = set(_WORD.findall(_normalise(question)))
     asked_numbers = {_number_key(m) for m in _NUMBER.finditer(_fold(question))}
@@ -273,7 +287,7 @@ def key_content(claim: str, question: str = "", names: Collection[str] = (), spa
                if not (len(m.group()) <= 2 and _initial(claim, m.start()) and re.match(r"[.)](?:\s|$)", claim[m.end():]))]
     keys = [Key(claim[m.start(): m.end()].strip(), number=_number_key(m)) for m in numbers
             if _number_key(m) not in asked_numbers and (_number_key(m)[0], "") not in asked_numbers]
-    in_numbers = [range(m.start(), m.end()) for m in numbers]  # "million" of "125 million" is the number's
+    in_numbers = [range(m.start(), m.end()) for m in numbers]
     words = [m for m in _WORD.finditer(claim) if not any(m.start() in r for r in in_numbers)]
     candidates = [m for m in words if len(m.group()) > 1 and _normalise(m.group()) not in asked]
     run: list[re.Match[str]] = []
@@ -285,12 +299,53 @@ def key_content(claim: str, question: str = "", names: Collection[str] = (), spa
             run = []
         if is_name:
             run.append(m)
-    # No number or name to check: a short claim is the answer span itself, checked by its content words.
     content = [m for m in candidates if _normalise(m.group()) not in _STOP]
-    if not keys and content and span and len(words) + len(numbers) <= SHORT_CLAIM_WORDS:
+    return keys, content, len(words) + len(numbers)
+
+
+def key_content(claim: str, question: str = "", names: Collection[str] = (), span: bool = True) -> list[Key]:
+    """What a source must hold for ``claim`` to be backed by it (see the module docstring).
+
+    Args:
+        claim: the text a citation group backs.
+        question: its words and numbers are not key content.
+        names: lower-cased words the sources write as names; a capitalised
+            word at a sentence start is a name only if it is one of them.
+        span: a short claim is an answer span, whose content words count.
+    """
+    keys, content, length = _content(claim, question, names)
+    # No number or name to check: a short claim is the answer span itself, checked by its content words.
+    if not keys and content and span and length <= SHORT_CLAIM_WORDS:
         keys = [Key(" ".join(m.group() for m in content), words=tuple(_normalise(m.group()) for m in content),
                     adjacent=False)]
     return list(dict.fromkeys(keys))
+
+
+def _titled(text: str) -> bool:
+    """Is ``text`` written as a title ("Is Acupuncture Efficacious for Treating Vocal Pathologies?") or in capitals?
+
+    Four or more words of four letters or more after the first, all
+    capitalised: a question with names has some lower-case words between
+    them ("Was Abraham Lincoln the sixteenth President?").
+    """
+    long_words = [w for w in _WORD.findall(text)[1:] if len(w) > 3]
+    return len(long_words) >= 4 and all(w[0].isupper() for w in long_words)
+
+
+def question_content(question: str, names: Collection[str] = ()) -> tuple[list[Key], list[Key]]:
+    """What a reply that adds nothing to the question claims ("Yes [1]" to "Is libffi thread-safe?"): the question's content.
+
+    Returns:
+        The question's numbers and names, and its content words, one key
+        each (a question is too long to be one answer span); words that ask
+        ("which", "should", "how many") are not content.
+    """
+    keys, content, _ = _content(question, "", names)
+    if _titled(question):  # its capitals name nothing
+        keys = [k for k in keys if k.number is not None]
+    in_keys = {w for k in keys for w in k.words}
+    words = [w for w in dict.fromkeys(_normalise(m.group()) for m in content) if w not in _ASKING and w not in in_keys]
+    return list(dict.fromkeys(keys)), [Key(w, words=(w,)) for w in words]
 
 
 class SupportChecker:
@@ -306,6 +361,23 @@ class SupportChecker:
                         ((getattr(s, "number", i), s) for i, s in enumerate(sources, start=1))}
         self.question = question
         self.names = set().union(*(s.names for s in self.sources.values()))
+        self.asked = self._salient(*question_content(question, self.names))
+
+    def _salient(self, facts: list[Key], words: list[Key]) -> list[Key]:
+        """The question's keys a content-free reply's cited source must hold.
+
+        Every number and name: one that no shown source writes leaves "Yes"
+        unsupported. Of the content words, those that tell the shown sources
+        apart (some hold them, not all), as one key a source holds with at
+        least half of them: the source is about what was asked. A word no
+        source has is the asker's wording, and one source lacking one word
+        is a paraphrase, neither evidence against it (docs/EVAL.md measures
+        how often a right answer was re-cited).
+        """
+        held = [k for k in words if 0 < sum(bool(s.spans(k)) for s in self.sources.values()) < len(self.sources)]
+        about = Key(" ".join(k.label for k in held), words=tuple(w for k in held for w in k.words), adjacent=False,
+                    quorum=(len(held) + 1) // 2)
+        return facts + [about] if held and any(s.spans(about) for s in self.sources.values()) else facts
 
     def _holds(self, number: int, keys: Sequence[Key]) -> set[Key]:
         src = self.sources.get(number)
@@ -316,10 +388,13 @@ class SupportChecker:
         out, pieces, last = Support(text), [], 0
         for claim in _claims(text):
             keys = key_content(claim.text, self.question, self.names, span=claim.opens)
+            asked = not keys and self._adds_nothing(claim.text)
+            if asked:  # "Yes [1]": the cited source must be about what the question asks
+                keys = self.asked
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
             if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
-                cited = self._cover(claim, keys, shown, out)
+                cited = self._cover(claim, keys, shown, out, asked)
             if cited != claim.cited:
                 pieces += [text[last: claim.start], _cites(cited)]
                 last = claim.end
@@ -327,12 +402,17 @@ class SupportChecker:
         out.text = "".join([*pieces, text[last:]])
         return out
 
-    def _cover(self, claim: _Claim, keys: list[Key], shown: list[int], out: Support) -> list[int]:
+    def _adds_nothing(self, claim: str) -> bool:
+        """Has the claim no number, name or content word the question lacks ("Yes", "No, it does not", an echo)?"""
+        keys, content, _ = _content(claim, self.question, self.names)
+        return not keys and not content
+
+    def _cover(self, claim: _Claim, keys: list[Key], shown: list[int], out: Support, asked: bool = False) -> list[int]:
         """The citation the claim should carry: the cited sources that hold some of it plus the fewest others for the rest."""
         held = {n: self._holds(n, keys) for n in self.sources}
         missing = set(keys) - set().union(*held.values())
         if missing:
-            out.unsupported.append(UnsupportedClaim(claim.text, claim.cited, [k.label for k in keys if k in missing]))
+            out.unsupported.append(UnsupportedClaim(claim.text, claim.cited, [k.label for k in keys if k in missing], asked))
             return claim.cited
         need = set(keys) - set().union(*(held[n] for n in shown))
         if not need:
@@ -342,7 +422,7 @@ class SupportChecker:
             best = max(sorted(self.sources), key=lambda n: len(held[n] & need))
             cover.append(best)
             need -= held[best]
-        out.recited.append(Recited(claim.text, claim.cited, cover))
+        out.recited.append(Recited(claim.text, claim.cited, cover, asked))
         return cover
 
     def _evidence(self, claim: str, keys: list[Key], cited: list[int]) -> list[Evidence]:

@@ -7,7 +7,7 @@ from helpers import build_index
 
 from rag_app.config import load_settings
 from rag_app.pipeline import RagPipeline
-from rag_app.support import SupportChecker, key_content
+from rag_app.support import SupportChecker, key_content, question_content
 
 
 @dataclass
@@ -75,10 +75,49 @@ def test_a_name_is_its_words_side_by_side_not_words_from_two_names():
     assert check("Mary Stanley [2]", sources, "Who was his mother?").text == "Mary Stanley [1]"
 
 
-def test_a_claim_without_checkable_content_is_not_flagged():
-    for reply in ("Yes, it does [1].", "No [1].", "It is [1]."):
-        result = check(reply, [APOLLO, CREW], "Did the fire kill the crew?")
-        assert result.text == reply and result.unsupported == [] and result.recited == []
+# ---------------------------------------------------------------- replies that add nothing to the question
+
+LIBFFI = Src("libffi is not completely thread-safe. Closures are allocated with ffi_closure_alloc.", "threads.html")
+MIME = Src("The shared MIME database does not store user preferences such as a preferred application.", "mime.pdf p. 3")
+CLIPPY = Src("The restriction category should not be enabled as a whole; pick lints from it.", "clippy.md")
+
+
+def test_a_yes_citing_a_source_about_something_else_is_recited_to_the_one_about_the_question():
+    question = "Does the shared MIME database store user preferences?"
+    result = check("Yes [1]", [LIBFFI, MIME], question)
+    assert result.text == "Yes [2]" and result.unsupported == []
+    assert [(r.cited, r.to, r.asked) for r in result.recited] == [([1], [2], True)]
+    assert result.recited[0].note() == ('cited [2] instead of [1]: "Yes" answers the question, and what it asks '
+                                        "about is in that source")
+    (ev,) = result.evidence
+    assert ev.citation == 2 and ev.sentence == MIME.text
+
+
+def test_a_yes_about_a_name_no_source_mentions_is_unsupported():
+    result = check("Yes [1]", [LIBFFI, CLIPPY], "Is Kyoto the capital of Japan?")
+    assert result.text == "Yes [1]" and result.recited == []
+    assert [(c.claim, c.missing, c.asked) for c in result.unsupported] == [("Yes", ["Kyoto", "Japan"], True)]
+    assert result.unsupported[0].warning() == ("'Kyoto', 'Japan' (asked about; \"Yes\" answers it, citing [1]) is in "
+                                               "none of the sources shown: check it before relying on it")
+
+
+@pytest.mark.parametrize("reply", ["Yes [1]", "No [1].", "Yes, it does [1].", "No, it is not [1]", "It is [1]."])
+def test_a_reply_citing_the_source_about_the_question_is_left_alone(reply):
+    result = check(reply, [LIBFFI, MIME, CLIPPY], "Is libffi completely thread-safe?")
+    assert result.text == reply and result.unsupported == [] and result.recited == []
+    assert [e.citation for e in result.evidence] == [1]
+
+
+def test_a_source_lacking_one_of_the_question_words_is_a_paraphrase_not_a_wrong_citation():
+    # "preferred" is in source 2 only, "application" in none: source 1 still holds most of what was asked.
+    sources = [Src("The database does not store user preferences."), Src("Users set a preferred browser.")]
+    result = check("No [1]", sources, "Does the database store user preferences such as a preferred application?")
+    assert result.text == "No [1]" and result.unsupported == [] and result.recited == []
+
+
+def test_an_answer_with_content_of_its_own_is_checked_by_that_content_not_the_question():
+    result = check("Grissom [2]", [APOLLO, CREW], "Who was in the Apollo 1 capsule during the fire?")
+    assert result.text == "Grissom [2]" and result.recited == []  # "Apollo" and "fire" are in source 1 only
 
 
 def test_a_list_ordinal_is_not_a_number_the_source_must_hold():
@@ -175,3 +214,18 @@ def test_a_number_in_no_shown_source_marks_the_answer_unsupported(ask):
     assert answer.to_dict()["unsupported_claims"][0]["missing"] == ["1966"]
     assert "Warning: '1966'" in answer.render_markdown()
 
+
+
+def test_a_bare_yes_is_recited_to_the_source_about_the_question_before_it_is_shown(ask):
+    _, answer, n = ask("Were Grissom, White and Chaffee the crew?", lambda n: f"Yes [{n['apollo']}]")
+    assert answer.text == f"Yes [{n['crew']}]" and answer.citations == [n["crew"]] and answer.unsupported_claims == []
+    assert answer.notes == [f'cited [{n["crew"]}] instead of [{n["apollo"]}]: "Yes" answers the question, and what it '
+                            "asks about is in that source"]
+
+
+def test_a_question_written_as_a_title_names_nothing_by_its_capitals():
+    source = Src("Acupuncture was effective for phonotraumatic vocal pathologies in this trial.")
+    result = check("Yes [1]", [source, LIBFFI], "Is Acupuncture Efficacious for Treating Phonotraumatic Vocal Pathologies?")
+    assert result.unsupported == [] and result.recited == []  # "Efficacious" is a word the source need not have
+    facts, _ = question_content("Was Abraham Lincoln the sixteenth President of the United States?")
+    assert [k.label for k in facts] == ["Abraham Lincoln", "President", "United States"]
