@@ -194,6 +194,24 @@ def yes_no_score(reply: str, answers: Sequence[str]) -> float:
     return 1.0 if word is not None and word in {normalize_answer(a) for a in answers} else 0.0
 
 
+def majority_label(labels: Iterable[str]) -> tuple[str, float] | None:
+    """The most common gold label and its share: what always giving that one answer would score.
+
+    Why: yes/no sets are rarely balanced, so an accuracy of 0.54 on a set that is
+    55% "yes" is below a model that always says yes. Labels are normalised
+    (``"Yes"`` counts as ``yes``); a tie goes to the label first in alphabetical
+    order, so the baseline does not depend on the order of the records.
+
+    Returns:
+        (label, share in [0, 1]), or None when there are no labels.
+    """
+    counts = Counter(normalize_answer(label) for label in labels)
+    if not counts:
+        return None
+    label, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return label, count / sum(counts.values())
+
+
 def _contains(haystack_norm: str, needle: str) -> bool:
     needle_norm = normalize_answer(needle)
     # Word boundaries: "308" must not match inside "1308".

@@ -53,8 +53,35 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in records if str(r["answer_type"]) == answer_type]
         by_type[answer_type] = {"n": len(rs), "em": m.mean(r["scores"].get("em") for r in rs),
                                 "f1": m.mean(r["scores"].get("f1") for r in rs)}
+        if answer_type.startswith("yes_no"):
+            by_type[answer_type].update(yes_no_baseline(rs, prefix=""))
     agg["by_answer_type"] = by_type
+    agg.update(yes_no_baseline(records))
     return agg
+
+
+def yes_no_baseline(records: Sequence[dict[str, Any]], prefix: str = "yes_no_") -> dict[str, Any]:
+    """Accuracy on the scored yes/no(/maybe) questions beside the majority baseline on the same questions.
+
+    Why: "accuracy 0.542" means little without "majority 0.55 (yes)" next to it.
+    Scored means the question has an ``em`` (answerable, answered; an abstention
+    counts as wrong), so both numbers are over one set of questions.
+
+    Returns:
+        ``{prefix}n``, ``{prefix}accuracy``, ``{prefix}majority`` (share) and
+        ``{prefix}majority_label``; accuracy and majority are None without such questions.
+    """
+    scored = [r for r in records if str(r.get("answer_type") or "").startswith("yes_no")
+              and r["scores"].get("em") is not None]
+    majority = m.majority_label(r["answers"][0] for r in scored)
+    return {f"{prefix}n": len(scored), f"{prefix}accuracy": m.mean(r["scores"]["em"] for r in scored),
+            f"{prefix}majority": majority[1] if majority else None,
+            f"{prefix}majority_label": majority[0] if majority else None}
+
+
+def majority_text(share: float | None, label: str | None) -> str:
+    """``0.550 (yes)``, or ``–`` when there is no yes/no question."""
+    return "–" if share is None else f"{share:.3f} ({label})"
 
 
 def git_commit(repo: Path) -> dict[str, Any] | None:
@@ -171,6 +198,13 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["F1 by answer type (yes/no: first word of the reply):", ""]
         lines += _table(["config", *types], [[r["name"], *[r["aggregate"]["by_answer_type"].get(t, {}).get("f1")
                                                            for t in types]] for r in runs])
+        if any(r["aggregate"].get("yes_no_n") for r in runs):
+            lines += ["Yes/no accuracy beside the majority baseline (always giving the most common gold answer of "
+                      "those questions):", ""]
+            lines += _table(["config", "n", "yes/no accuracy", "majority"],
+                            [[r["name"], r["aggregate"]["yes_no_n"], r["aggregate"]["yes_no_accuracy"],
+                              majority_text(r["aggregate"]["yes_no_majority"], r["aggregate"]["yes_no_majority_label"])]
+                             for r in runs])
         lines += ["## Abstention", "",
                   "A false abstention is one on an answerable question whose answer string was in the sources "
                   "shown (for yes/no questions: a gold document was shown).", ""]
