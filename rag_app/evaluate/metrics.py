@@ -286,10 +286,17 @@ def score_question(
     s["answer_in_context"] = float(in_context) if text_scorable else None
     for key in ("em", "f1", "abstained", "abstained_answerable", "false_abstention", "abstain_gold_shown",
                 "abstain_gold_not_shown", "abstention_accuracy", "citation_precision", "citation_valid",
-                "unsupported", "unsupported_claims", "recited", "guard_withheld"):
+                "unsupported", "unsupported_claims", "recited", "guard_withheld", "hit_token_cap",
+                "repetition_stopped"):
         s[key] = None
     if answer is None:
         return s
+    # How generation ended (rag_app.pipeline.finished): a reply at the token cap was cut mid-thought,
+    # one the repetition guard stopped was looping; None without generation or when not known.
+    finish = None if answer.skipped_generation else getattr(answer, "finish", None)
+    if finish is not None:
+        s["hit_token_cap"] = float(finish == "length")
+        s["repetition_stopped"] = float(finish == "loop")
     reply = strip_citations(split_quote(answer.text)[1])  # a quoted supporting sentence is not the answer
     abstained = float(bool(answer.abstained))
     s["abstained"] = abstained

@@ -28,8 +28,10 @@ LABELS = {
     "abstention_accuracy": "abstained when withheld", "false_abstention": "false abstentions",
     "abstained_answerable": "abstained, answerable (raw)", "unsupported": "uncited answers",
     "unsupported_claims": "claims in no source", "recited": "re-cited",
-    "guard_withheld": "withheld (planted instruction)",
+    "guard_withheld": "withheld (planted instruction)", "hit_token_cap": "replies at the token cap",
+    "repetition_stopped": "stopped repeating",
 }
+ENDING_KEYS = ("hit_token_cap", "repetition_stopped")
 ANSWER_KEYS = ("em", "f1", "answer_in_context", "citation_precision", "citation_valid", "unsupported",
                "unsupported_claims", "recited", "guard_withheld")
 ABSTAIN_KEYS = ("abstain_gold_shown", "abstain_gold_not_shown", "abstention_accuracy", "false_abstention",
@@ -77,6 +79,16 @@ def yes_no_baseline(records: Sequence[dict[str, Any]], prefix: str = "yes_no_") 
     return {f"{prefix}n": len(scored), f"{prefix}accuracy": m.mean(r["scores"]["em"] for r in scored),
             f"{prefix}majority": majority[1] if majority else None,
             f"{prefix}majority_label": majority[0] if majority else None}
+
+
+def count_share(agg: dict[str, Any], key: str) -> str:
+    """``3 (0.075)``: how many of the questions a 0/1 score applies to have it, and their share; ``–`` if none.
+
+    Records written before the score existed have no value for it, so they
+    count in neither part (an old report shows ``–``).
+    """
+    n, share = agg.get(f"n_{key}") or 0, agg.get(key)
+    return "–" if not n or share is None else f"{round(share * n)} ({share:.3f})"
 
 
 def majority_text(share: float | None, label: str | None) -> str:
@@ -205,6 +217,11 @@ def render_markdown(report: dict[str, Any]) -> str:
                             [[r["name"], r["aggregate"]["yes_no_n"], r["aggregate"]["yes_no_accuracy"],
                               majority_text(r["aggregate"]["yes_no_majority"], r["aggregate"]["yes_no_majority_label"])]
                              for r in runs])
+        lines += ["How replies ended: at the token cap (generate.max_new_tokens; cut mid-answer) or stopped by the "
+                  "repetition guard (it was repeating itself or copying reference markers):", ""]
+        lines += _table(["config", "generated", *[LABELS[k] for k in ENDING_KEYS]],
+                        [[r["name"], r["aggregate"].get("n_hit_token_cap", 0),
+                          *[count_share(r["aggregate"], k) for k in ENDING_KEYS]] for r in runs])
         lines += ["## Abstention", "",
                   "A false abstention is one on an answerable question whose answer string was in the sources "
                   "shown (for yes/no questions: a gold document was shown).", ""]

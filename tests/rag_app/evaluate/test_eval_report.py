@@ -96,3 +96,14 @@ def test_eval_tables_prints_the_majority_beside_yes_no_accuracy_even_for_old_rep
     table = _eval_tables().answers(tmp_path)
     assert table.splitlines()[0].endswith("| yes/no acc. | yes/no majority |")
     assert table.splitlines()[2].endswith("| 0.500 | 0.750 (yes) |")
+
+
+def test_old_records_without_endings_still_aggregate_and_count_in_neither_part():
+    old = record("o", "span", ["Paris"], 1.0)  # records.jsonl from before hit_token_cap existed
+    assert "| base | 0 | – | – |" in render_markdown(make_report([old]))
+    assert aggregate([old]).get("hit_token_cap") is None
+    new = [record("a", "span", ["Paris"], 1.0, hit_token_cap=1.0, repetition_stopped=0.0),
+           record("b", "span", ["Paris"], 0.0, hit_token_cap=0.0, repetition_stopped=0.0)]
+    agg = aggregate([old, *new])
+    assert (agg["n_hit_token_cap"], agg["hit_token_cap"], agg["repetition_stopped"]) == (2, 0.5, 0.0)
+    assert "| base | 2 | 1 (0.500) | 0 (0.000) |" in render_markdown(make_report([old, *new]))
