@@ -10,6 +10,8 @@ import json
 import sys
 from pathlib import Path
 
+from rag_app.evaluate.report import majority_text, yes_no_baseline
+
 
 def fmt(v: object) -> str:
     return "–" if v is None else f"{v:.3f}" if isinstance(v, float) else str(v)
@@ -29,15 +31,15 @@ def retrieval(root: Path) -> str:
 def answers(root: Path) -> str:
     keys = ("f1", "em", "citation_precision", "citation_valid", "abstention_accuracy", "false_abstention", "abstained_answerable")
     head = ("| set | config | n | F1 | EM | citation precision | citation validity | abstention right (gold withheld) "
-            "| false abstention (answer shown) | abstained (answerable) | yes/no acc. |")
-    rows = [head, "|---|---|---|---|---|---|---|---|---|---|---|"]
+            "| false abstention (answer shown) | abstained (answerable) | yes/no acc. | yes/no majority |")
+    rows = [head, "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for report in sorted(root.glob("*/report.json")):
         data = json.loads(report.read_text())
         for c in data["configs"]:
             a = c["aggregate"]
-            yn = [v.get("f1") for t, v in a.get("by_answer_type", {}).items() if t.startswith("yes_no")]
+            yn = yes_no_baseline(c["records"])  # from the records: reports written before the baseline have it too
             rows.append(f"| {report.parent.name} | {c['name']} | {a['n']} | " + " | ".join(fmt(a.get(k)) for k in keys)
-                        + f" | {fmt(yn[0]) if yn else '–'} |")
+                        + f" | {fmt(yn['yes_no_accuracy'])} | {majority_text(yn['yes_no_majority'], yn['yes_no_majority_label'])} |")
     return "\n".join(rows)
 
 

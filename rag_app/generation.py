@@ -19,7 +19,7 @@ from rag_app.config import GenerateConfig
 from rag_app.errors import ContextWindowError
 from rag_app.chat_tokens import encode, stop_token_ids
 from rag_app.models import BUNDLED, LoadedModel, apply_adapter, check_adapter, load_model
-from rag_app.repetition import Reply, RepetitionGuard, token_pieces
+from rag_app.repetition import Ending, Reply, RepetitionGuard, finish_reason, token_pieces
 
 log = logging.getLogger(__name__)
 
@@ -160,7 +160,7 @@ class HFGenerator:
 
     def _stream(
         self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None,
-    ) -> PieceStream[str, None, int]:
+    ) -> PieceStream[str, None, Ending]:
         import torch
         from transformers import TextIteratorStreamer
 
@@ -168,11 +168,12 @@ class HFGenerator:
         guard = self._guard()
         kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold, guard)
         errors: list[BaseException] = []
+        outputs: list[Any] = []
 
         def run() -> None:
             try:
                 with torch.inference_mode():
-                    self.model.generate(**kwargs, streamer=streamer)
+                    outputs.append(self.model.generate(**kwargs, streamer=streamer))
             except BaseException as err:  # surfaced in the caller's thread below
                 errors.append(err)
                 streamer.end()
@@ -185,7 +186,9 @@ class HFGenerator:
         thread.join()
         if errors:
             raise errors[0]
-        return guard.repeated_chars(self._decode) if guard else 0
+        new_ids = outputs[0][0, kwargs["input_ids"].shape[1] :].tolist()
+        return Ending(guard.repeated_chars(self._decode) if guard else 0,
+                      finish_reason(new_ids, max_new_tokens, self.stop_ids, guard))
 
     def generate(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,

@@ -46,7 +46,7 @@ import numpy as np
 from rag_app.abstain import abstain_token_id, decide_first_token
 from rag_app.chat_tokens import encode, stop_strings, stop_token_ids
 from rag_app.errors import AdapterMismatchError, ConfigError
-from rag_app.repetition import Reply, RepetitionGuard, token_pieces, without_loop
+from rag_app.repetition import Ending, Reply, RepetitionGuard, token_pieces, without_loop
 
 log = logging.getLogger(__name__)
 
@@ -200,7 +200,7 @@ class LlamaCppGenerator:
 
     def _stream(
         self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None,
-    ) -> Generator[str, None, int]:
+    ) -> Generator[str, None, Ending]:
         from llama_cpp import LogitsProcessorList, StoppingCriteriaList
 
         from rag_app.generation import check_context
@@ -219,13 +219,18 @@ class LlamaCppGenerator:
                 logits_processor=LogitsProcessorList(processors) if processors else None,
                 stopping_criteria=StoppingCriteriaList([_loop_criterion(len(ids), guard)]) if guard else None, **sampling,
             )
+            ended = None
             for chunk in chunks:
                 piece = chunk["choices"][0]["text"]
+                ended = chunk["choices"][0].get("finish_reason") or ended
                 if piece:
                     yield piece
+        # llama.cpp says "length" at max_tokens and "stop" otherwise, a stopping criterion included.
+        finish = "loop" if guard and guard.loop else "length" if ended == "length" else "stop" if ended else None
         if guard is None:
-            return 0
-        return guard.repeated_chars(lambda reply: self.llm.detokenize(reply, prev_tokens=ids).decode("utf-8", errors="ignore"))
+            return Ending(0, finish)
+        return Ending(guard.repeated_chars(
+            lambda reply: self.llm.detokenize(reply, prev_tokens=ids).decode("utf-8", errors="ignore")), finish)
 
     def _stop_processors(self) -> list[Any]:
         """Stop on every end-of-turn id, not only the GGUF's eos, by forcing eos once one wins.

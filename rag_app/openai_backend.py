@@ -29,12 +29,13 @@ from __future__ import annotations
 import logging
 import math
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Generator as PieceStream, Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
 from rag_app.config import GenerateConfig
 from rag_app.errors import ConfigError, GeneratorServerError
+from rag_app.repetition import Ending, Reply
 
 log = logging.getLogger(__name__)
 
@@ -94,8 +95,11 @@ class OpenAIGenerator:
     def stream(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
         abstain_threshold: float | None = None,
-    ) -> Iterator[str]:
+    ) -> Reply:
         """Yield the reply's pieces as the server streams them (server-sent events); greedy at temperature 0.
+
+        The :class:`~rag_app.repetition.Reply`'s ``finish`` is the server's
+        ``finish_reason`` (``length`` at ``max_new_tokens``), once exhausted.
 
         Raises:
             ConfigError: ``abstain_threshold`` is set (a server cannot apply it).
@@ -103,6 +107,10 @@ class OpenAIGenerator:
             GeneratorServerError: the server is unreachable, answers an HTTP error or something
                 that is not a chat completion stream.
         """
+        return Reply(self._stream(messages, max_new_tokens, temperature, top_p, abstain_threshold))
+
+    def _stream(self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float,
+                abstain_threshold: float | None) -> PieceStream[str, None, Ending]:
         from rag_app.generation import check_context
 
         if abstain_threshold is not None:
@@ -113,7 +121,7 @@ class OpenAIGenerator:
                                    "max_tokens": max_new_tokens, "temperature": temperature, "stop": STOP}
         if temperature > 0:
             request.update(top_p=top_p, seed=self.seed)
-        text, pieces, events = "", 0, 0
+        text, pieces, events, ended = "", 0, 0, None
         with server_errors(self.base_url), self.client.chat.completions.create(stream=True, **request) as chunks:
             for chunk in chunks:
                 events += 1
@@ -121,6 +129,7 @@ class OpenAIGenerator:
                     raise GeneratorServerError(f"the generator at {self.base_url} failed mid-answer: {chunk.error}")
                 if not chunk.choices:
                     continue
+                ended = getattr(chunk.choices[0], "finish_reason", None) or ended
                 piece = chunk.choices[0].delta.content
                 if piece:
                     text += piece
@@ -130,7 +139,8 @@ class OpenAIGenerator:
             # llama-cpp-python ends a stream empty when it refuses the request (a prompt past its
             # window); asked again without streaming, a server says why, or answers.
             with server_errors(self.base_url):
-                text = self.client.chat.completions.create(stream=False, **request).choices[0].message.content
+                choice = self.client.chat.completions.create(stream=False, **request).choices[0]
+                text, ended = choice.message.content, getattr(choice, "finish_reason", None)
             if not isinstance(text, str):
                 raise GeneratorServerError(f"the generator at {self.base_url} answered something that is not an OpenAI "
                                            "chat completion (no text); check that generate.base_url is the server's "
@@ -138,6 +148,7 @@ class OpenAIGenerator:
             pieces = estimate_tokens(text)
             yield text
         self._last.reply = (text, pieces)
+        return Ending(0, "length" if ended == "length" else "stop" if ended else None)
 
     def generate(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,

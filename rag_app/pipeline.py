@@ -82,6 +82,9 @@ class Answer:
     evidence: list[Evidence] = field(default_factory=list)
     recited: list[Recited] = field(default_factory=list)
     unsupported_claims: list[UnsupportedClaim] = field(default_factory=list)
+    # Why generation ended: "stop" (end of turn), "length" (ran to max_new_tokens), "loop" (the repetition
+    # guard stopped it); None without generation. rag eval counts the last two.
+    finish: str | None = None
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -154,6 +157,22 @@ def chat_history(turns: Sequence[tuple[str, Answer | None]]) -> list[tuple[str, 
     """
     kept = [(q, a.text) for q, a in turns if a is not None and not a.abstained and not a.withheld_for]
     return kept[-HISTORY_TURNS:]
+
+
+def finished(pieces: Any, tokens: int, max_new_tokens: int) -> str:
+    """Why generation ended: what the backend's :class:`~rag_app.repetition.Reply` says, else an estimate.
+
+    A generator that does not say (a plain iterator, as test fakes and
+    third-party backends return) ran to the cap when it produced
+    ``max_new_tokens`` tokens (``tokens``: as the pipeline counted them) and
+    was cut by the repetition guard when it reported a repeated tail.
+    """
+    said = getattr(pieces, "finish", None)
+    if said is not None:
+        return said
+    if getattr(pieces, "repeated_tail", 0):
+        return "loop"
+    return "length" if tokens >= max_new_tokens else "stop"
 
 
 def retrieval_query(question: str, history: Sequence[tuple[str, str]]) -> str:
@@ -304,9 +323,10 @@ class RagPipeline:
         decode_s = end - t_first  # after the first token: decode speed, prefill excluded
         if timings.tokens > 1 and decode_s > 0:
             timings.tokens_per_s = (timings.tokens - 1) / decode_s
+        finish = finished(pieces, timings.tokens, cfg.max_new_tokens)
         yield self._finish(question, text, sources, timings, skipped=False, reply=raw,
                            removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}),
-                           support=supported)
+                           support=supported, finish=finish)
 
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
                *, retrieved: Retrieved | None = None) -> Answer:
@@ -320,7 +340,7 @@ class RagPipeline:
 
     def _finish(self, question: str, text: str, sources: list[Source], timings: Timings, skipped: bool,
                 reply: str | None = None, removed_links: Sequence[str] = (), withheld_for: Sequence[int] = (),
-                support: Support | None = None) -> Answer:
+                support: Support | None = None, finish: str | None = None) -> Answer:
         cited = [] if withheld_for else parse_citations(text)  # a withheld reply's numbers cite nothing
         valid = {s.number for s in sources}
         gen = self._generator
@@ -341,4 +361,5 @@ class RagPipeline:
             evidence=support.evidence if support else [],
             recited=support.recited if support else [],
             unsupported_claims=support.unsupported if support else [],
+            finish=finish,
         )

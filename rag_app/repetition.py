@@ -39,7 +39,7 @@ Three rules, each set well away from what an answer does (no dataset tuned them)
 from __future__ import annotations
 
 import logging
-from collections.abc import Callable, Generator, Iterable, Iterator, Sequence
+from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any, Literal
@@ -233,24 +233,59 @@ def token_pieces(tokenizer: Any) -> Callable[[int], str]:
     return piece
 
 
+Finish = Literal["stop", "length", "loop"]
+
+
+@dataclass(frozen=True)
+class Ending:
+    """How a backend's reply ended: what its generator function returns to :class:`Reply`.
+
+    Attributes:
+        repeated_tail: trailing streamed characters that loop (:meth:`RepetitionGuard.repeated_chars`).
+        finish: ``stop`` (a stop token or string ended the turn), ``length`` (it ran to
+            ``max_new_tokens``) or ``loop`` (the repetition guard stopped it); None: not known.
+    """
+
+    repeated_tail: int = 0
+    finish: Finish | None = None
+
+
+def finish_reason(new_ids: Sequence[int], max_new_tokens: int, stop_ids: Collection[int],
+                  guard: RepetitionGuard | None) -> Finish:
+    """Why generation ended, from the ids it produced (the stop token included, when there is one).
+
+    A reply whose last id ends the turn stopped on its own even if that id was
+    the ``max_new_tokens``-th; one that ran out of tokens without it hit the cap.
+    """
+    if guard is not None and guard.loop is not None:
+        return "loop"
+    if new_ids and new_ids[-1] in stop_ids:
+        return "stop"
+    return "length" if len(new_ids) >= max_new_tokens else "stop"
+
+
 class Reply(Iterator[str]):
     """A streamed reply's text pieces; once they run out, ``repeated_tail`` is how many trailing characters loop.
 
-    Wraps the generator function of a backend, which returns that count
-    (:meth:`RepetitionGuard.repeated_chars`) when it ends. One object per
-    reply, so callers sharing a generator (the UI's sessions) never read each
-    other's count.
+    Wraps the generator function of a backend, which returns an :class:`Ending`
+    (or, from older backends, just the repeated count) when it ends; ``finish``
+    then says why it ended. One object per reply, so callers sharing a
+    generator (the UI's sessions) never read each other's.
     """
 
-    def __init__(self, pieces: Generator[str, None, int]) -> None:
+    def __init__(self, pieces: Generator[str, None, Ending | int]) -> None:
         self._pieces = pieces
         self.repeated_tail = 0
+        self.finish: Finish | None = None
 
     def __next__(self) -> str:
         try:
             return next(self._pieces)
         except StopIteration as end:
-            self.repeated_tail = end.value or 0
+            if isinstance(end.value, Ending):
+                self.repeated_tail, self.finish = end.value.repeated_tail, end.value.finish
+            else:
+                self.repeated_tail = end.value or 0
             raise
 
 

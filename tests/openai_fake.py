@@ -67,7 +67,8 @@ class FakeOpenAIServer:
                 events = [{"choices": [{"index": 0, "delta": {"role": "assistant"}, "finish_reason": None}]}]
                 events += [{"choices": [{"index": 0, "delta": {"content": w if i == 0 else " " + w}, "finish_reason": None}]}
                            for i, w in enumerate(words)]
-                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "stop"}]})
+                cut = len(words) < len(fake.reply.split(" "))  # as a server says when max_tokens ran out
+                events.append({"choices": [{"index": 0, "delta": {}, "finish_reason": "length" if cut else "stop"}]})
                 sse = "".join(f"data: {json.dumps({'id': 'c1', 'object': 'chat.completion.chunk', 'created': 0, 'model': body['model'], **e})}\n\n"
                               for e in events) + "data: [DONE]\n\n"
                 self._send(200, sse.encode(), "text/event-stream")

@@ -19,6 +19,7 @@ from rag_app.prompts import CITATION, split_quote
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#$|~{}])")
 CURSOR = "▌"
+_REFERENCE_DEFINITION = re.compile(r"^(\s{0,3})\[(?=[^\]]*\]:)", re.M)  # "[9]: https://..." opening a line
 
 
 def escape_markdown(text: str) -> str:
@@ -48,12 +49,27 @@ def mark_citations(text: str, valid: Collection[int] | None = None) -> str:
     out: list[str] = []
     last = 0
     for match in CITATION.finditer(text):
-        out.append(escape_markdown(text[last : match.start()]))
+        out.append(_after_citation(escape_markdown(text[last : match.start()]), last))
         numbers = [int(part) for part in match.group(1).split(",")]
         out.append(" ".join(citation_badge(n, valid is None or n in valid) for n in numbers))
         last = match.end()
-    out.append(escape_markdown(text[last:]))
+    out.append(_after_citation(escape_markdown(text[last:]), last))
     return "".join(out)
+
+
+def _after_citation(segment: str, start: int) -> str:
+    """Escape a ``(`` right after a citation: ``[9](url)`` must not turn the badge into a link."""
+    return "\\" + segment if start and segment.startswith("(") else segment
+
+
+def literal_citations(text: str) -> str:
+    """``[n]`` with its brackets escaped, for Markdown a document's text also goes into (the export).
+
+    Why: a Markdown source may open with a reference definition (``[9]: https://...``);
+    quoted in the same document, it would turn every ``[9]`` of the answer, one
+    citing a source never shown included, into a link to that URL.
+    """
+    return CITATION.sub(lambda m: f"\\[{m.group(1)}\\]", text)
 
 
 def answer_markdown(text: str, valid: Collection[int] | None = None) -> str:
@@ -297,18 +313,20 @@ def conversation_markdown(turns: Iterable[Any], index: str, now: datetime | None
         if answer is None:
             out.append(f"_Error: {turn.error}_\n")
             continue
-        out.append(answer.text.strip() + "\n")
+        out.append(literal_citations(answer.text.strip()) + "\n")
         if answer.abstained:
             out.append("_(no answer in the documents)_\n")
         if answer.invalid_citations:
-            out.append(f"_Warning: {invalid_citation_note(answer.invalid_citations, len(answer.sources))}_\n")
+            note = invalid_citation_note(answer.invalid_citations, len(answer.sources))
+            out.append(f"_Warning: {literal_citations(note)}_\n")
         if answer.sources:
             out.append("**Sources**\n")
             for source in answer.sources:
                 chunk = source.chunk
                 where = source_where(source)
                 cited = " — cited" if source.number in answer.citations else ""
-                quote = "\n".join("   > " + line if line.strip() else "   >" for line in chunk.text.strip().splitlines())
+                text = _REFERENCE_DEFINITION.sub(r"\1\\[", chunk.text.strip())  # defines no link in the export
+                quote = "\n".join("   > " + line if line.strip() else "   >" for line in text.splitlines())
                 out.append(
                     f"{source.number}. `{chunk.source}`{' ' + where if where else ''} "
                     f"(score {format_score(source.score)}){cited}\n{quote}\n"

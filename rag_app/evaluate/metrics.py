@@ -194,6 +194,24 @@ def yes_no_score(reply: str, answers: Sequence[str]) -> float:
     return 1.0 if word is not None and word in {normalize_answer(a) for a in answers} else 0.0
 
 
+def majority_label(labels: Iterable[str]) -> tuple[str, float] | None:
+    """The most common gold label and its share: what always giving that one answer would score.
+
+    Why: yes/no sets are rarely balanced, so an accuracy of 0.54 on a set that is
+    55% "yes" is below a model that always says yes. Labels are normalised
+    (``"Yes"`` counts as ``yes``); a tie goes to the label first in alphabetical
+    order, so the baseline does not depend on the order of the records.
+
+    Returns:
+        (label, share in [0, 1]), or None when there are no labels.
+    """
+    counts = Counter(normalize_answer(label) for label in labels)
+    if not counts:
+        return None
+    label, count = min(counts.items(), key=lambda kv: (-kv[1], kv[0]))
+    return label, count / sum(counts.values())
+
+
 def _contains(haystack_norm: str, needle: str) -> bool:
     needle_norm = normalize_answer(needle)
     # Word boundaries: "308" must not match inside "1308".
@@ -268,10 +286,17 @@ def score_question(
     s["answer_in_context"] = float(in_context) if text_scorable else None
     for key in ("em", "f1", "abstained", "abstained_answerable", "false_abstention", "abstain_gold_shown",
                 "abstain_gold_not_shown", "abstention_accuracy", "citation_precision", "citation_valid",
-                "unsupported", "unsupported_claims", "recited", "guard_withheld"):
+                "unsupported", "unsupported_claims", "recited", "guard_withheld", "hit_token_cap",
+                "repetition_stopped"):
         s[key] = None
     if answer is None:
         return s
+    # How generation ended (rag_app.pipeline.finished): a reply at the token cap was cut mid-thought,
+    # one the repetition guard stopped was looping; None without generation or when not known.
+    finish = None if answer.skipped_generation else getattr(answer, "finish", None)
+    if finish is not None:
+        s["hit_token_cap"] = float(finish == "length")
+        s["repetition_stopped"] = float(finish == "loop")
     reply = strip_citations(split_quote(answer.text)[1])  # a quoted supporting sentence is not the answer
     abstained = float(bool(answer.abstained))
     s["abstained"] = abstained

@@ -28,8 +28,10 @@ LABELS = {
     "abstention_accuracy": "abstained when withheld", "false_abstention": "false abstentions",
     "abstained_answerable": "abstained, answerable (raw)", "unsupported": "uncited answers",
     "unsupported_claims": "claims in no source", "recited": "re-cited",
-    "guard_withheld": "withheld (planted instruction)",
+    "guard_withheld": "withheld (planted instruction)", "hit_token_cap": "replies at the token cap",
+    "repetition_stopped": "stopped repeating",
 }
+ENDING_KEYS = ("hit_token_cap", "repetition_stopped")
 ANSWER_KEYS = ("em", "f1", "answer_in_context", "citation_precision", "citation_valid", "unsupported",
                "unsupported_claims", "recited", "guard_withheld")
 ABSTAIN_KEYS = ("abstain_gold_shown", "abstain_gold_not_shown", "abstention_accuracy", "false_abstention",
@@ -53,8 +55,45 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         rs = [r for r in records if str(r["answer_type"]) == answer_type]
         by_type[answer_type] = {"n": len(rs), "em": m.mean(r["scores"].get("em") for r in rs),
                                 "f1": m.mean(r["scores"].get("f1") for r in rs)}
+        if answer_type.startswith("yes_no"):
+            by_type[answer_type].update(yes_no_baseline(rs, prefix=""))
     agg["by_answer_type"] = by_type
+    agg.update(yes_no_baseline(records))
     return agg
+
+
+def yes_no_baseline(records: Sequence[dict[str, Any]], prefix: str = "yes_no_") -> dict[str, Any]:
+    """Accuracy on the scored yes/no(/maybe) questions beside the majority baseline on the same questions.
+
+    Why: "accuracy 0.542" means little without "majority 0.55 (yes)" next to it.
+    Scored means the question has an ``em`` (answerable, answered; an abstention
+    counts as wrong), so both numbers are over one set of questions.
+
+    Returns:
+        ``{prefix}n``, ``{prefix}accuracy``, ``{prefix}majority`` (share) and
+        ``{prefix}majority_label``; accuracy and majority are None without such questions.
+    """
+    scored = [r for r in records if str(r.get("answer_type") or "").startswith("yes_no")
+              and r["scores"].get("em") is not None]
+    majority = m.majority_label(r["answers"][0] for r in scored)
+    return {f"{prefix}n": len(scored), f"{prefix}accuracy": m.mean(r["scores"]["em"] for r in scored),
+            f"{prefix}majority": majority[1] if majority else None,
+            f"{prefix}majority_label": majority[0] if majority else None}
+
+
+def count_share(agg: dict[str, Any], key: str) -> str:
+    """``3 (0.075)``: how many of the questions a 0/1 score applies to have it, and their share; ``–`` if none.
+
+    Records written before the score existed have no value for it, so they
+    count in neither part (an old report shows ``–``).
+    """
+    n, share = agg.get(f"n_{key}") or 0, agg.get(key)
+    return "–" if not n or share is None else f"{round(share * n)} ({share:.3f})"
+
+
+def majority_text(share: float | None, label: str | None) -> str:
+    """``0.550 (yes)``, or ``–`` when there is no yes/no question."""
+    return "–" if share is None else f"{share:.3f} ({label})"
 
 
 def git_commit(repo: Path) -> dict[str, Any] | None:
@@ -171,6 +210,18 @@ def render_markdown(report: dict[str, Any]) -> str:
         lines += ["F1 by answer type (yes/no: first word of the reply):", ""]
         lines += _table(["config", *types], [[r["name"], *[r["aggregate"]["by_answer_type"].get(t, {}).get("f1")
                                                            for t in types]] for r in runs])
+        if any(r["aggregate"].get("yes_no_n") for r in runs):
+            lines += ["Yes/no accuracy beside the majority baseline (always giving the most common gold answer of "
+                      "those questions):", ""]
+            lines += _table(["config", "n", "yes/no accuracy", "majority"],
+                            [[r["name"], r["aggregate"]["yes_no_n"], r["aggregate"]["yes_no_accuracy"],
+                              majority_text(r["aggregate"]["yes_no_majority"], r["aggregate"]["yes_no_majority_label"])]
+                             for r in runs])
+        lines += ["How replies ended: at the token cap (generate.max_new_tokens; cut mid-answer) or stopped by the "
+                  "repetition guard (it was repeating itself or copying reference markers):", ""]
+        lines += _table(["config", "generated", *[LABELS[k] for k in ENDING_KEYS]],
+                        [[r["name"], r["aggregate"].get("n_hit_token_cap", 0),
+                          *[count_share(r["aggregate"], k) for k in ENDING_KEYS]] for r in runs])
         lines += ["## Abstention", "",
                   "A false abstention is one on an answerable question whose answer string was in the sources "
                   "shown (for yes/no questions: a gold document was shown).", ""]

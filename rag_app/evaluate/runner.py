@@ -204,6 +204,8 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         "invalid_citations": [] if answer is None else list(answer.invalid_citations),
         "abstained": None if answer is None else bool(answer.abstained),
         "skipped_generation": None if answer is None else bool(answer.skipped_generation),
+        "finish": None if answer is None else getattr(answer, "finish", None),  # stop, length (token cap) or loop
+        "generated_tokens": None if answer is None or answer.skipped_generation else answer.timings.tokens,
         "model": None if answer is None else answer.model,
         "adapter": None if answer is None else answer.adapter,
         "scores": m.score_question(item, hits, chunks, answer, ks, withheld),

@@ -65,11 +65,36 @@ def test_stream_yields_pieces_then_the_answer(rag):
     assert "".join(items[:-1]) == "Tokyo [1]." == items[-1].text
 
 
+@pytest.mark.parametrize("reply, finish", [
+    ("Tokyo is capital [1].", "length"),  # exactly max_new_tokens (4) words: it ran to the cap
+    ("Tokyo is the capital of Japan [1].", "length"),  # cut there
+    ("Tokyo is [1].", "stop"),
+])
+def test_an_answer_says_whether_its_reply_ran_to_the_token_cap(rag, reply, finish):
+    pipe, _ = rag(reply, generate={"max_new_tokens": 4})  # the fake says nothing: the pipeline counts its words
+    assert pipe.answer("What is the capital of Japan?").finish == finish
+
+
+def test_the_backends_word_on_how_a_reply_ended_wins_over_the_count(rag, monkeypatch):
+    from rag_app.repetition import Ending, Reply
+
+    pipe, gen = rag("Tokyo [1]. Tokyo [1].", generate={"max_new_tokens": 4})
+
+    def stream(*args, **kwargs):
+        yield "Tokyo [1]."
+        yield " Tokyo [1]."
+        return Ending(len(" Tokyo [1]."), "loop")
+
+    monkeypatch.setattr(gen, "stream", lambda *a, **k: Reply(stream()))
+    answer = pipe.answer("What is the capital of Japan?")
+    assert answer.finish == "loop" and answer.text == "Tokyo [1]."
+
+
 def test_low_scores_abstain_without_calling_the_model(rag):
     pipe, gen = rag(retrieve={"min_score": 0.99})
     answer = pipe.answer("Quantum chromodynamics of gluons?")
     assert answer.text == ABSTAIN and answer.abstained and answer.skipped_generation
-    assert gen.calls == []
+    assert gen.calls == [] and answer.finish is None  # nothing was generated
 
 
 def test_empty_question_is_refused(rag):

@@ -139,3 +139,16 @@ def test_library_warnings_hidden_unless_verbose(verbose):
         assert bool(caught) is verbose
     finally:
         logging.getLogger("bitsandbytes.backends.cpu.ops").setLevel(logging.NOTSET)
+
+
+@pytest.mark.parametrize("command", [["ask", "What is the capital of Japan?"], ["chat"]])
+def test_a_citation_to_a_source_not_shown_is_marked_nowhere_as_a_source(env, monkeypatch, capsys, command):
+    env.reply = "Tokyo is the capital of Japan [1] [9]."
+    lines = iter(["What is the capital of Japan?", "/sources", "/exit"])
+    monkeypatch.setattr("rich.console.Console.input", lambda self, prompt="": next(lines))
+    code, out, _ = run_main(monkeypatch, capsys, *command)
+    assert code == 0 and "Tokyo is the capital of Japan [1] [9]." in out  # the reply as the model wrote it
+    numbers = [line.split("│")[1].strip() for line in out.splitlines() if ".txt" in line]
+    assert numbers == ["1*", "2"]  # only source 1 is marked cited; no row, no mark for [9]
+    assert "cites source(s) [9], which were not shown" in out
+    assert "\x1b]8;" not in out  # no terminal hyperlink anywhere

@@ -80,8 +80,10 @@ def test_stream_sends_the_prompt_messages_stop_and_sampling_and_yields_pieces(mo
         gen = load_openai_generator(served(server.url, api_key_env="MY_SERVER_KEY", context_window=8192))
         assert gen.model == "served-model" and gen.context_window == 8192  # "bundled": the server's one model
         messages = build_messages("What is the capital of France?", [])
-        pieces = list(gen.stream(messages, max_new_tokens=4, temperature=0.7, top_p=0.9))
+        reply = gen.stream(messages, max_new_tokens=4, temperature=0.7, top_p=0.9)
+        pieces = list(reply)
         assert pieces == ["Paris", " is", " the", " capital"]
+        assert reply.finish == "length"  # the server's finish_reason: cut at max_tokens
         assert gen.count_text_tokens("".join(pieces)) == 4  # the server's pieces, not the estimate
         (sent,) = server.requests
         assert sent["messages"] == messages and sent["model"] == "served-model" and sent["stream"] is True
@@ -90,6 +92,9 @@ def test_stream_sends_the_prompt_messages_stop_and_sampling_and_yields_pieces(mo
         assert server.headers[0]["authorization"] == "Bearer s3cret"
         assert gen.generate(messages, max_new_tokens=2) == "Paris is"
         assert server.requests[1]["temperature"] == 0.0 and "top_p" not in server.requests[1]  # greedy
+        whole = gen.stream(messages, max_new_tokens=50)
+        list(whole)
+        assert whole.finish == "stop"
 
 
 def test_model_named_is_sent_and_several_served_need_a_name():

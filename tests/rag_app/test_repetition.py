@@ -7,7 +7,9 @@ import pytest
 from rag_app.config import GenerateConfig
 from rag_app.generation import HFGenerator, load_generator
 from rag_app.prompts import build_messages
-from rag_app.repetition import MAX_MARKERS, MIN_TOKENS, Reply, RepetitionGuard, find_loop, token_pieces, without_loop
+from rag_app.repetition import (
+    MAX_MARKERS, MIN_TOKENS, Ending, Reply, RepetitionGuard, find_loop, finish_reason, token_pieces, without_loop,
+)
 from rag_app.store import Chunk
 
 
@@ -157,6 +159,27 @@ def test_a_reply_reports_the_tail_its_generator_returned():
     text = "".join(reply)
     assert reply.repeated_tail == 8 and without_loop(text, reply) == "Paris [1]."
     assert without_loop("Paris", iter(["Paris"])) == "Paris"  # a generator that reports nothing: unchanged
+    assert reply.finish is None  # a bare count says nothing of why it ended
+
+
+def test_a_reply_reports_why_its_generator_ended():
+    def pieces():
+        yield "Paris [1]. Paris [1]."
+        return Ending(repeated_tail=len(" Paris [1]."), finish="loop")
+
+    reply = Reply(pieces())
+    assert without_loop("".join(reply), reply) == "Paris [1]." and reply.finish == "loop"
+
+
+def test_finish_reason_tells_the_token_cap_from_a_stop_token_and_a_loop():
+    stop = {0}
+    assert finish_reason([5, 6, 7], 3, stop, None) == "length"  # ran out of tokens
+    assert finish_reason([5, 6, 0], 3, stop, None) == "stop"  # its last token, the cap-th, ended the turn
+    assert finish_reason([5, 0], 3, stop, None) == "stop"
+    guard = RepetitionGuard(lambda token: f" w{token}")
+    assert guard.extend([1, 2] * 20) is not None
+    assert finish_reason(guard.ids, len(guard.ids), stop, guard) == "loop"  # the guard's stop wins, even at the cap
+    assert finish_reason([1, 2], 2, stop, RepetitionGuard(lambda token: "w")) == "length"  # a guard that found none
 
 
 # ---------------------------------------------------------------- both backends stop a reply that loops
@@ -216,6 +239,20 @@ def test_the_transformers_backend_stops_a_looping_reply(tiny_gen, monkeypatch, r
     assert reply.startswith(tiny_gen.generate(MESSAGES, max_new_tokens=120)) and generated[2] == 120
 
 
+@pytest.mark.parametrize("reply, cap, stop_loops, finish", [
+    (SENTENCE, lambda n: n + 1, True, "stop"),  # the end-of-turn id is the cap-th token: it ended on its own
+    (SENTENCE, lambda n: n, True, "length"),  # one token short of ending the turn
+    (SENTENCE * 20, lambda n: 300, True, "loop"),
+    (SENTENCE * 20, lambda n: 3 * n, False, "length"),  # without the guard it runs to the cap
+])
+def test_the_transformers_backend_says_how_a_reply_ended(tiny_gen, monkeypatch, reply, cap, stop_loops, finish):
+    force_reply(tiny_gen, monkeypatch, reply)
+    tiny_gen.stop_loops = stop_loops
+    pieces = tiny_gen.stream(MESSAGES, max_new_tokens=cap(len(script_ids(tiny_gen.tokenizer, SENTENCE))))
+    "".join(pieces)
+    assert pieces.finish == finish
+
+
 def test_a_random_tiny_model_that_loops_stops_early(tiny_gen):
     """No forcing: greedy decoding of a random 2-layer model repeats one token."""
     pieces = tiny_gen.stream(MESSAGES, max_new_tokens=200)
@@ -265,12 +302,15 @@ def test_the_llamacpp_backend_stops_a_looping_reply(served, monkeypatch, reply, 
     monkeypatch.setattr(served, "_stop_processors", lambda: [force])
     pieces = served.stream(MESSAGES, max_new_tokens=300)
     streamed = "".join(pieces)
-    assert without_loop(streamed, pieces).strip() == kept and streamed.startswith(kept)
+    assert without_loop(streamed, pieces).strip() == kept and streamed.startswith(kept) and pieces.finish == "loop"
     assert served.generate(MESSAGES, max_new_tokens=300) == kept
     assert max(asked) < 40 < len(script)  # stopped where the loop was found
     monkeypatch.setattr(served, "stop_loops", False)
     asked.clear()
     assert reply.startswith(served.generate(MESSAGES, max_new_tokens=120)) and max(asked) == 119
+    capped = served.stream(MESSAGES, max_new_tokens=120)
+    "".join(capped)
+    assert capped.finish == "length"
 
 
 # ---------------------------------------------------------------- the bundled model, no adapter, a paper's reference numbers

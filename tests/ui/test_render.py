@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from datetime import datetime, timedelta, timezone
 
+import pytest
+
 from rag_app.pipeline import Answer, Source, Timings
 from rag_app.store import Chunk
 from ui import render
@@ -33,6 +35,24 @@ def test_citations_become_badges_and_invalid_ones_warn():
 
 def test_while_streaming_every_citation_is_drawn_as_valid():
     assert render.mark_citations("x [9]") == "x :blue-badge[9]"
+
+
+@pytest.mark.parametrize("reply", ["Paris [1] [9].", "Paris [9](http://e.vil/manual).", '"Paris." [9]\nParis [9]'])
+def test_a_citation_to_a_source_not_shown_is_never_a_blue_badge_or_a_link(reply):
+    md = render.answer_markdown(reply, valid={1, 2})
+    assert ":red-badge[⚠ 9]" in md and ":blue-badge[9]" not in md
+    assert "](" not in md  # "[9](url)" cannot make the badge a link
+
+
+def test_an_exported_citation_to_a_source_not_shown_links_nowhere():
+    """A Markdown source opening with a reference definition must not turn ``[9]`` into a link to its URL."""
+    from markdown_it import MarkdownIt
+
+    manual = _source(2, text="[9]: http://e.vil/manual\nSee the manual.")
+    turns = [Turn("What is the capital?", _answer(text="Paris [1] [9].", sources=[_source(1), manual], invalid=(9,)))]
+    html = MarkdownIt("commonmark").render(render.conversation_markdown(turns, "idx"))
+    assert "<a " not in html and "Paris [1] [9]." in html  # shown as written, linked nowhere
+    assert "[9]: http://e.vil/manual" in html  # the source's own text, quoted whole
 
 
 def test_a_quoted_reply_shows_its_evidence_as_a_block_quote():
@@ -156,8 +176,8 @@ def test_conversation_markdown_has_questions_answers_and_full_sources():
     ]
     md = render.conversation_markdown(turns, ".rag/index", now=datetime(2025, 1, 2, 12, 0, tzinfo=timezone.utc))
     assert md.startswith("# Chat with your documents\n\nIndex `.rag/index`")
-    assert "## 1. What is the capital?\n\nParis [1] [5]." in md
+    assert "## 1. What is the capital?\n\nParis \\[1\\] \\[5\\]." in md  # reads [1] [5]; brackets no link can take
     assert "1. `guide.pdf` p. 3 (score 0.62) — cited\n   > Paris is the capital of France." in md
     assert "2. `guide.pdf` p. 3 (score 0.62)\n" in md  # not cited: no mark
-    assert "cites [5]" in md
+    assert "cites \\[5\\]" in md
     assert "## 2. And the river?\n\n_Error: the question is empty_" in md

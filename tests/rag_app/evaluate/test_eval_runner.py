@@ -12,6 +12,7 @@ from rag_app.config import load_settings
 from rag_app.evaluate import EvalConfig, evaluate, load_dataset, plan_runs
 from rag_app.evaluate.runner import RECORDS_FILE, read_records
 from rag_app.prompts import ABSTAIN
+from rag_app.repetition import Ending, Reply
 
 DOCS = {
     "france": "France is a country in Europe. The capital of France is Paris, a city on the Seine river.",
@@ -171,6 +172,42 @@ def test_retrieval_only_never_loads_the_generator(setup):
     assert agg["f1"] is None and agg["recall@10"] == 1.0 and agg["answer_in_context"] is not None
     assert (out / "recall_at_k.png").is_file() and not (out / "answers.png").exists()
     assert all(r["reply"] is None for r in report["configs"][0]["records"])
+
+
+class EndingGenerator(ScriptedGenerator):
+    """The scripted replies, except that q1's loops and is stopped as the repetition guard stops one (a Reply)."""
+
+    def stream(self, messages, max_new_tokens, temperature=0.0, top_p=0.95, abstain_threshold=None):
+        pieces = super().stream(messages, max_new_tokens, temperature, top_p)
+        if self.reply != REPLIES["q1"]:
+            return pieces
+
+        def looping():
+            yield from pieces
+            yield " Paris [1]"
+            return Ending(len(" Paris [1]"), "loop")
+
+        return Reply(looping())
+
+
+def test_replies_at_the_token_cap_and_stopped_repeating_are_counted(setup):
+    root, settings, embedder, out = setup
+    capped = settings.model_copy(update={"generate": settings.generate.model_copy(update={"max_new_tokens": 4})})
+    report, _ = evaluate(load_dataset(root), plan_runs([("base", capped)]), EvalConfig(ks=(1,)), out,
+                         embedder=embedder, load_generator=lambda s: EndingGenerator())
+    recs = {r["id"]: r for r in report["configs"][0]["records"]}
+    ends = {qid: (r["scores"]["hit_token_cap"], r["scores"]["repetition_stopped"]) for qid, r in recs.items()}
+    assert ends["q1"] == (0.0, 1.0) and recs["q1"]["reply"] == "Paris [1]"  # the loop cut, counted
+    assert ends["q2"] == (1.0, 0.0)  # "The capital is Kyoto [1]": cut after 4 words
+    assert ends["q7"] == (1.0, 0.0) and recs["q7"]["generated_tokens"] == 4  # exactly max_new_tokens: at the cap
+    assert ends["q3"] == (0.0, 0.0) and recs["q3"]["finish"] == "stop"  # "Mount Etna [1]" ended first
+    agg = report["configs"][0]["aggregate"]
+    n_cap = sum(e[0] for e in ends.values())
+    assert agg["n_hit_token_cap"] == len(QUESTIONS) and agg["hit_token_cap"] == pytest.approx(n_cap / len(QUESTIONS))
+    assert agg["repetition_stopped"] == pytest.approx(1 / len(QUESTIONS))
+    md = (out / "report.md").read_text()
+    assert "| config | generated | replies at the token cap | stopped repeating |" in md
+    assert f"| base | {len(QUESTIONS)} | {n_cap:.0f} ({n_cap / len(QUESTIONS):.3f}) | 1 (0.125) |" in md
 
 
 def test_resume_after_an_interrupted_run(setup):
