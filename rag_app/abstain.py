@@ -13,6 +13,7 @@ logits of the first generated token only, the same way.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -47,3 +48,24 @@ def decide_first_token(logits: np.ndarray, token_id: int, threshold: float) -> n
     else:
         logits[token_id] = -np.inf
     return logits
+
+
+@dataclass
+class FirstToken:
+    """What the first-token decision saw, so one eval run answers for every threshold.
+
+    Recorded on every reply (both backends, threshold or not): ``p`` is the
+    abstain token's probability and ``greedy`` whether it was the single most
+    likely token (greedy decoding abstains then). A run with the abstain token
+    forbidden (threshold 1.0) plus these two gives, without generating again,
+    the greedy outcome and that of any threshold (docs/eval/abstain_from_records.py).
+    """
+
+    p: float | None = None
+    greedy: bool | None = None
+
+    def decide(self, logits: np.ndarray, token_id: int, threshold: float | None) -> np.ndarray:
+        """Record ``logits``' facts, then apply :func:`decide_first_token` (None: leave them as they are)."""
+        self.p = abstain_probability(logits, token_id)
+        self.greedy = int(np.argmax(logits)) == token_id
+        return logits if threshold is None else decide_first_token(logits, token_id, threshold)

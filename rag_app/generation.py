@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
-from rag_app.abstain import abstain_token_id, decide_first_token
+from rag_app.abstain import FirstToken, abstain_token_id
 from rag_app.config import GenerateConfig
 from rag_app.errors import ContextWindowError
 from rag_app.chat_tokens import encode, stop_token_ids
@@ -121,7 +121,7 @@ class HFGenerator:
 
     def _generate_kwargs(
         self, messages: Messages, max_new_tokens: int, temperature: float, top_p: float, abstain_threshold: float | None,
-        guard: RepetitionGuard | None = None,
+        guard: RepetitionGuard | None = None, seen: FirstToken | None = None,
     ) -> dict:
         import torch
 
@@ -142,8 +142,8 @@ class HFGenerator:
             kwargs.update(temperature=None, top_p=None, top_k=None)
         if self.static_cache:
             kwargs["cache_implementation"] = "static"
-        if abstain_threshold is not None:
-            kwargs["logits_processor"] = _first_token_processor(ids.shape[1], abstain_token_id(self.tokenizer), abstain_threshold)
+        kwargs["logits_processor"] = _first_token_processor(ids.shape[1], abstain_token_id(self.tokenizer), abstain_threshold,
+                                                            seen or FirstToken())
         if guard is not None:
             kwargs["stopping_criteria"] = _loop_criteria(ids.shape[1], guard)
         return kwargs
@@ -166,7 +166,8 @@ class HFGenerator:
 
         streamer = TextIteratorStreamer(self.tokenizer, skip_prompt=True, skip_special_tokens=True, timeout=600)
         guard = self._guard()
-        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold, guard)
+        seen = FirstToken()
+        kwargs = self._generate_kwargs(messages, max_new_tokens, temperature, top_p, abstain_threshold, guard, seen)
         errors: list[BaseException] = []
         outputs: list[Any] = []
 
@@ -188,7 +189,7 @@ class HFGenerator:
             raise errors[0]
         new_ids = outputs[0][0, kwargs["input_ids"].shape[1] :].tolist()
         return Ending(guard.repeated_chars(self._decode) if guard else 0,
-                      finish_reason(new_ids, max_new_tokens, self.stop_ids, guard))
+                      finish_reason(new_ids, max_new_tokens, self.stop_ids, guard), seen)
 
     def generate(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,
@@ -205,16 +206,17 @@ class HFGenerator:
         return text[: max(0, len(text) - loop)].strip()
 
 
-def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> Any:
-    """A transformers logits processor applying :func:`decide_first_token` to the first new token."""
+def _first_token_processor(prompt_len: int, token_id: int, threshold: float | None, seen: FirstToken) -> Any:
+    """A transformers logits processor: :meth:`FirstToken.decide` on the first new token."""
     import torch
     from transformers import LogitsProcessor, LogitsProcessorList
 
     class FirstToken(LogitsProcessor):
         def __call__(self, input_ids: torch.LongTensor, scores: torch.FloatTensor) -> torch.FloatTensor:
             if input_ids.shape[1] == prompt_len:
-                row = decide_first_token(scores[0].float().cpu().numpy().copy(), token_id, threshold)
-                scores[0] = torch.from_numpy(row).to(scores.dtype)
+                row = seen.decide(scores[0].float().cpu().numpy().copy(), token_id, threshold)
+                if threshold is not None:
+                    scores[0] = torch.from_numpy(row).to(scores.dtype)
             return scores
 
     return LogitsProcessorList([FirstToken()])

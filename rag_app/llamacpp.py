@@ -43,7 +43,7 @@ from typing import Any
 
 import numpy as np
 
-from rag_app.abstain import abstain_token_id, decide_first_token
+from rag_app.abstain import FirstToken, abstain_token_id
 from rag_app.chat_tokens import encode, stop_strings, stop_token_ids
 from rag_app.errors import AdapterMismatchError, ConfigError
 from rag_app.repetition import Ending, Reply, RepetitionGuard, token_pieces, without_loop
@@ -210,13 +210,13 @@ class LlamaCppGenerator:
         sampling = {"temperature": temperature, "top_p": top_p if temperature > 0 else 1.0, "top_k": 0,
                     "min_p": 0.0, "repeat_penalty": 1.0}
         processors = self._stop_processors()
-        if abstain_threshold is not None:
-            processors.append(_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold))
+        seen = FirstToken()
+        processors.append(_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold, seen))
         guard = RepetitionGuard(self._piece) if self.stop_loops else None
         with self._lock:
             chunks = self.llm.create_completion(
                 ids, max_tokens=max_new_tokens, stream=True, stop=self.stop_strings,
-                logits_processor=LogitsProcessorList(processors) if processors else None,
+                logits_processor=LogitsProcessorList(processors),
                 stopping_criteria=StoppingCriteriaList([_loop_criterion(len(ids), guard)]) if guard else None, **sampling,
             )
             ended = None
@@ -228,9 +228,9 @@ class LlamaCppGenerator:
         # llama.cpp says "length" at max_tokens and "stop" otherwise, a stopping criterion included.
         finish = "loop" if guard and guard.loop else "length" if ended == "length" else "stop" if ended else None
         if guard is None:
-            return Ending(0, finish)
+            return Ending(0, finish, seen)
         return Ending(guard.repeated_chars(
-            lambda reply: self.llm.detokenize(reply, prev_tokens=ids).decode("utf-8", errors="ignore")), finish)
+            lambda reply: self.llm.detokenize(reply, prev_tokens=ids).decode("utf-8", errors="ignore")), finish, seen)
 
     def _stop_processors(self) -> list[Any]:
         """Stop on every end-of-turn id, not only the GGUF's eos, by forcing eos once one wins.
@@ -259,11 +259,11 @@ class LlamaCppGenerator:
         return without_loop("".join(reply), reply).strip()
 
 
-def _first_token_processor(prompt_len: int, token_id: int, threshold: float) -> Any:
-    """A llama.cpp logits processor applying :func:`decide_first_token` to the first new token."""
+def _first_token_processor(prompt_len: int, token_id: int, threshold: float | None, seen: FirstToken) -> Any:
+    """A llama.cpp logits processor: :meth:`FirstToken.decide` on the first new token."""
 
     def first_token(ids: np.ndarray, logits: np.ndarray) -> np.ndarray:
-        return decide_first_token(logits, token_id, threshold) if len(ids) == prompt_len else logits
+        return seen.decide(logits, token_id, threshold) if len(ids) == prompt_len else logits
 
     return first_token
 

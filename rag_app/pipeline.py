@@ -85,6 +85,10 @@ class Answer:
     # Why generation ended: "stop" (end of turn), "length" (ran to max_new_tokens), "loop" (the repetition
     # guard stopped it); None without generation. rag eval counts the last two.
     finish: str | None = None
+    # The abstain token's probability at the first position, and whether it was the most likely token
+    # (rag_app.abstain.FirstToken); None where the backend does not say. rag eval keeps both.
+    abstain_p: float | None = None
+    abstain_greedy: bool | None = None
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -324,9 +328,10 @@ class RagPipeline:
         if timings.tokens > 1 and decode_s > 0:
             timings.tokens_per_s = (timings.tokens - 1) / decode_s
         finish = finished(pieces, timings.tokens, cfg.max_new_tokens)
+        first = getattr(pieces, "first_token", None)
         yield self._finish(question, text, sources, timings, skipped=False, reply=raw,
                            removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}),
-                           support=supported, finish=finish)
+                           support=supported, finish=finish, first_token=first)
 
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
                *, retrieved: Retrieved | None = None) -> Answer:
@@ -340,7 +345,7 @@ class RagPipeline:
 
     def _finish(self, question: str, text: str, sources: list[Source], timings: Timings, skipped: bool,
                 reply: str | None = None, removed_links: Sequence[str] = (), withheld_for: Sequence[int] = (),
-                support: Support | None = None, finish: str | None = None) -> Answer:
+                support: Support | None = None, finish: str | None = None, first_token: Any = None) -> Answer:
         cited = [] if withheld_for else parse_citations(text)  # a withheld reply's numbers cite nothing
         valid = {s.number for s in sources}
         gen = self._generator
@@ -362,4 +367,6 @@ class RagPipeline:
             recited=support.recited if support else [],
             unsupported_claims=support.unsupported if support else [],
             finish=finish,
+            abstain_p=getattr(first_token, "p", None),
+            abstain_greedy=getattr(first_token, "greedy", None),
         )

@@ -42,7 +42,10 @@ import logging
 from collections.abc import Callable, Collection, Generator, Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
+
+if TYPE_CHECKING:
+    from rag_app.abstain import FirstToken
 
 log = logging.getLogger(__name__)
 
@@ -248,6 +251,7 @@ class Ending:
 
     repeated_tail: int = 0
     finish: Finish | None = None
+    first_token: FirstToken | None = None  # the abstain token's probability at the first position
 
 
 def finish_reason(new_ids: Sequence[int], max_new_tokens: int, stop_ids: Collection[int],
@@ -277,6 +281,7 @@ class Reply(Iterator[str]):
         self._pieces = pieces
         self.repeated_tail = 0
         self.finish: Finish | None = None
+        self.first_token: FirstToken | None = None
 
     def __next__(self) -> str:
         try:
@@ -284,6 +289,7 @@ class Reply(Iterator[str]):
         except StopIteration as end:
             if isinstance(end.value, Ending):
                 self.repeated_tail, self.finish = end.value.repeated_tail, end.value.finish
+                self.first_token = end.value.first_token
             else:
                 self.repeated_tail = end.value or 0
             raise

@@ -206,6 +206,9 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         "skipped_generation": None if answer is None else bool(answer.skipped_generation),
         "finish": None if answer is None else getattr(answer, "finish", None),  # stop, length (token cap) or loop
         "generated_tokens": None if answer is None or answer.skipped_generation else answer.timings.tokens,
+        # The abstain token at the first position: any threshold's outcome follows (docs/eval/abstain_from_records.py).
+        "abstain_p": None if answer is None else getattr(answer, "abstain_p", None),
+        "abstain_greedy": None if answer is None else getattr(answer, "abstain_greedy", None),
         "model": None if answer is None else answer.model,
         "adapter": None if answer is None else answer.adapter,
         "scores": m.score_question(item, hits, chunks, answer, ks, withheld),

@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from rag_app.abstain import abstain_probability, abstain_token_id, decide_first_token
+from rag_app.abstain import FirstToken, abstain_probability, abstain_token_id, decide_first_token
 from rag_app.config import GenerateConfig
 from rag_app.generation import load_generator
 from rag_app.prompts import ABSTAIN, build_messages
@@ -20,6 +20,16 @@ def test_decision_forces_or_forbids_the_abstain_token():
     assert int(np.argmax(forced)) == 1 and np.isneginf(forced[[0, 2]]).all()
     forbidden = decide_first_token(logits.copy(), 0, threshold=0.6)  # 0.5 < 0.6: greedy would abstain, now answers
     assert np.isneginf(forbidden[0]) and int(np.argmax(forbidden)) == 1
+
+
+def test_first_token_records_what_it_saw_before_deciding():
+    logits = np.log(np.array([0.5, 0.3, 0.2], dtype=np.float32))
+    seen = FirstToken()
+    untouched = seen.decide(logits.copy(), 0, threshold=None)
+    assert seen.p == pytest.approx(0.5, abs=1e-6) and seen.greedy is True
+    assert np.array_equal(untouched, logits)  # no threshold: observed, not changed
+    seen.decide(logits.copy(), 2, threshold=1.0)
+    assert seen.p == pytest.approx(0.2, abs=1e-6) and seen.greedy is False
 
 
 def test_config_refuses_a_threshold_outside_0_1():
@@ -46,6 +56,18 @@ def test_hf_generator_flips_at_the_models_own_probability(tiny_smollm, tmp_path)
     assert first_id(None) == [int(logits.argmax())]  # no threshold: plain greedy
 
 
+@pytest.mark.parametrize("threshold", [None, 1.0])
+def test_every_streamed_reply_carries_the_abstain_probability(tiny_smollm, tmp_path, threshold):
+    gen = load_generator(GenerateConfig(model=str(tiny_smollm), adapter="none", dtype="float32"), tmp_path)
+    abstain_id = abstain_token_id(gen.tokenizer)
+    with torch.no_grad():
+        logits = gen.model(torch.tensor([gen.encode(MESSAGES)])).logits[0, -1].numpy()
+    reply = gen.stream(MESSAGES, max_new_tokens=3, abstain_threshold=threshold)
+    "".join(reply)
+    assert reply.first_token.p == pytest.approx(abstain_probability(logits, abstain_id), rel=1e-4)
+    assert reply.first_token.greedy == (int(logits.argmax()) == abstain_id)
+
+
 @pytest.mark.slow
 def test_llamacpp_applies_the_threshold_to_the_first_token_only(model_cache_dir):
     pytest.importorskip("llama_cpp", reason="llama-cpp-python is the optional extra: pip install '.[llamacpp]'")
@@ -54,5 +76,9 @@ def test_llamacpp_applies_the_threshold_to_the_first_token_only(model_cache_dir)
     assert type(served).__name__ == "LlamaCppGenerator"
     forced = served.generate(MESSAGES, max_new_tokens=12, abstain_threshold=0.0)
     assert forced.startswith(ABSTAIN.split()[0] + " ") or forced.startswith(ABSTAIN.split()[0] + "'")
-    assert "1943" in served.generate(MESSAGES, max_new_tokens=24, abstain_threshold=1.0)
-    assert served.generate(MESSAGES, max_new_tokens=24, abstain_threshold=1.0) == served.generate(MESSAGES, max_new_tokens=24)
+    reply = served.stream(MESSAGES, max_new_tokens=24)
+    plain = "".join(reply)
+    assert 0.0 < reply.first_token.p < 1.0 and reply.first_token.greedy is False  # the base model answers here
+    # Forbidding a token greedy decoding would not pick changes nothing (its words differ by CPU: not asserted).
+    assert served.generate(MESSAGES, max_new_tokens=24, abstain_threshold=1.0) == plain.strip()
+    assert not plain.startswith(ABSTAIN.split()[0] + " ")

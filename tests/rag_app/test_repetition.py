@@ -218,7 +218,7 @@ def force_reply(gen: HFGenerator, monkeypatch, reply: str) -> list[int]:
                 forced[:, script[min(input_ids.shape[1] - prompt, len(script) - 1)]] = 0.0
                 return forced
 
-        out = real(**kwargs, logits_processor=LogitsProcessorList([Script()]))
+        out = real(**kwargs | {"logits_processor": LogitsProcessorList([*kwargs.get("logits_processor", []), Script()])})
         generated.append(out.shape[1] - prompt)
         return out
 

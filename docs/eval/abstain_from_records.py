@@ -1,0 +1,119 @@
+"""Greedy and every abstain threshold from one `rag eval` run, and the threshold to ship.
+
+    python docs/eval/abstain_from_records.py RUN/records.jsonl [RUN2/records.jsonl ...] --config lodo-a \
+        [--max-false 0.10] [--choose] [--base base]
+
+Each record keeps the abstain token's probability at the first position
+(``abstain_p``) and whether it was the most likely token (``abstain_greedy``,
+rag_app.abstain.FirstToken). In a run made with the token forbidden
+(``RAG_GENERATE__ABSTAIN_THRESHOLD=1.0``) every reply is the answer the model
+gives when it may not abstain; so, without generating again, greedy decoding
+abstains exactly where ``abstain_greedy`` is true, and threshold t where
+``abstain_p >= t`` (otherwise it gives the recorded reply). A reply begun with
+that token is taken to be the abstain sentence, as the adapter was trained to
+write it. Several records files are pooled (one question, one row).
+
+Per row: F1 over answerable questions, false abstentions (abstained although
+the answer was in the sources shown), abstentions on all answerable questions,
+and abstentions where the gold was withheld (the right reply). ``--choose``
+names the threshold that abstains most where the gold was withheld while
+keeping false abstentions at or under ``--max-false``. ``--base CONFIG``
+adds a paired bootstrap F1 interval of each row against that configuration's
+own (greedy) records: the same questions.
+"""
+
+import argparse
+import json
+import random
+from pathlib import Path
+
+THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
+
+
+def latest_run(path: Path, config: str) -> list[dict]:
+    """The newest run of ``config`` in a records.jsonl (records key on their run's fingerprint)."""
+    rows = [r for r in map(json.loads, filter(str.strip, path.read_text().splitlines())) if r["config"] == config]
+    if not rows:
+        raise SystemExit(f"{path}: no records of configuration {config!r}")
+    return [r for r in rows if r["fingerprint"] == rows[-1]["fingerprint"]]
+
+
+def could_answer(rec: dict) -> bool:
+    s = rec["scores"]
+    return bool(s["answer_in_context"] if s.get("answer_in_context") is not None else s.get("gold_in_sources"))
+
+
+def outcome(rec: dict, rule: str | float) -> dict:
+    """One question's scores under ``rule`` ("greedy", "never" or a threshold)."""
+    s = rec["scores"]
+    if rule == "never":
+        forced = False
+    elif rule == "greedy":
+        forced = bool(rec["abstain_greedy"])
+    else:
+        forced = rec["abstain_p"] >= rule
+    abstained = forced or bool(s["abstained"])
+    answerable = not rec["expect_abstain"]
+    return {"id": rec["id"], "answerable": answerable, "abstained": abstained,
+            "f1": (0.0 if forced else s["f1"]) if answerable else None,
+            "false": answerable and abstained and could_answer(rec)}
+
+
+def summary(rows: list[dict]) -> dict:
+    ans = [r for r in rows if r["answerable"]]
+    withheld = [r for r in rows if not r["answerable"]]
+    share = lambda xs, key: sum(bool(x[key]) for x in xs) / len(xs) if xs else float("nan")  # noqa: E731
+    return {"f1": sum(r["f1"] for r in ans) / len(ans), "false": share(ans, "false"),
+            "abstained": share(ans, "abstained"), "right": share(withheld, "abstained"),
+            "n": len(ans), "n_withheld": len(withheld)}
+
+
+def paired(a: dict[str, float], b: dict[str, float], samples: int = 10_000) -> str:
+    diff = [a[i] - b[i] for i in sorted(a.keys() & b.keys())]
+    rng = random.Random(0)
+    boots = sorted(sum(rng.choices(diff, k=len(diff))) / len(diff) for _ in range(samples))
+    return f"{sum(diff) / len(diff):+.3f} ({boots[int(0.025 * samples)]:+.2f} to {boots[int(0.975 * samples)]:+.2f})"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("records", type=Path, nargs="+")
+    parser.add_argument("--config", required=True, help="the configuration run with the abstain token forbidden")
+    parser.add_argument("--base", help="paired F1 of each row against this configuration's greedy records")
+    parser.add_argument("--max-false", type=float, default=0.10)
+    parser.add_argument("--choose", action="store_true")
+    args = parser.parse_args()
+    recs = [(str(p), r) for p in args.records for r in latest_run(p, args.config)]
+    missing = sum(r.get("abstain_p") is None for _, r in recs)
+    if missing:
+        raise SystemExit(f"{missing} records lack abstain_p: re-run them with this version of rag eval")
+    base = None
+    if args.base:
+        base = {f"{p}:{r['id']}": r["scores"]["f1"] for p in args.records for r in latest_run(p, args.base)
+                if not r["expect_abstain"]}
+    print("| rule | F1 (answerable) | false abstentions | abstained (answerable) | abstained, gold withheld |"
+          + (" paired F1 vs base (95%) |" if base else ""))
+    print("|---|---|---|---|---|" + ("---|" if base else ""))
+    chosen = None
+    for rule in ("greedy", "never", *THRESHOLDS):
+        rows = [{**outcome(r, rule), "key": f"{p}:{r['id']}"} for p, r in recs]
+        s = summary(rows)
+        name = rule if isinstance(rule, str) else f"threshold {rule}"
+        line = f"| {name} | {s['f1']:.3f} | {s['false']:.3f} | {s['abstained']:.3f} | {s['right']:.3f} |"
+        if base:
+            line += " " + paired({r["key"]: r["f1"] for r in rows if r["answerable"]}, base) + " |"
+        print(line)
+        if not isinstance(rule, str) and s["false"] <= args.max_false and (chosen is None or s["right"] > chosen[1]["right"]):
+            chosen = (rule, s)
+    print(f"\n{summary([outcome(r, 'never') for _, r in recs])['n']} answerable questions, "
+          f"{summary([outcome(r, 'never') for _, r in recs])['n_withheld']} with the gold withheld")
+    if args.choose:
+        if chosen is None:
+            print(f"no threshold keeps false abstentions at or under {args.max_false}")
+        else:
+            print(f"chosen: threshold {chosen[0]} (false abstentions {chosen[1]['false']:.3f}, "
+                  f"abstained with the gold withheld {chosen[1]['right']:.3f})")
+
+
+if __name__ == "__main__":
+    main()

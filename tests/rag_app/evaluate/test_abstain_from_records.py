@@ -1,0 +1,43 @@
+"""docs/eval/abstain_from_records.py: greedy and any threshold derived from one run with the abstain token forbidden."""
+
+import importlib.util
+import json
+from pathlib import Path
+
+SCRIPT = Path(__file__).parents[3] / "docs" / "eval" / "abstain_from_records.py"
+spec = importlib.util.spec_from_file_location("abstain_from_records", SCRIPT)
+sweep = importlib.util.module_from_spec(spec)
+spec.loader.exec_module(sweep)
+
+
+def record(qid, *, p, greedy, f1=None, withheld=False, in_context=True, config="a", fingerprint="f"):
+    scores = {"f1": f1, "abstained": 0.0, "answer_in_context": None if withheld else float(in_context),
+              "gold_in_sources": None if withheld else 1.0}
+    return {"id": qid, "config": config, "fingerprint": fingerprint, "expect_abstain": withheld, "withheld": withheld,
+            "abstain_p": p, "abstain_greedy": greedy, "scores": scores}
+
+
+RECORDS = [
+    record("sure", p=0.6, greedy=True, f1=0.8),               # greedy abstains though the answer was shown
+    record("doubt", p=0.15, greedy=False, f1=0.5, in_context=False),
+    record("gone", p=0.3, greedy=False, withheld=True),       # gold withheld: the right reply abstains
+]
+
+
+def test_greedy_and_thresholds_follow_from_the_recorded_probability():
+    greedy = sweep.summary([sweep.outcome(r, "greedy") for r in RECORDS])
+    assert greedy["f1"] == 0.25 and greedy["false"] == 0.5 and greedy["right"] == 0.0
+    low = sweep.summary([sweep.outcome(r, 0.1) for r in RECORDS])  # everything abstains
+    assert low["f1"] == 0.0 and low["false"] == 0.5 and low["abstained"] == 1.0 and low["right"] == 1.0
+    mid = sweep.summary([sweep.outcome(r, 0.3) for r in RECORDS])  # "sure" and "gone" abstain
+    assert mid["f1"] == 0.25 and mid["right"] == 1.0
+    high = sweep.summary([sweep.outcome(r, 0.7) for r in RECORDS])  # nothing abstains: the forbidden replies
+    assert high["f1"] == 0.65 and high["false"] == 0.0 and high["right"] == 0.0
+
+
+def test_the_newest_run_of_the_configuration_is_read(tmp_path):
+    path = tmp_path / "records.jsonl"
+    old = record("sure", p=0.9, greedy=True, f1=0.0, fingerprint="old")
+    other = record("sure", p=0.1, greedy=False, f1=1.0, config="base")
+    path.write_text("\n".join(json.dumps(r) for r in [old, other, *RECORDS]) + "\n")
+    assert [r["id"] for r in sweep.latest_run(path, "a")] == ["sure", "doubt", "gone"]
