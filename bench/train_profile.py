@@ -27,13 +27,17 @@ alike (compare ratios within one run, not absolute speeds across runs):
 * ``all_layers``   - LoRA on all 30 layers (``--layers all``)
 * ``full_logits``  - the 49k-vocab head on every position, loss still on the answer
 * ``tokens_400`` / ``tokens_1000`` - synthesized examples of that length
-* ``threads_1``    - ``torch.set_num_threads(1)`` (default: every core)
+* ``threads_N``    - ``torch.set_num_threads(N)`` for that variant (``--threads`` sets the others';
+  default torch's, every core). On a machine busy with other work, every core
+  means every op waits at a barrier for a thread the OS has descheduled: run
+  ``--threads 1`` there for ratios that hold, and ``threads_2`` to see the cost
 
 Then ``torch.profiler``'s top ops by self CPU time over ``--profile-steps``
 recipe micro-steps. Prints a table; ``--out`` writes JSON. Asserts nothing.
 
     python bench/train_profile.py --out bench/results/train_profile.json
     python bench/train_profile.py --examples runs/lodo-a-examples.jsonl --rounds 4
+    python bench/train_profile.py --threads 1 --variants recipe,loop,fp32,all_layers,full_logits,threads_2
 """
 
 from __future__ import annotations
@@ -189,11 +193,14 @@ def main() -> None:
     ap.add_argument("--rounds", type=int, default=3, help="timed micro-steps per variant; the fastest counts")
     ap.add_argument("--variants", default="recipe,loop,fp32,all_layers,full_logits,tokens_400,tokens_1000,threads_1")
     ap.add_argument("--profile-steps", type=int, default=1)
+    ap.add_argument("--threads", type=int, help="torch threads for every variant but threads_N (default: torch's, every core)")
     ap.add_argument("--base-model", default="bundled")
     ap.add_argument("--cache-dir", type=Path, default=Path.home() / ".cache" / "rag_app")
     ap.add_argument("--out", type=Path)
     args = ap.parse_args()
     wanted = args.variants.split(",")
+    if args.threads:
+        torch.set_num_threads(args.threads)
     started = time.perf_counter()
     cfg = TrainConfig(base_model=args.base_model, cache_dir=args.cache_dir, layers="top-half", out_dir=Path("runs/profile"))
     n_ex = max(args.rounds, 2)
@@ -216,8 +223,9 @@ def main() -> None:
         if f"tokens_{n_tok}" in wanted:
             synth = [encode(ex, tokenizer) for ex in synth_examples(tokenizer, n_tok, n_ex)]
             variants[f"tokens_{n_tok}"] = Variant(f"tokens_{n_tok}", *recipe_parts, synth)
-    if "threads_1" in wanted:
-        variants["threads_1"] = Variant("threads_1", *recipe_parts, data, threads=1)
+    for name in wanted:
+        if name.startswith("threads_"):
+            variants[name] = Variant(name, *recipe_parts, data, threads=int(name.removeprefix("threads_")))
     if "fp32" in wanted:
         parts, _, _, _ = build(cfg, fp32=True)
         variants["fp32"] = Variant("fp32", *parts, data)
