@@ -104,6 +104,8 @@ def write_card(out: Path, card: dict[str, Any]) -> None:
         lines.append(f"- **{key}**: {card.get(key)}")
     lines += ["", "## Settings", "", "```json", json.dumps(card.get("settings", {}), indent=2), "```",
               "", "## Data", "", "```json", json.dumps(card.get("data", {}), indent=2), "```"]
+    if card.get("speed"):
+        lines += ["", "## Speed", "", "```json", json.dumps(card["speed"], indent=2), "```"]
     if card.get("eval"):
         lines += ["", "## Evaluation (validation split)", "", "```json", json.dumps(card["eval"], indent=2), "```"]
     (out / "training_card.md").write_text("\n".join(lines) + "\n")

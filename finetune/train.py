@@ -32,6 +32,7 @@ import contextlib
 import json
 import logging
 import math
+import os
 import random
 import signal
 import time
@@ -58,6 +59,8 @@ class TrainState:
     world_size: int = 1  # processes that trained together (a resume must use as many)
     elapsed_s: float = 0.0
     tokens: int = 0
+    validation_s: float = 0.0  # of elapsed_s: validation passes and checkpoint writes, not training
+    checkpoint_s: float = 0.0
     losses: list[tuple[int, float]] = field(default_factory=list)  # (opt_step, mean train loss)
     val_losses: list[tuple[int, float]] = field(default_factory=list)
 
@@ -375,12 +378,16 @@ def run_loop(cfg: TrainConfig, parts: Parts, data: TrainData, state: TrainState,
             state.losses.append((state.opt_step, sum(window) / len(window)))
             window = []
             if data.val and state.opt_step % cfg.eval_every == 0:
+                tic = time.perf_counter()
                 state.val_losses.append((state.opt_step, validation_loss(model, data.val, accelerator.device)))
+                state.validation_s += time.perf_counter() - tic
             state.elapsed_s = time.perf_counter() - t_start
             bar(state, state.losses[-1][1])
             if time.perf_counter() - last_save > cfg.save_every_s:
+                tic = time.perf_counter()
                 save_state(parts, ckpt, state)
                 last_save = time.perf_counter()
+                state.checkpoint_s += last_save - tic
     except KeyboardInterrupt:
         interrupted = True
     finally:
@@ -414,9 +421,39 @@ def training_card(cfg: TrainConfig, facts: dict[str, Any], data: TrainData, stat
         "steps": {"examples_seen": state.micro_step * world, "optimizer_steps": state.opt_step, "processes": world},
         "time_s": round(state.elapsed_s, 1),
         "tokens_per_s": round(tokens / max(state.elapsed_s, 1e-9), 1),
+        "speed": speed_facts(state, tokens),
         "final_train_loss": state.losses[-1][1] if state.losses else None,
         "val_loss": state.val_losses[-1][1] if state.val_losses else None,
         "losses": state.losses, "val_losses": state.val_losses,
+    }
+
+
+def speed_facts(state: TrainState, tokens: int) -> dict[str, Any]:
+    """What a card's tokens/s needs beside it to be compared with another machine's.
+
+    ``tokens_per_s`` counts every second of ``time_s``; ``training_tokens_per_s``
+    leaves out the validation passes and checkpoint writes. Tokens/s barely moves
+    with example length (400-1000 tokens), but a busy machine, the thread count,
+    the layers adapted and the dtype each change it about 2x (docs/BENCHMARKS.md,
+    "Where a training step's time goes"): so the card records the threads, the
+    CPU's instruction set and the load average the run ended with.
+    """
+    import torch
+
+    examples = state.micro_step * state.world_size
+    train_s = max(state.elapsed_s - state.validation_s - state.checkpoint_s, 1e-9)
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not on Unix
+        load = None
+    return {
+        "examples_per_s": round(examples / max(state.elapsed_s, 1e-9), 4),
+        "tokens_per_example": round(tokens / max(examples, 1), 1),
+        "training_tokens_per_s": round(tokens / train_s, 1),
+        "validation_s": round(state.validation_s, 3), "checkpoint_s": round(state.checkpoint_s, 3),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "load_average_1_5_15min": load,  # at the end of the run: above cpu_count, the machine was shared
     }
 
 

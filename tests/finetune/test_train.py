@@ -187,12 +187,30 @@ def test_resume_continues_from_the_saved_step(tiny_smollm, tmp_path, monkeypatch
     state_file.write_text(json.dumps({**saved, "world_size": 2}))  # as if two processes had trained it
     with pytest.raises(ConfigError, match="trained by 2 process"):
         train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
-    state_file.write_text(json.dumps(saved))
+    older = {k: v for k, v in saved.items() if k not in ("validation_s", "checkpoint_s")}
+    state_file.write_text(json.dumps(older))  # as a checkpoint written before the card timed validation
     with pytest.raises(ConfigError, match="same --layers"):  # the checkpoint's LoRA covers all layers
         train(config(tiny_smollm, out, epochs=1, layers="top-half"), examples(), resume=True, progress=False)
     card = train(config(tiny_smollm, out, epochs=1), examples(), resume=True, progress=False)
     assert card["steps"] == {"examples_seen": 12, "optimizer_steps": 6, "processes": 1}
     assert [s for s, _ in card["losses"]] == [1, 2, 3, 4, 5, 6]
+
+
+def test_card_records_speed_beside_what_it_depends_on(tiny_smollm, tmp_path):
+    """Examples/s, tokens per example, time not spent training, threads and CPU: cards from two machines compare."""
+    out = tmp_path / "s"
+    data = examples(6)
+    card = train(config(tiny_smollm, out, epochs=1, eval_every=1, save_every_s=0.0), data, examples(2), progress=False)
+    speed = card["speed"]
+    tokenizer = load_model(str(tiny_smollm), tmp_path, dtype="float32").tokenizer
+    assert speed["tokens_per_example"] == round(sum(len(encode(ex, tokenizer)[0]) for ex in data) / 6, 1)
+    assert speed["validation_s"] > 0 and speed["checkpoint_s"] > 0  # a pass and a checkpoint at each of 3 steps
+    assert speed["validation_s"] + speed["checkpoint_s"] < card["time_s"] + 0.1
+    assert speed["training_tokens_per_s"] > card["tokens_per_s"]
+    assert speed["examples_per_s"] == pytest.approx(6 / card["time_s"], rel=0.1, abs=0.05)
+    assert speed["torch_threads"] == torch.get_num_threads()
+    assert speed["cpu_capability"] == torch.backends.cpu.get_cpu_capability()
+    assert "## Speed" in (out / "training_card.md").read_text()
 
 
 def test_progress_prints_plain_lines_when_output_is_a_log_file(capsys):
