@@ -5,17 +5,8 @@ names from the wrong source, or writes one that no source has ("125M [1]"
 where source 1 says 0.8M; "Grissom, White and Chaffee [1]" where the names
 are in source 2). Before an answer is shown, every claim (the text before a
 citation, back to the previous citation or sentence end) has its *key
-content* looked up in the source it cites:
-
-* numbers, with a magnitude or percent suffix when it has one (``0.8M``,
-  ``125 M``, ``12.5%``, ``13,527``): the same value and suffix must occur;
-* capitalised words not at a sentence start (names, places, ``NASA``);
-* for a short claim (a few words, the answer span itself), its content words.
-
-Words the question already has are not key content: they are what was
-asked, not what the answer adds. Matching ignores case, unicode dashes and
-spaces, thousands separators and the space in ``0.8 M``; a word also matches
-a longer or shorter form sharing its stem (``island``/``islands``).
+content* (numbers, names and, for an answer span, its content words; what
+counts is :mod:`rag_app.claim_keys`) looked up in the source it cites.
 
 If the cited sources lack a key that other shown sources hold, the claim is
 re-cited to them (the ``[n]`` in the shown text changes, recorded); if a key
@@ -25,14 +16,13 @@ paraphrase (docs/EVAL.md measures how often each happens).
 
 A claim that adds nothing to the question ("Yes [1]", "No, it does not
 [2]", the question's own words back) is about the question's claim, so the
-question's content is what its source must hold: the question's numbers and
-names (one that no shown source has leaves the reply unsupported), and at
-least half of its content words that tell the shown sources apart (a
-source with fewer is about something else: re-cited to one with enough).
+question's content (:func:`rag_app.claim_keys.question_content`) is what its
+source must hold: the question's numbers and names (one that no shown
+source has leaves the reply unsupported), and at least half of its content
+words that tell the shown sources apart (a source with fewer is about
+something else: re-cited to one with enough).
 This catches "Yes [2]" citing the introduction when the page on comments
 is source 1; it cannot catch "Yes [1]" where source 1 says "no".
-Numbers and capitals work in any language that writes them; the stop words
-are English.
 
 For each supported claim, :class:`Evidence` names the source sentence that
 holds most of its key content and where each key occurs, for the CLI's
@@ -42,87 +32,26 @@ holds most of its key content and where each key occurs, for the CLI's
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from rag_app.claim_keys import (
+    NAME_GAP, NUMBER, WORD, Key, adds_nothing, at_sentence_start, fold, key_content, normalise, number_key,
+    question_content, stem_match,
+)
 from rag_app.prompts import CITATION, SourceLike
 
-SHORT_CLAIM_WORDS = 5  # up to this many words, a claim is an answer span: its content words are checked
-_DASHES = dict.fromkeys(map(ord, "\u2010\u2011\u2012\u2013\u2014\u2015\u2212\ufe58\ufe63\uff0d"), "-")
-_SPACES = dict.fromkeys(map(ord, "\u00a0\u2007\u2009\u202f"), "\u2009")  # kept apart: they may group thousands
-_WORD = re.compile(r"[^\W\d_]+")
-_NUMBER = re.compile(
-    r"(?<![\d.,])(?P<int>\d{1,3}(?:(?P<sep>[,.'\u2009])\d{3})(?:(?P=sep)\d{3})*(?!\d)|\d+)"
-    r"(?:[.,](?P<dec>\d+))?(?!\d)"
-    r"(?:\s?(?P<suf>%|‰|(?i:percent|per cent|thousand|million|billion|trillion|bn)\b|[kKMBT](?![^\W\d_])))?"
-)
-_SUFFIX = {"percent": "%", "per cent": "%", "thousand": "k", "million": "m", "billion": "b", "trillion": "t", "bn": "b"}
+# key_content, question_content and Key are rag_app.claim_keys's, importable from here as before the split.
+__all__ = ["Evidence", "Key", "Recited", "Support", "SupportChecker", "UnsupportedClaim", "key_content",
+           "question_content"]
+
 # A sentence ends at . ! ? before a space, or at a line end unless the next line goes on in lower case (a wrapped line).
 _SENTENCE = re.compile(r"(?:[^.!?\n]|[.!?](?!\s|$)|\n(?=[ \t]*[a-z\u00df-\u00ff]))*(?:[.!?]+(?=\s|$)|\n|$)")
 _BOUNDARY = re.compile(r"[.!?:;]+\s+|\n+")
-_NAME_GAP = re.compile(r"[\s'’.-]{1,3}")  # between the words of one name: "Walt Disney", "Jean-Luc", "O'Brien"
-_OPENERS = " \t\"'“‘(«*•-"
-# Words a short answer needs no source for ("Yes, it does"); English only, like any stop list.
-_STOP = frozenset(
-    "a an and are as at be been but by did do does for from had has have he her his i if in into is it its no not "
-    "of on or she so than that the their them then there these they this those to was we were which who with yes "
-    "maybe you also only about after before over under between both each".split()
-)
-# Words that ask, not say: never what a source must hold for the question's claim. Kept out of _STOP ("many island").
-_ASKING = frozenset("what when where why how whom whose whether should would could can will shall may might must "
-                    "many much".split())
-
-
-def _fold(text: str) -> str:
-    """ASCII hyphens and one kind of narrow space, one character per character, so offsets carry over."""
-    return text.translate(_DASHES).translate(_SPACES)
-
-
-def _normalise(text: str) -> str:
-    """:func:`_fold`, lower case (where that keeps one character)."""
-    return _fold("".join(c.lower() if len(c.lower()) == 1 else c for c in text))
-
-
-def _initial(text: str, pos: int) -> bool:
-    """Does the word at ``pos`` start a sentence, a line or a list item (so its capital says nothing)?"""
-    while pos > 0 and text[pos - 1] in _OPENERS:
-        pos -= 1
-    return pos == 0 or text[pos - 1] in ".!?:;\n"
-
-
-def _number_key(m: re.Match[str]) -> tuple[str, str]:
-    """``("125", "m")`` for 125M, ``("13527", "")`` for 13,527, ``("0.8", "m")`` for 0,8 M."""
-    whole = re.sub(r"[,.'\u2009]", "", m.group("int")).lstrip("0") or "0"
-    dec = (m.group("dec") or "").rstrip("0")
-    suffix = (m.group("suf") or "").lower()
-    return (f"{whole}.{dec}" if dec else whole), _SUFFIX.get(suffix, suffix)
-
-
-def _stem_match(word: str, other: str) -> bool:
-    if word == other:
-        return True
-    short, long_ = sorted((word, other), key=len)
-    return len(short) >= 4 and long_.startswith(short) and len(long_) - len(short) <= 2
 
 
 def _cites(numbers: Sequence[int]) -> str:
     return "[" + ", ".join(map(str, numbers)) + "]"
-
-
-@dataclass(frozen=True)
-class Key:
-    """One piece of a claim's content that a source must hold.
-
-    A number; a name (its words next to each other: "Mary Pole" is not
-    backed by "Mary Stanley ... Ursula Pole"); or a short answer span (its
-    content words anywhere in one source).
-    """
-
-    label: str  # as the claim (or, for a claim adding nothing, the question) writes it
-    number: tuple[str, str] | None = None
-    words: tuple[str, ...] = ()
-    adjacent: bool = True
-    quorum: int = 0  # of ``words`` (not adjacent), how many a source must hold; 0: all
 
 
 class _Source:
@@ -131,23 +60,23 @@ class _Source:
     def __init__(self, number: int, source: SourceLike) -> None:
         self.number, self.location, self.text = number, source.location, source.text
         self.numbers: dict[tuple[str, str], list[tuple[int, int]]] = {}
-        for m in _NUMBER.finditer(_fold(self.text)):
-            key = _number_key(m)
+        for m in NUMBER.finditer(fold(self.text)):
+            key = number_key(m)
             self.numbers.setdefault(key, []).append((m.start(), m.end()))
             if key[1]:  # "125M" also holds the bare 125
                 self.numbers.setdefault((key[0], ""), []).append((m.start(), m.end("dec") if m.group("dec") else m.end("int")))
-        self.tokens = [(m.group(), m.start(), m.end()) for m in _WORD.finditer(_normalise(self.text))]
+        self.tokens = [(m.group(), m.start(), m.end()) for m in WORD.finditer(normalise(self.text))]
         self.words: dict[str, list[tuple[int, int]]] = {}
         for word, start, end in self.tokens:
             self.words.setdefault(word, []).append((start, end))
         # Names: words written with a capital where a capital is not the sentence's.
-        self.names = {_normalise(m.group()) for m in _WORD.finditer(self.text)
-                      if m.group()[0].isupper() and not _initial(self.text, m.start())}
+        self.names = {normalise(m.group()) for m in WORD.finditer(self.text)
+                      if m.group()[0].isupper() and not at_sentence_start(self.text, m.start())}
         self.sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(self.text) if m.group().strip()]
         self._found: dict[Key, list[tuple[int, int]]] = {}
 
     def _word(self, word: str) -> list[tuple[int, int]]:
-        return self.words.get(word) or [s for w, spans in self.words.items() if _stem_match(word, w) for s in spans]
+        return self.words.get(word) or [s for w, spans in self.words.items() if stem_match(word, w) for s in spans]
 
     def spans(self, key: Key) -> list[tuple[int, int]]:
         """Where ``key`` occurs in the text; empty when it does not (remembered: a streamed reply asks again per token)."""
@@ -166,8 +95,8 @@ class _Source:
         n = len(key.words)
         for i in range(len(self.tokens) - n + 1):
             run = self.tokens[i: i + n]
-            if all(_stem_match(w, t[0]) for w, t in zip(key.words, run)) and all(
-                    _NAME_GAP.fullmatch(self.text[a[2]: b[1]]) for a, b in zip(run, run[1:])):
+            if all(stem_match(w, t[0]) for w, t in zip(key.words, run)) and all(
+                    NAME_GAP.fullmatch(self.text[a[2]: b[1]]) for a, b in zip(run, run[1:])):
                 out.append((run[0][1], run[-1][2]))
         return out
 
@@ -242,7 +171,7 @@ class _Claim:
 
 
 def _has_content(text: str) -> bool:
-    return bool(_WORD.search(text) or re.search(r"\d", text))
+    return bool(WORD.search(text) or re.search(r"\d", text))
 
 
 def _claims(text: str) -> list[_Claim]:
@@ -274,78 +203,6 @@ def _claims(text: str) -> list[_Claim]:
     return out
 
 
-def _content(claim: str, question: str, names: Collection[str]) -> tuple[list[Key], list[re.Match[str]], int]:
-    """A claim's numbers and names as keys, its content words (matches in ``claim``) and its length in words.
-
-    Content words are words of two letters or more that are neither stop
-    words nor the question's (nor part of a number: "million" of "125 million").
-    """
-    asked = set(_WORD.findall(_normalise(question)))
-    asked_numbers = {_number_key(m) for m in _NUMBER.finditer(_fold(question))}
-    # A list item's ordinal ("1. [1] ...", "2) ...") numbers the list, it claims nothing.
-    numbers = [m for m in _NUMBER.finditer(_fold(claim))
-               if not (len(m.group()) <= 2 and _initial(claim, m.start()) and re.match(r"[.)](?:\s|$)", claim[m.end():]))]
-    keys = [Key(claim[m.start(): m.end()].strip(), number=_number_key(m)) for m in numbers
-            if _number_key(m) not in asked_numbers and (_number_key(m)[0], "") not in asked_numbers]
-    in_numbers = [range(m.start(), m.end()) for m in numbers]
-    words = [m for m in _WORD.finditer(claim) if not any(m.start() in r for r in in_numbers)]
-    candidates = [m for m in words if len(m.group()) > 1 and _normalise(m.group()) not in asked]
-    run: list[re.Match[str]] = []
-    for m in [*words, None]:  # a name is a run of capitalised words with only spaces (or a hyphen) between
-        is_name = m is not None and m in candidates and m.group()[0].isupper() and (
-            not _initial(claim, m.start()) or _normalise(m.group()) in names)
-        if run and (not is_name or not _NAME_GAP.fullmatch(claim[run[-1].end(): m.start()])):
-            keys.append(Key(claim[run[0].start(): run[-1].end()], words=tuple(_normalise(x.group()) for x in run)))
-            run = []
-        if is_name:
-            run.append(m)
-    content = [m for m in candidates if _normalise(m.group()) not in _STOP]
-    return keys, content, len(words) + len(numbers)
-
-
-def key_content(claim: str, question: str = "", names: Collection[str] = (), span: bool = True) -> list[Key]:
-    """What a source must hold for ``claim`` to be backed by it (see the module docstring).
-
-    Args:
-        claim: the text a citation group backs.
-        question: its words and numbers are not key content.
-        names: lower-cased words the sources write as names; a capitalised
-            word at a sentence start is a name only if it is one of them.
-        span: a short claim is an answer span, whose content words count.
-    """
-    keys, content, length = _content(claim, question, names)
-    # No number or name to check: a short claim is the answer span itself, checked by its content words.
-    if not keys and content and span and length <= SHORT_CLAIM_WORDS:
-        keys = [Key(" ".join(m.group() for m in content), words=tuple(_normalise(m.group()) for m in content),
-                    adjacent=False)]
-    return list(dict.fromkeys(keys))
-
-
-def _titled(text: str) -> bool:
-    """Is ``text`` written as a title ("Is Acupuncture Efficacious for Treating Vocal Pathologies?") or in capitals?
-
-    Four or more words of four letters or more after the first, all
-    capitalised: a question with names has some lower-case words between
-    them ("Was Abraham Lincoln the sixteenth President?").
-    """
-    long_words = [w for w in _WORD.findall(text)[1:] if len(w) > 3]
-    return len(long_words) >= 4 and all(w[0].isupper() for w in long_words)
-
-
-def question_content(question: str, names: Collection[str] = ()) -> tuple[list[Key], list[Key]]:
-    """What a reply that adds nothing to the question claims ("Yes [1]" to "Is libffi thread-safe?"): the question's content.
-
-    Returns:
-        The question's numbers and names, and its content words, one key
-        each (a question is too long to be one answer span); words that ask
-        ("which", "should", "how many") are not content.
-    """
-    keys, content, _ = _content(question, "", names)
-    if _titled(question):  # its capitals name nothing
-        keys = [k for k in keys if k.number is not None]
-    in_keys = {w for k in keys for w in k.words}
-    words = [w for w in dict.fromkeys(_normalise(m.group()) for m in content) if w not in _ASKING and w not in in_keys]
-    return list(dict.fromkeys(keys)), [Key(w, words=(w,)) for w in words]
 
 
 class SupportChecker:
@@ -388,7 +245,7 @@ class SupportChecker:
         out, pieces, last = Support(text), [], 0
         for claim in _claims(text):
             keys = key_content(claim.text, self.question, self.names, span=claim.opens)
-            asked = not keys and self._adds_nothing(claim.text)
+            asked = not keys and adds_nothing(claim.text, self.question, self.names)
             if asked:  # "Yes [1]": the cited source must be about what the question asks
                 keys = self.asked
             shown = [n for n in claim.cited if n in self.sources]
@@ -401,11 +258,6 @@ class SupportChecker:
             out.evidence += self._evidence(claim.text, keys, cited)
         out.text = "".join([*pieces, text[last:]])
         return out
-
-    def _adds_nothing(self, claim: str) -> bool:
-        """Has the claim no number, name or content word the question lacks ("Yes", "No, it does not", an echo)?"""
-        keys, content, _ = _content(claim, self.question, self.names)
-        return not keys and not content
 
     def _cover(self, claim: _Claim, keys: list[Key], shown: list[int], out: Support, asked: bool = False) -> list[int]:
         """The citation the claim should carry: the cited sources that hold some of it plus the fewest others for the rest."""
