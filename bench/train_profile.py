@@ -1,6 +1,6 @@
 """Where a fine-tuning step's time goes: the recipe's micro-step split into phases, against its variants.
 
-Builds the model ``rag finetune`` builds (:func:`finetune.train.build_model`:
+Builds the model ``rag finetune`` builds (:func:`finetune.model.build_model`:
 the bundled SmolLM2-135M, LoRA r16 on q,k,v,o,gate,up,down, top 15 of 30
 layers on CPU, bf16 weights + autocast where the CPU has native bf16) and
 times training micro-steps (one example, batch 1, as the recipe) on
@@ -64,8 +64,9 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 from finetune.artifacts import save_checkpoint  # noqa: E402
 from finetune.config import TrainConfig  # noqa: E402
 from finetune.dataset import RaftExample, SourceText  # noqa: E402
+from finetune.model import build_model  # noqa: E402
 from finetune.train import (  # noqa: E402
-    TrainData, TrainState, answer_loss, build_model, build_optimizer, encode, make_accelerator, run_loop, validation_loss,
+    TrainData, TrainState, answer_loss, build_optimizer, encode, make_accelerator, run_loop, validation_loss,
 )
 
 GRAD_ACCUM = TrainConfig().grad_accum

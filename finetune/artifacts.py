@@ -2,7 +2,8 @@
 
 The adapter folder describes itself (peft's ``adapter_config.json`` records
 the base model id, checked before it is applied), and the card records how it
-was made: settings, base weights fingerprint, data stats, time, losses.
+was made (:func:`training_card`): settings, base weights fingerprint, data
+stats, time, speed, losses.
 Checkpoints are written to a temporary folder and renamed, so a crash while
 saving leaves the previous checkpoint intact.
 """
@@ -12,8 +13,14 @@ from __future__ import annotations
 import json
 import os
 import shutil
+from dataclasses import asdict
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from finetune.config import TrainConfig
+
+if TYPE_CHECKING:  # the recipe's own types; finetune.train imports this module
+    from finetune.train import TrainData, TrainState
 
 
 def save_adapter(model: Any, tokenizer: Any, out: Path) -> None:
@@ -93,6 +100,55 @@ def load_checkpoint(folder: Path, model: Any, optimizer: Any, scheduler: Any) ->
     state["losses"] = [tuple(x) for x in state.get("losses", [])]
     state["val_losses"] = [tuple(x) for x in state.get("val_losses", [])]
     return state
+
+
+def training_card(cfg: TrainConfig, facts: dict[str, Any], data: TrainData, state: TrainState, tokens: int,
+                  data_stats: dict[str, Any] | None) -> dict[str, Any]:
+    """How the adapter was made: settings, model facts, data counts, steps, speed and losses."""
+    world = state.world_size
+    return {
+        "recipe": "RAFT (Zhang et al. 2024): gold + hard distractors, gold dropped with prob 1-P -> abstain",
+        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
+        **facts,
+        "data": {**(data_stats or {}), "train_examples_used": len(data.train), "skipped_too_long": data.skipped_too_long,
+                 "val_examples_used": len(data.val)},  # beside the built counts, not over them
+        "steps": {"examples_seen": state.micro_step * world, "optimizer_steps": state.opt_step, "processes": world},
+        "time_s": round(state.elapsed_s, 1),
+        "tokens_per_s": round(tokens / max(state.elapsed_s, 1e-9), 1),
+        "speed": speed_facts(state, tokens),
+        "final_train_loss": state.losses[-1][1] if state.losses else None,
+        "val_loss": state.val_losses[-1][1] if state.val_losses else None,
+        "losses": state.losses, "val_losses": state.val_losses,
+    }
+
+
+def speed_facts(state: TrainState, tokens: int) -> dict[str, Any]:
+    """What a card's tokens/s needs beside it to be compared with another machine's.
+
+    ``tokens_per_s`` counts every second of ``time_s``; ``training_tokens_per_s``
+    leaves out the validation passes and checkpoint writes. Tokens/s barely moves
+    with example length (400-1000 tokens), but a busy machine, the thread count,
+    the layers adapted and the dtype each change it about 2x (docs/BENCHMARKS.md,
+    "Where a training step's time goes"): so the card records the threads, the
+    CPU's instruction set and the load average the run ended with.
+    """
+    import torch
+
+    examples = state.micro_step * state.world_size
+    train_s = max(state.elapsed_s - state.validation_s - state.checkpoint_s, 1e-9)
+    try:
+        load = [round(x, 2) for x in os.getloadavg()]
+    except (AttributeError, OSError):  # not on Unix
+        load = None
+    return {
+        "examples_per_s": round(examples / max(state.elapsed_s, 1e-9), 4),
+        "tokens_per_example": round(tokens / max(examples, 1), 1),
+        "training_tokens_per_s": round(tokens / train_s, 1),
+        "validation_s": round(state.validation_s, 3), "checkpoint_s": round(state.checkpoint_s, 3),
+        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
+        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
+        "load_average_1_5_15min": load,  # at the end of the run: above cpu_count, the machine was shared
+    }
 
 
 def write_card(out: Path, card: dict[str, Any]) -> None:

@@ -1,6 +1,8 @@
 """The fine-tuning recipe: config -> data -> model -> loop -> adapter + training card.
 
-:func:`train` is the recipe; its steps follow it in the order it calls them.
+:func:`train` is the recipe; its steps follow it in the order it calls them,
+but for the model (:func:`finetune.model.build_model`) and the card's
+contents (:func:`finetune.artifacts.training_card`).
 The config is :class:`finetune.config.TrainConfig`. Choices and their costs
 (measured: docs/BENCHMARKS.md, "Fine-tuning speed"):
 
@@ -32,7 +34,6 @@ import contextlib
 import json
 import logging
 import math
-import os
 import random
 import signal
 import time
@@ -41,9 +42,10 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
-from finetune.artifacts import load_checkpoint, save_adapter, save_checkpoint, write_card
+from finetune.artifacts import load_checkpoint, save_adapter, save_checkpoint, training_card, write_card
 from finetune.config import TrainConfig
 from finetune.dataset import RaftExample
+from finetune.model import build_model
 from rag_app import chat_tokens
 from rag_app.errors import ConfigError
 
@@ -87,87 +89,6 @@ def answer_loss(model: Any, ids: list[int], n_target: int, device: Any) -> Any:
     pred = logits[0, :-1].float()  # position t predicts token t+1
     gold = input_ids[0, -n_target:]
     return F.cross_entropy(pred, gold)
-
-
-def _layers_to_transform(cfg: TrainConfig, n_layers: int, device: str) -> list[int] | None:
-    mode = cfg.layers if cfg.layers != "auto" else ("top-half" if device == "cpu" else "all")
-    return list(range(n_layers // 2, n_layers)) if mode == "top-half" else None
-
-
-def build_model(cfg: TrainConfig) -> tuple[Any, Any, Any, dict[str, Any]]:
-    """Base (bf16/fp32 or NF4) + fresh or continued LoRA; returns (peft model, tokenizer, loaded, facts for the card)."""
-    import torch
-    from peft import LoraConfig, PeftModel, get_peft_model, prepare_model_for_kbit_training
-
-    from rag_app.models import (
-        check_adapter, count_parameters, load_model, pick_device, pick_dtype, resolve_model, wants_4bit, weights_fingerprint,
-    )
-
-    device = pick_device("auto")
-    location, _ = resolve_model(cfg.base_model, cfg.cache_dir)
-    n_params = count_parameters(location)
-    quant = cfg.quant == "nf4" or (cfg.quant == "auto" and wants_4bit(device, n_params))
-    # bf16 where the hardware multiplies it natively; an AVX2-only CPU trains several times faster in fp32.
-    dtype = str(pick_dtype("auto", device)).removeprefix("torch.")
-    loaded = load_model(cfg.base_model, cfg.cache_dir, dtype=dtype, device=device, load_in_4bit=quant)
-    fingerprint = weights_fingerprint(loaded.model)
-    grad_ckpt = cfg.gradient_checkpointing if cfg.gradient_checkpointing is not None else device == "cuda"
-    if quant:
-        loaded.model = prepare_model_for_kbit_training(loaded.model, use_gradient_checkpointing=grad_ckpt)
-    elif grad_ckpt:
-        loaded.model.gradient_checkpointing_enable()
-        loaded.model.enable_input_require_grads()
-    n_layers = loaded.model.config.num_hidden_layers
-    torch.manual_seed(cfg.seed)  # the LoRA init too: same seed, same adapter (and the same on every process)
-    init = LoraConfig.from_pretrained(str(check_adapter(cfg.init_adapter, loaded.base_id))) if cfg.init_adapter else None
-    if init is not None and cfg.layers == "all" and init.layers_to_transform is not None:
-        model, layers = _widen_to_all_layers(loaded.model, init, cfg.init_adapter), None
-    elif init is not None:
-        model = PeftModel.from_pretrained(loaded.model, str(cfg.init_adapter), config=init, is_trainable=True)
-        layers = model.peft_config["default"].layers_to_transform
-    else:
-        layers = _layers_to_transform(cfg, n_layers, device)
-        lora = LoraConfig(
-            r=cfg.lora_r, lora_alpha=cfg.lora_alpha, lora_dropout=cfg.lora_dropout,
-            target_modules=list(cfg.target_modules), layers_to_transform=layers, task_type="CAUSAL_LM",
-        )
-        model = get_peft_model(loaded.model, lora)
-    model.peft_config["default"].base_model_name_or_path = loaded.base_id  # checked when the adapter is applied
-    trainable = sum(p.numel() for p in model.parameters() if p.requires_grad)
-    facts = {
-        "base_model": cfg.base_model, "base_model_id": loaded.base_id, "base_weights_fingerprint": fingerprint,
-        "base_parameters": n_params, "device": device, "quantization": "nf4 (QLoRA)" if quant else f"none ({dtype} LoRA)",
-        "dtype": dtype,
-        "quantization_reason": ("asked for" if cfg.quant != "auto" else
-                                "auto: CUDA and base > 1B parameters" if quant else
-                                f"auto: 4-bit only on CUDA for bases over 1B ({device}, {n_params / 1e6:.0f}M)"),
-        "adapted_layers": "all" if layers is None else f"{layers[0]}-{layers[-1]} of {n_layers}",
-        "trainable_parameters": trainable, "gradient_checkpointing": grad_ckpt,
-        "init_adapter": str(cfg.init_adapter) if cfg.init_adapter else None,
-    }
-    return model, loaded.tokenizer, loaded, facts
-
-
-def _widen_to_all_layers(base: Any, init: Any, init_dir: Path) -> Any:
-    """``--init-adapter A --layers all`` where A adapts only some layers: A's weights where it has them,
-    a fresh LoRA (B = 0, so the model starts exactly as A) on every other layer.
-
-    Why: continuing the shipped top-half adapter while letting the lower layers adapt too, without
-    giving up what it learned (a fresh all-layer run over as much data does not fit a session on CPU).
-    """
-    import copy
-
-    from peft import get_peft_model, set_peft_model_state_dict
-    from peft.utils import load_peft_weights
-
-    lora = copy.deepcopy(init)  # its rank, alpha, rslora, patterns...: the same scaling, so the model starts as A
-    lora.layers_to_transform, lora.layers_pattern, lora.inference_mode = None, None, False
-    model = get_peft_model(base, lora)
-    loaded = set_peft_model_state_dict(model, load_peft_weights(str(init_dir)))
-    if loaded.unexpected_keys:
-        raise ConfigError(f"adapter {init_dir} has weights an all-layer LoRA of its settings lacks "
-                          f"({loaded.unexpected_keys[0]}); continue it without --layers all")
-    return model
 
 
 def validation_loss(model: Any, data: Sequence[tuple[list[int], int]], device: Any) -> float:
@@ -406,55 +327,6 @@ def sum_over_processes(accelerator: Any, n: int) -> int:
     import torch
 
     return int(accelerator.reduce(torch.tensor(n, device=accelerator.device), reduction="sum"))
-
-
-def training_card(cfg: TrainConfig, facts: dict[str, Any], data: TrainData, state: TrainState, tokens: int,
-                  data_stats: dict[str, Any] | None) -> dict[str, Any]:
-    """How the adapter was made: settings, model facts, data counts, steps, speed and losses."""
-    world = state.world_size
-    return {
-        "recipe": "RAFT (Zhang et al. 2024): gold + hard distractors, gold dropped with prob 1-P -> abstain",
-        "settings": {k: (str(v) if isinstance(v, Path) else v) for k, v in asdict(cfg).items()},
-        **facts,
-        "data": {**(data_stats or {}), "train_examples_used": len(data.train), "skipped_too_long": data.skipped_too_long,
-                 "val_examples_used": len(data.val)},  # beside the built counts, not over them
-        "steps": {"examples_seen": state.micro_step * world, "optimizer_steps": state.opt_step, "processes": world},
-        "time_s": round(state.elapsed_s, 1),
-        "tokens_per_s": round(tokens / max(state.elapsed_s, 1e-9), 1),
-        "speed": speed_facts(state, tokens),
-        "final_train_loss": state.losses[-1][1] if state.losses else None,
-        "val_loss": state.val_losses[-1][1] if state.val_losses else None,
-        "losses": state.losses, "val_losses": state.val_losses,
-    }
-
-
-def speed_facts(state: TrainState, tokens: int) -> dict[str, Any]:
-    """What a card's tokens/s needs beside it to be compared with another machine's.
-
-    ``tokens_per_s`` counts every second of ``time_s``; ``training_tokens_per_s``
-    leaves out the validation passes and checkpoint writes. Tokens/s barely moves
-    with example length (400-1000 tokens), but a busy machine, the thread count,
-    the layers adapted and the dtype each change it about 2x (docs/BENCHMARKS.md,
-    "Where a training step's time goes"): so the card records the threads, the
-    CPU's instruction set and the load average the run ended with.
-    """
-    import torch
-
-    examples = state.micro_step * state.world_size
-    train_s = max(state.elapsed_s - state.validation_s - state.checkpoint_s, 1e-9)
-    try:
-        load = [round(x, 2) for x in os.getloadavg()]
-    except (AttributeError, OSError):  # not on Unix
-        load = None
-    return {
-        "examples_per_s": round(examples / max(state.elapsed_s, 1e-9), 4),
-        "tokens_per_example": round(tokens / max(examples, 1), 1),
-        "training_tokens_per_s": round(tokens / train_s, 1),
-        "validation_s": round(state.validation_s, 3), "checkpoint_s": round(state.checkpoint_s, 3),
-        "torch_threads": torch.get_num_threads(), "cpu_count": os.cpu_count(),
-        "cpu_capability": torch.backends.cpu.get_cpu_capability(),
-        "load_average_1_5_15min": load,  # at the end of the run: above cpu_count, the machine was shared
-    }
 
 
 def _progress(enabled: bool, total: int, start: int, every_s: float = 60.0, world: int = 1, start_tokens: int = 0,
