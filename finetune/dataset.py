@@ -36,7 +36,7 @@ import numpy as np
 from finetune.config import RaftConfig
 from finetune.injection import plant_in
 from rag_app.evaluate.dataset import QAItem
-from rag_app.evaluate.metrics import answer_in_text
+from rag_app.evaluate.metrics import answer_in_text, normalize_answer
 from rag_app.prompts import ABSTAIN, build_messages, format_answer
 from rag_app.retriever import Retriever
 from rag_app.store import Chunk, IndexStore
@@ -250,7 +250,7 @@ def balance_decisions(items: Sequence[QAItem], seed: int = 0) -> tuple[list[QAIt
     by_label: dict[str, list[QAItem]] = {}
     for item in items:
         if item.is_yes_no:
-            by_label.setdefault(item.answers[0].strip().lower(), []).append(item)
+            by_label.setdefault(normalize_answer(item.answers[0]), []).append(item)
     counts = sorted((len(v) for v in by_label.values()), reverse=True)
     if len(counts) < 2:
         return list(items), {}

@@ -30,6 +30,8 @@ def abstain_probability(logits: np.ndarray, token_id: int) -> float:
     """Softmax probability of ``token_id`` under these next-token logits (1-d)."""
     z = logits.astype(np.float64)
     top = float(z.max())
+    if not np.isfinite(top):  # another processor forced a token with +inf: this one has no chance
+        return float(z[token_id] == top)
     return float(np.exp(z[token_id] - top) / np.exp(z - top).sum())
 
 
@@ -42,7 +44,7 @@ def decide_first_token(logits: np.ndarray, token_id: int, threshold: float) -> n
         threshold: in [0, 1]; 0 always abstains, 1 never does.
     """
     p = abstain_probability(logits, token_id)
-    if p >= threshold:
+    if threshold < 1.0 and p >= threshold:  # 1.0 never abstains, even where p rounds to 1
         logits[:] = -np.inf
         logits[token_id] = 0.0
     else:

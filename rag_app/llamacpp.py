@@ -209,9 +209,9 @@ class LlamaCppGenerator:
         check_context(len(ids), max_new_tokens, self.context_window)
         sampling = {"temperature": temperature, "top_p": top_p if temperature > 0 else 1.0, "top_k": 0,
                     "min_p": 0.0, "repeat_penalty": 1.0}
-        processors = self._stop_processors()
-        seen = FirstToken()
-        processors.append(_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold, seen))
+        seen = FirstToken()  # first: it reads the model's own logits, before a stop id is forced
+        processors = [_first_token_processor(len(ids), abstain_token_id(self.tokenizer), abstain_threshold, seen),
+                      *self._stop_processors()]
         guard = RepetitionGuard(self._piece) if self.stop_loops else None
         with self._lock:
             chunks = self.llm.create_completion(

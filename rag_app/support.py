@@ -250,7 +250,9 @@ class SupportChecker:
                 keys = self.asked
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
-            if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
+            # A claim citing only missing sources is already flagged as an invalid citation; a denial ("No [1]"
+            # to "Is it in Lyon?") rightly cites a source without the question's words: nothing to look up.
+            if keys and shown and not (asked and _denies(claim.text)):
                 cited = self._cover(claim, keys, shown, out, asked)
             if cited != claim.cited:
                 pieces += [text[last: claim.start], _cites(cited)]
@@ -308,3 +310,12 @@ class SupportChecker:
         if groups and not _has_content(text[groups[-1].end:]):
             text = text[: groups[-1].start]
         return self.check(text).text
+
+
+_NEGATIONS = frozenset({"no", "not", "never", "none", "neither", "nor", "false", "incorrect"})
+
+
+def _denies(claim: str) -> bool:
+    """Does a content-free claim deny the question's premise? Then no word of the question need be in its source."""
+    words = re.findall(r"[a-z']+", claim.lower())
+    return any(w in _NEGATIONS or w.endswith("n't") for w in words)

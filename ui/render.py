@@ -19,7 +19,9 @@ from rag_app.prompts import CITATION, split_quote
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#$|~{}])")
 CURSOR = "▌"
-_REFERENCE_DEFINITION = re.compile(r"^(\s{0,3})\[(?=[^\]]*\]:)", re.M)  # "[9]: https://..." opening a line
+# "[9]: https://..." opening a line, also inside a quote or list item ("> [x]: ...", "- [9]: ...", "1. [x]: ...");
+# escaping a bracket that defined nothing changes nothing the reader sees.
+_REFERENCE_DEFINITION = re.compile(r"^([ \t>*+\-\d.)]*)\[(?=[^\]]*\]:)", re.M)
 
 
 def escape_markdown(text: str) -> str:

@@ -17,7 +17,9 @@ Per row: F1 over answerable questions, false abstentions (abstained although
 the answer was in the sources shown), abstentions on all answerable questions,
 and abstentions where the gold was withheld (the right reply). ``--choose``
 names the threshold that abstains most where the gold was withheld while
-keeping false abstentions at or under ``--max-false``. ``--base CONFIG``
+keeping false abstentions at or under ``--max-false`` (ties: fewer false
+abstentions, then higher F1). A question the pipeline never asked the model
+(no source above ``retrieve.min_score``) abstained under every rule. ``--base CONFIG``
 adds a paired bootstrap F1 interval of each row against that configuration's
 own (greedy) records: the same questions.
 """
@@ -46,7 +48,9 @@ def could_answer(rec: dict) -> bool:
 def outcome(rec: dict, rule: str | float) -> dict:
     """One question's scores under ``rule`` ("greedy", "never" or a threshold)."""
     s = rec["scores"]
-    if rule == "never":
+    if rec.get("skipped_generation"):  # no source scored high enough: abstained without asking the model
+        forced = False
+    elif rule == "never":
         forced = False
     elif rule == "greedy":
         forced = bool(rec["abstain_greedy"])
@@ -84,7 +88,7 @@ def main() -> None:
     parser.add_argument("--choose", action="store_true")
     args = parser.parse_args()
     recs = [(str(p), r) for p in args.records for r in latest_run(p, args.config)]
-    missing = sum(r.get("abstain_p") is None for _, r in recs)
+    missing = sum(r.get("abstain_p") is None and not r.get("skipped_generation") for _, r in recs)
     if missing:
         raise SystemExit(f"{missing} records lack abstain_p: re-run them with this version of rag eval")
     base = None
@@ -103,8 +107,9 @@ def main() -> None:
         if base:
             line += " " + paired({r["key"]: r["f1"] for r in rows if r["answerable"]}, base) + " |"
         print(line)
-        if not isinstance(rule, str) and s["false"] <= args.max_false and (chosen is None or s["right"] > chosen[1]["right"]):
-            chosen = (rule, s)
+        rank = (s["right"], -s["false"], s["f1"])  # most right abstentions, then fewest false, then best F1
+        if not isinstance(rule, str) and s["false"] <= args.max_false and (chosen is None or rank > chosen[2]):
+            chosen = (rule, s, rank)
     print(f"\n{summary([outcome(r, 'never') for _, r in recs])['n']} answerable questions, "
           f"{summary([outcome(r, 'never') for _, r in recs])['n_withheld']} with the gold withheld")
     if args.choose:

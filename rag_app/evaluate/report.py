@@ -56,7 +56,9 @@ def aggregate(records: Sequence[dict[str, Any]]) -> dict[str, Any]:
         by_type[answer_type] = {"n": len(rs), "em": m.mean(r["scores"].get("em") for r in rs),
                                 "f1": m.mean(r["scores"].get("f1") for r in rs)}
         if answer_type.startswith("yes_no"):
-            by_type[answer_type].update(yes_no_baseline(rs, prefix=""))
+            baseline = yes_no_baseline(rs, prefix="")
+            baseline["scored_n"] = baseline.pop("n")  # "n" stays the type's question count, withheld ones included
+            by_type[answer_type].update(baseline)
     agg["by_answer_type"] = by_type
     agg.update(yes_no_baseline(records))
     return agg

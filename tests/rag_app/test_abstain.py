@@ -22,6 +22,14 @@ def test_decision_forces_or_forbids_the_abstain_token():
     assert np.isneginf(forbidden[0]) and int(np.argmax(forbidden)) == 1
 
 
+def test_threshold_1_never_abstains_even_where_the_probability_rounds_to_1():
+    logits = np.array([0.0, 60.0, 0.0], dtype=np.float32)
+    assert abstain_probability(logits, 1) == 1.0
+    assert np.isneginf(decide_first_token(logits.copy(), 1, threshold=1.0)[1])
+    forced = np.array([0.0, np.inf, 1.0])  # a stop id forced by another processor: no NaN
+    assert abstain_probability(forced, 1) == 1.0 and abstain_probability(forced, 2) == 0.0
+
+
 def test_first_token_records_what_it_saw_before_deciding():
     logits = np.log(np.array([0.5, 0.3, 0.2], dtype=np.float32))
     seen = FirstToken()

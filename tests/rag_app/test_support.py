@@ -101,6 +101,15 @@ def test_a_yes_about_a_name_no_source_mentions_is_unsupported():
                                                "none of the sources shown: check it before relying on it")
 
 
+@pytest.mark.parametrize("question, reply", [("Is the Eiffel Tower in Lyon?", "No [1]."),
+                                             ("Was the Eiffel Tower completed in 1900?", "No, it was not [1]"),
+                                             ("Is the Eiffel Tower in Berlin?", "No [1]")])
+def test_a_no_denies_the_question_so_its_source_need_not_hold_the_question_words(question, reply):
+    sources = [Src("The Eiffel Tower in Paris was completed in 1889."), Src("The Brandenburg Gate stands in Berlin.")]
+    result = check(reply, sources, question)
+    assert result.text == reply and result.unsupported == [] and result.recited == []
+
+
 @pytest.mark.parametrize("reply", ["Yes [1]", "No [1].", "Yes, it does [1].", "No, it is not [1]", "It is [1]."])
 def test_a_reply_citing_the_source_about_the_question_is_left_alone(reply):
     result = check(reply, [LIBFFI, MIME, CLIPPY], "Is libffi completely thread-safe?")

@@ -55,6 +55,16 @@ def test_an_exported_citation_to_a_source_not_shown_links_nowhere():
     assert "[9]: http://e.vil/manual" in html  # the source's own text, quoted whole
 
 
+@pytest.mark.parametrize("line", ["> [manual]: http://e.vil/a", "- [9]: http://e.vil/b", "1. [manual]: http://e.vil/c"])
+def test_a_reference_definition_inside_a_quote_or_list_defines_no_link_in_the_export(line):
+    from markdown_it import MarkdownIt
+
+    manual = _source(2, text=f"{line}\nSee the [manual] and [9].")
+    turns = [Turn("Where is it?", _answer(text="See the [manual] [1] [9].", sources=[_source(1), manual], invalid=(9,)))]
+    html = MarkdownIt("commonmark").render(render.conversation_markdown(turns, "idx"))
+    assert "<a " not in html and "e.vil" in html
+
+
 def test_a_quoted_reply_shows_its_evidence_as_a_block_quote():
     md = render.answer_markdown('"Paris is the capital of France." [2]\nParis [2]', valid={1, 2})
     assert md == "> Paris is the capital of France. :blue-badge[2]\n\nParis :blue-badge[2]"

@@ -41,3 +41,11 @@ def test_the_newest_run_of_the_configuration_is_read(tmp_path):
     other = record("sure", p=0.1, greedy=False, f1=1.0, config="base")
     path.write_text("\n".join(json.dumps(r) for r in [old, other, *RECORDS]) + "\n")
     assert [r["id"] for r in sweep.latest_run(path, "a")] == ["sure", "doubt", "gone"]
+
+
+def test_a_question_never_put_to_the_model_abstained_under_every_rule():
+    skipped = record("far", p=None, greedy=None, f1=0.0, withheld=True)
+    skipped["skipped_generation"] = True
+    skipped["scores"]["abstained"] = 1.0
+    for rule in ("greedy", "never", 0.5):
+        assert sweep.outcome(skipped, rule)["abstained"] is True
