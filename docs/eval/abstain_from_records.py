@@ -15,7 +15,10 @@ write it. Several records files are pooled (one question, one row).
 
 Per row: F1 over answerable questions, false abstentions (abstained although
 the answer was in the sources shown), abstentions on all answerable questions,
-and abstentions where the gold was withheld (the right reply). ``--choose``
+and abstentions where the gold was withheld (the right reply). ``--min-score S ...`` adds
+rows that abstain where the best source scores under S (``retrieve.min_score``:
+the pipeline then abstains without asking the model), on top of greedy
+decoding. ``--choose``
 names the threshold that abstains most where the gold was withheld while
 keeping false abstentions at or under ``--max-false`` (ties: fewer false
 abstentions, then higher F1). A question the pipeline never asked the model
@@ -45,8 +48,13 @@ def could_answer(rec: dict) -> bool:
     return bool(s["answer_in_context"] if s.get("answer_in_context") is not None else s.get("gold_in_sources"))
 
 
-def outcome(rec: dict, rule: str | float) -> dict:
-    """One question's scores under ``rule`` ("greedy", "never" or a threshold)."""
+def top_score(rec: dict) -> float:
+    """The best retrieved source's score (what ``retrieve.min_score`` compares), -inf without one."""
+    return rec["retrieved"][0]["score"] if rec.get("retrieved") else float("-inf")
+
+
+def outcome(rec: dict, rule: str | float | tuple[str, float]) -> dict:
+    """One question's scores under ``rule``: "greedy", "never", a threshold, or ("min_score", s) with greedy."""
     s = rec["scores"]
     if rec.get("skipped_generation"):  # no source scored high enough: abstained without asking the model
         forced = False
@@ -54,6 +62,8 @@ def outcome(rec: dict, rule: str | float) -> dict:
         forced = False
     elif rule == "greedy":
         forced = bool(rec["abstain_greedy"])
+    elif isinstance(rule, tuple):  # ("min_score", s): the best source's score under s, as retrieve.min_score does
+        forced = top_score(rec) < rule[1] or bool(rec["abstain_greedy"])
     else:
         forced = rec["abstain_p"] >= rule
     abstained = forced or bool(s["abstained"])
@@ -86,6 +96,8 @@ def main() -> None:
     parser.add_argument("--base", help="paired F1 of each row against this configuration's greedy records")
     parser.add_argument("--max-false", type=float, default=0.10)
     parser.add_argument("--choose", action="store_true")
+    parser.add_argument("--min-score", type=float, nargs="*", default=(),
+                        help="also rows abstaining where the best source scores under each of these (retrieve.min_score)")
     args = parser.parse_args()
     recs = [(str(p), r) for p in args.records for r in latest_run(p, args.config)]
     missing = sum(r.get("abstain_p") is None and not r.get("skipped_generation") for _, r in recs)
@@ -99,24 +111,24 @@ def main() -> None:
           + (" paired F1 vs base (95%) |" if base else ""))
     print("|---|---|---|---|---|" + ("---|" if base else ""))
     chosen = None
-    for rule in ("greedy", "never", *THRESHOLDS):
+    for rule in ("greedy", "never", *THRESHOLDS, *(("min_score", m) for m in args.min_score)):
         rows = [{**outcome(r, rule), "key": f"{p}:{r['id']}"} for p, r in recs]
         s = summary(rows)
-        name = rule if isinstance(rule, str) else f"threshold {rule}"
+        name = rule if isinstance(rule, str) else f"min_score {rule[1]}" if isinstance(rule, tuple) else f"threshold {rule}"
         line = f"| {name} | {s['f1']:.3f} | {s['false']:.3f} | {s['abstained']:.3f} | {s['right']:.3f} |"
         if base:
             line += " " + paired({r["key"]: r["f1"] for r in rows if r["answerable"]}, base) + " |"
         print(line)
         rank = (s["right"], -s["false"], s["f1"])  # most right abstentions, then fewest false, then best F1
         if not isinstance(rule, str) and s["false"] <= args.max_false and (chosen is None or rank > chosen[2]):
-            chosen = (rule, s, rank)
+            chosen = (name, s, rank)
     print(f"\n{summary([outcome(r, 'never') for _, r in recs])['n']} answerable questions, "
           f"{summary([outcome(r, 'never') for _, r in recs])['n_withheld']} with the gold withheld")
     if args.choose:
         if chosen is None:
             print(f"no threshold keeps false abstentions at or under {args.max_false}")
         else:
-            print(f"chosen: threshold {chosen[0]} (false abstentions {chosen[1]['false']:.3f}, "
+            print(f"chosen: {chosen[0]} (false abstentions {chosen[1]['false']:.3f}, "
                   f"abstained with the gold withheld {chosen[1]['right']:.3f})")
 
 
