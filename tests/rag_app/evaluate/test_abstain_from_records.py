@@ -49,3 +49,26 @@ def test_a_question_never_put_to_the_model_abstained_under_every_rule():
     skipped["scores"]["abstained"] = 1.0
     for rule in ("greedy", "never", 0.5):
         assert sweep.outcome(skipped, rule)["abstained"] is True
+
+
+def test_the_lead_table_pairs_each_adapter_with_the_base_and_shows_the_majority(tmp_path):
+    spec = importlib.util.spec_from_file_location("lodo_table", SCRIPT.with_name("lodo_table.py"))
+    table = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(table)
+
+    def yes_no(qid, config, label, f1, p=0.0, greedy=False):
+        r = record(qid, p=p, greedy=greedy, f1=f1, config=config)
+        r.update(answer_type="yes_no", answers=[label])
+        r["scores"]["hit_token_cap"] = 0.0
+        r["scores"]["repetition_stopped"] = 0.0
+        return r
+
+    rows = [yes_no("a", "base", "yes", 0.0), yes_no("b", "base", "yes", 0.0), yes_no("c", "base", "no", 0.0),
+            yes_no("a", "tuned", "yes", 1.0), yes_no("b", "tuned", "yes", 1.0, p=0.9, greedy=True),
+            yes_no("c", "tuned", "no", 0.0)]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in rows) + "\n")
+    base, tuned = table.rows_of(path, "base", "greedy"), table.rows_of(path, "tuned", "greedy")
+    questions, f1, paired, false, right, accuracy, capped = table.cells(tuned, base)
+    assert (questions, f1, false, accuracy, capped) == ("3+0", "0.333", "0.333", "0.333 (0.67 yes)", "0 (0)")
+    assert paired.startswith("+0.333")  # greedy abstained on "b": only "a" gained
