@@ -273,10 +273,11 @@ def test_llamacpp_gets_the_hf_prompt_and_stops_at_turn_end(served, model_cache_d
     text = served.tokenizer.apply_chat_template(MESSAGES, add_generation_prompt=True, tokenize=False)
     assert served.llm.tokenize(text.encode(), add_bos=False, special=True) == ids  # llama.cpp reads the text alike
     assert text.endswith("<|im_start|>assistant\n")
-    pieces = list(served.stream(MESSAGES, max_new_tokens=48))
-    answer = "".join(pieces).strip()
-    assert "1943" in answer and "<|im" not in answer and "Question:" not in answer  # ended at <|im_end|>
-    assert served.generate(MESSAGES, max_new_tokens=48) == answer  # greedy: same text both ways
+    reply = served.stream(MESSAGES, max_new_tokens=200)
+    answer = "".join(reply).strip()
+    # Ended at <|im_end|>, not at the cap and not in an invented next turn (its words differ by CPU: not asserted).
+    assert reply.finish == "stop" and answer and "<|im" not in answer and "Question:" not in answer
+    assert served.generate(MESSAGES, max_new_tokens=200) == answer  # greedy: same text both ways
     assert served.count_tokens(MESSAGES) == len(ids) and served.count_text_tokens(answer) >= 1
 
 
