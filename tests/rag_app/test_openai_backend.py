@@ -206,12 +206,8 @@ def llama_server(tmp_path_factory, model_cache_dir):
     pytest.importorskip("llama_cpp.server.app", reason="needs llama-cpp-python's server extra: pip install '.[serve]'")
     port = free_port()
     log_path = tmp_path_factory.mktemp("llama-server") / "server.log"
-    # The server loads its model with llama.cpp's AMX buffers off where the build uses AMX (they segfault at
-    # the first decode on some VMs: rag_app.llamacpp.without_amx_buffers), as a user's server there would need.
-    boot = ("import runpy; from rag_app.llamacpp import without_amx_buffers; "
-            "held = without_amx_buffers(); held.__enter__(); "  # held: a collected context manager would undo it
-            "runpy.run_module('llama_cpp.server', run_name='__main__', alter_sys=True)")
-    cmd = [sys.executable, "-c", boot, "--model", str(_shipped_model_gguf(model_cache_dir)),
+    # llama_cpp.server through rag_app.llamacpp_server: AMX buffers off where they segfault (the README's command).
+    cmd = [sys.executable, "-m", "rag_app.llamacpp_server", "--model", str(_shipped_model_gguf(model_cache_dir)),
            "--host", "127.0.0.1", "--port", str(port), "--n_ctx", "4096", "--n_threads", "1", "--seed", "0",
            "--model_alias", "smollm2-rag"]
     with open(log_path, "wb") as log:
