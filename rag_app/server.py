@@ -304,7 +304,7 @@ def create_app(rag: RagPipeline, limits: ServeConfig, api_key: str | None = None
         assert isinstance(answer, Answer)
         return {"id": reply_id, "object": "chat.completion", "created": created, "model": MODEL_ID,
                 "choices": [{"index": 0, "message": {"role": "assistant", "content": answer.text},
-                             "finish_reason": "stop"}], **answer_fields(answer)}
+                             "finish_reason": finish_reason(answer)}], **answer_fields(answer)}
 
     return app
 
@@ -332,6 +332,11 @@ async def _answer_in_line(line: AnswerLine, live: LivePipeline, question: str,
         yield item
 
 
+def finish_reason(answer: Answer) -> str:
+    """OpenAI's ``finish_reason``: ``length`` where the reply ran to max_new_tokens, else ``stop`` (a loop cut included)."""
+    return "length" if answer.finish == "length" else "stop"
+
+
 def _chunk(reply_id: str, created: int, delta: dict[str, Any], finish: str | None = None, **extra: Any) -> str:
     body = {"id": reply_id, "object": "chat.completion.chunk", "created": created, "model": MODEL_ID,
             "choices": [{"index": 0, "delta": delta, "finish_reason": finish}], **extra}
@@ -344,7 +349,7 @@ async def _sse(first: Any, items: AsyncIterator[Any], reply_id: str, created: in
     item = first
     while True:
         if isinstance(item, Answer):
-            yield _chunk(reply_id, created, {}, "stop", **answer_fields(item))
+            yield _chunk(reply_id, created, {}, finish_reason(item), **answer_fields(item))
             break
         if isinstance(item, BaseException):  # after text was sent: OpenAI clients raise on an error event
             err = _error_for(item)

@@ -95,6 +95,16 @@ def test_streamed_answer_ends_with_the_sources(tmp_path, store):
     assert last.model_extra["sources"][0]["source"] == "france.txt" and last.model_extra["rag"]["citations"] == [1]
 
 
+def test_a_reply_cut_at_the_token_cap_says_length(tmp_path, store, monkeypatch):
+    monkeypatch.setenv("RAG_GENERATE__MAX_NEW_TOKENS", "3")  # the fake's reply is longer: it is cut there
+    with serve(tmp_path, store, FakeGenerator()) as server:
+        client = server.client()
+        reply = client.chat.completions.create(model="rag_app", messages=[{"role": "user", "content": QUESTION}])
+        chunks = list(client.chat.completions.create(
+            model="rag_app", messages=[{"role": "user", "content": QUESTION}], stream=True))
+    assert reply.choices[0].finish_reason == "length" and chunks[-1].choices[0].finish_reason == "length"
+
+
 def test_earlier_turns_are_the_history_and_a_client_system_prompt_is_not_used(tmp_path, store):
     generator = FakeGenerator()
     messages = [
