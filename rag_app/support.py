@@ -144,8 +144,12 @@ class UnsupportedClaim:
     cited: list[int]
     missing: list[str]  # the key content no source has, as the claim (or, with ``asked``, the question) writes it
     asked: bool = False  # the claim adds nothing to the question ("Yes"): the question's content was looked up
+    open_question: str = ""  # "which": a bare yes or no given to a question that asks for something else
 
     def warning(self) -> str:
+        if self.open_question:
+            return (f"\"{self.claim}\" (citing {_cites(self.cited)}) does not answer a \"{self.open_question}\" "
+                    "question: check it before relying on it")
         what = ", ".join(f"'{k}'" for k in self.missing)
         where = f"asked about; \"{self.claim}\" answers it" if self.asked else f"in \"{self.claim}\""
         return f"{what} ({where}, citing {_cites(self.cited)}) is in none of the sources shown: check it before relying on it"
@@ -248,6 +252,9 @@ class SupportChecker:
             asked = not keys and adds_nothing(claim.text, self.question, self.names)
             if asked:  # "Yes [1]": the cited source must be about what the question asks
                 keys = self.asked
+                if (asks := _open_question(self.question)) and _decision(claim.text):  # "Yes" to "Which ...?"
+                    out.unsupported.append(UnsupportedClaim(claim.text, claim.cited, [], True, asks))
+                    keys = []
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
             # A claim citing only missing sources is already flagged as an invalid citation; a denial ("No [1]"
@@ -319,3 +326,18 @@ def _denies(claim: str) -> bool:
     """Does a content-free claim deny the question's premise? Then no word of the question need be in its source."""
     words = re.findall(r"[a-z']+", claim.lower())
     return any(w in _NEGATIONS or w.endswith("n't") for w in words)
+
+
+_OPEN_WORDS = frozenset({"which", "what", "who", "whom", "whose", "when", "where", "why", "how"})
+
+
+def _open_question(question: str) -> str:
+    """The question word of a question that asks for something other than yes or no ("which"), else ""."""
+    first = re.findall(r"[a-z]+", question.lower())[:1]
+    return first[0] if first and first[0] in _OPEN_WORDS else ""
+
+
+def _decision(claim: str) -> bool:
+    """Is the claim a bare yes or no ("Yes", "No, it does not")?"""
+    first = re.findall(r"[a-z]+", claim.lower())[:1]
+    return bool(first) and first[0] in {"yes", "no"}

@@ -164,6 +164,9 @@ def source_body(source: Any, highlights: Sequence[tuple[int, int]] = ()) -> str:
 
 def unsupported_claim_note(claim: Any) -> str:
     """Under an answer one of whose claims has content no source holds (rag_app.support)."""
+    if getattr(claim, "open_question", ""):
+        return (f"“{escape_markdown(claim.claim)}” does not answer a “{claim.open_question}” question: "
+                "check it before relying on it.")
     missing = ", ".join(f"“{escape_markdown(k)}”" for k in claim.missing)
     return (f"{missing} (in “{escape_markdown(claim.claim)}”) appears in none of the sources below: "
             "check it before relying on it.")

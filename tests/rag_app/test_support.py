@@ -101,6 +101,17 @@ def test_a_yes_about_a_name_no_source_mentions_is_unsupported():
                                                "none of the sources shown: check it before relying on it")
 
 
+@pytest.mark.parametrize("question", ["Which asn1Parser option checks the syntax only?",
+                                      "How many keys does querystring.parse() read by default?"])
+def test_a_bare_yes_to_a_question_that_asks_for_something_else_is_marked(question):
+    result = check("Yes [1]", [LIBFFI, MIME], question)
+    (claim,) = result.unsupported
+    word = question.split()[0].lower()
+    assert claim.open_question == word and result.recited == []
+    assert claim.warning() == f'"Yes" (citing [1]) does not answer a "{word}" question: check it before relying on it'
+    assert check("Yes [1]", [LIBFFI, MIME], "Is libffi completely thread-safe?").unsupported == []
+
+
 @pytest.mark.parametrize("question, reply", [("Is the Eiffel Tower in Lyon?", "No [1]."),
                                              ("Was the Eiffel Tower completed in 1900?", "No, it was not [1]"),
                                              ("Is the Eiffel Tower in Berlin?", "No [1]")])

@@ -191,3 +191,12 @@ def test_conversation_markdown_has_questions_answers_and_full_sources():
     assert "2. `guide.pdf` p. 3 (score 0.62)\n" in md  # not cited: no mark
     assert "cites \\[5\\]" in md
     assert "## 2. And the river?\n\n_Error: the question is empty_" in md
+
+
+def test_an_unsupported_claim_note_names_what_is_missing_or_the_question_it_does_not_answer():
+    from rag_app.support import UnsupportedClaim
+
+    assert render.unsupported_claim_note(UnsupportedClaim("125M", [1], ["125M"])) == (
+        "“125M” (in “125M”) appears in none of the sources below: check it before relying on it.")
+    assert render.unsupported_claim_note(UnsupportedClaim("Yes", [1], [], True, "which")) == (
+        "“Yes” does not answer a “which” question: check it before relying on it.")
