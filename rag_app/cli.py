@@ -220,8 +220,10 @@ def _print_evidence(answer: Any, console: Any) -> None:
     if answer.abstained or answer.withheld_for:
         return
     if not answer.evidence:
-        console.print("Evidence: none to show (the answer has no number, name or short span to look up).",
-                      style="dim", markup=False, highlight=False)
+        why = ("a bare yes or no does not answer this question" if any(
+            getattr(c, "open_question", "") for c in answer.unsupported_claims)
+            else "the answer has no number, name or short span to look up")
+        console.print(f"Evidence: none to show ({why}).", style="dim", markup=False, highlight=False)
     for ev in answer.evidence:
         console.print(f"Evidence [{ev.citation}] {ev.source}: \"{ev.sentence}\"", markup=False, highlight=False)
 

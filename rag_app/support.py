@@ -247,13 +247,15 @@ class SupportChecker:
     def check(self, text: str) -> Support:
         """The reply with each claim's citation moved to the sources that hold its key content, and what was found."""
         out, pieces, last = Support(text), [], 0
+        asks, bare, answered = _open_question(self.question), [], False
         for claim in _claims(text):
             keys = key_content(claim.text, self.question, self.names, span=claim.opens)
+            answered = answered or bool(keys)
             asked = not keys and adds_nothing(claim.text, self.question, self.names)
             if asked:  # "Yes [1]": the cited source must be about what the question asks
                 keys = self.asked
-                if (asks := _open_question(self.question)) and _decision(claim.text):  # "Yes" to "Which ...?"
-                    out.unsupported.append(UnsupportedClaim(claim.text, claim.cited, [], True, asks))
+                if asks and _decision(claim.text):  # "Yes" to "Which ...?": nothing to look up
+                    bare.append(UnsupportedClaim(claim.text, claim.cited, [], True, asks))
                     keys = []
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
@@ -265,6 +267,8 @@ class SupportChecker:
                 pieces += [text[last: claim.start], _cites(cited)]
                 last = claim.end
             out.evidence += self._evidence(claim.text, keys, cited)
+        if not answered:  # "Yes [1]. The --check option does [1]." answers it after all
+            out.unsupported += bare
         out.text = "".join([*pieces, text[last:]])
         return out
 
@@ -331,13 +335,19 @@ def _denies(claim: str) -> bool:
 _OPEN_WORDS = frozenset({"which", "what", "who", "whom", "whose", "when", "where", "why", "how"})
 
 
+# "When the cache is full, is ...?", "What about libffi: is it ...?": a yes/no question after an opening clause.
+_CLOSED_AFTER_CLAUSE = re.compile(r"[,:;]\s*(?:is|are|was|were|do|does|did|can|could|should|will|would|has|have|had)\b"
+                                  r"|\byes or no\b|^\s*(?:what if|what about|how about)\b", re.I)
+
+
 def _open_question(question: str) -> str:
     """The question word of a question that asks for something other than yes or no ("which"), else ""."""
     first = re.findall(r"[a-z]+", question.lower())[:1]
-    return first[0] if first and first[0] in _OPEN_WORDS else ""
+    if not first or first[0] not in _OPEN_WORDS or _CLOSED_AFTER_CLAUSE.search(question):
+        return ""
+    return first[0]
 
 
 def _decision(claim: str) -> bool:
-    """Is the claim a bare yes or no ("Yes", "No, it does not")?"""
-    first = re.findall(r"[a-z]+", claim.lower())[:1]
-    return bool(first) and first[0] in {"yes", "no"}
+    """Is the claim a bare yes or no ("Yes", "No, it does not"), not "No option stores them"?"""
+    return bool(re.match(r"\s*(?:yes|no)\s*(?:[,.;:!\[(]|$)", claim, re.I))

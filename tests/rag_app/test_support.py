@@ -112,6 +112,17 @@ def test_a_bare_yes_to_a_question_that_asks_for_something_else_is_marked(questio
     assert check("Yes [1]", [LIBFFI, MIME], "Is libffi completely thread-safe?").unsupported == []
 
 
+@pytest.mark.parametrize("question, reply", [
+    ("When libffi is built, is it completely thread-safe?", "Yes [1]"),      # a yes/no question after a clause
+    ("What about libffi: is it completely thread-safe?", "No, it is not [1]"),
+    ("Which is true of libffi, yes or no: it is thread-safe?", "No [1]"),
+    ("Which database stores user preferences?", "No database stores user preferences [2]"),  # "No" as a word
+    ("Which asn1Parser option checks the syntax only?", "Yes [1]. The --check option does [1]."),  # answered after
+])
+def test_a_yes_or_no_that_answers_the_question_is_not_marked_as_not_answering_it(question, reply):
+    assert not any(c.open_question for c in check(reply, [LIBFFI, MIME], question).unsupported)
+
+
 @pytest.mark.parametrize("question, reply", [("Is the Eiffel Tower in Lyon?", "No [1]."),
                                              ("Was the Eiffel Tower completed in 1900?", "No, it was not [1]"),
                                              ("Is the Eiffel Tower in Berlin?", "No [1]")])
