@@ -253,15 +253,15 @@ class SupportChecker:
             answered = answered or bool(keys)
             asked = not keys and adds_nothing(claim.text, self.question, self.names)
             if asked:  # "Yes [1]": the cited source must be about what the question asks
-                keys = self.asked
+                # A denial ("No [1]" to "Is it in Lyon?") rightly cites a source without the question's names and
+                # numbers: only its being about the question (the content-word key) is looked up.
+                keys = [k for k in self.asked if k.quorum] if _denies(claim.text) else self.asked
                 if asks and _decision(claim.text):  # "Yes" to "Which ...?": nothing to look up
                     bare.append(UnsupportedClaim(claim.text, claim.cited, [], True, asks))
                     keys = []
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
-            # A claim citing only missing sources is already flagged as an invalid citation; a denial ("No [1]"
-            # to "Is it in Lyon?") rightly cites a source without the question's words: nothing to look up.
-            if keys and shown and not (asked and _denies(claim.text)):
+            if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
                 cited = self._cover(claim, keys, shown, out, asked)
             if cited != claim.cited:
                 pieces += [text[last: claim.start], _cites(cited)]
