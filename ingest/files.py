@@ -27,18 +27,16 @@ from rag_app.store_protocol import open_writer
 from ingest.loaders import SUPPORTED_TYPES
 from ingest.pipeline import (
     _check_writable,
-    _File,
     _LazyEmbedder,
     _model_name,
     _snapshot,
     _update,
-    _visit_file,
-    _Walk,
     added_files,
     record_commit,
     write_failed,
 )
 from ingest.report import IngestReport
+from ingest.walk import Walk, WalkedFile, visit_file
 
 __all__ = ["ingest_file", "ingest_files"]
 
@@ -92,14 +90,14 @@ def ingest_files(paths: Sequence[Path], settings: Settings, console: Any = None,
     if live is not None and live.chunking != signature:
         raise IngestError(f"the index at {settings.index} was chunked with {live.chunking}, not {signature}; "
                           "use its chunk settings, or re-chunk it all with: rag ingest DIR")
-    added, walk = added_files(live), _Walk()
+    added, walk = added_files(live), Walk()
     for path in paths:
         source, listed = _source(path, live, settings.index, under)
         if source in indexed and added.get(source) != listed:
             where = f"from {added[source]}" if source in added else "from the indexed folder"
             report.failed.append((source, f"the index already holds a file named {source} {where}; rename this one"))
             continue
-        _visit_file(path, source, settings.ingest, walk)
+        visit_file(path, source, settings.ingest, walk)
         if listed is not None and walk.files and walk.files[-1].source == source:
             added[source] = listed
     report.skipped, report.failed = walk.skipped, report.failed + walk.failed
@@ -124,7 +122,7 @@ def _source(path: Path, live: Manifest | None, index: Path, under: str) -> tuple
     return under + path.name, str(real)
 
 
-def _write_files(todo: list[_File], added: dict[str, str], live: Manifest | None, indexed: dict[str, FileRecord],
+def _write_files(todo: list[WalkedFile], added: dict[str, str], live: Manifest | None, indexed: dict[str, FileRecord],
                  settings: Settings, embedder: Any, report: IngestReport, console: Any) -> None:
     """Stage ``todo`` on top of the live generation (nothing else removed) and commit."""
     _check_writable(settings.index)

@@ -1,10 +1,10 @@
 """Folder -> index, incrementally: only new or changed files are embedded.
 
-``ingest_folder`` walks the folder, hashes every supported file (sha256 of its
-bytes, and of its loader's version where a loader changed how it reads) and
-compares with the ``files`` table of the live index. Unchanged files are left
-alone, changed ones have their chunks replaced, deleted ones are dropped;
-everything is staged in a new generation by :class:`~rag_app.store.IndexWriter`
+``ingest_folder`` walks the folder (:mod:`ingest.walk`), which hashes every
+supported file (sha256 of its bytes, and of its loader's version where a
+loader changed how it reads), and compares with the ``files`` table of the
+live index. Unchanged files are left alone, changed ones have their chunks
+replaced, deleted ones are dropped; everything is staged in a new generation by :class:`~rag_app.store.IndexWriter`
 and made live with one atomic commit at the end, so a crash or Ctrl-C leaves
 the previous index as it was. A second run over an unchanged folder loads no
 model, takes no lock and writes nothing.
@@ -22,14 +22,11 @@ make batches of one or two, and sorting by length keeps padding small.
 
 from __future__ import annotations
 
-import fnmatch
-import hashlib
 import logging
 import os
-import stat
 import time
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -41,8 +38,9 @@ from rag_app.store import Chunk, FileRecord, Manifest, check_unlocked
 from rag_app.store_protocol import StoreWriter, open_store, open_writer, store_exists
 
 from ingest.chunking import chunk, make_splitter
-from ingest.loaders import SUPPORTED_TYPES, is_supported, load, open_checked, reader_version
-from ingest.report import IngestReport, utf8_safe
+from ingest.loaders import SUPPORTED_TYPES, load, open_checked, reader_version
+from ingest.report import IngestReport
+from ingest.walk import HashingReader, Walk, WalkedFile, hash_file, too_big, visit_file, walk_folder
 
 __all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
 
@@ -54,24 +52,11 @@ log = logging.getLogger(__name__)
 _FLUSH_BATCHES = 64
 _KEPT = "; the previous version stays indexed"
 
-
-@dataclass(frozen=True)
-class _File:
-    path: Path  # as walked (its name picks the loader)
-    source: str  # relative POSIX path: the key of the files table
-    sha256: str
-    size: int
-    target: Path  # what is opened to load it: ``path``, or the resolved target of a link inside the folder
-    identity: tuple[int, int]  # (st_dev, st_ino) of what the walk hashed: loading refuses another file
-
-
-@dataclass
-class _Walk:
-    """What :func:`_walk` found: ``failed`` are files, and folders (``sub/``), that could not be read."""
-
-    files: list[_File] = field(default_factory=list)
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    failed: list[tuple[str, str]] = field(default_factory=list)
+# The walk's names as they were before it moved to ingest.walk, so imports from here keep working.
+# Patch the functions in ingest.walk (hash_file) or here under the new name (walk_folder): that is
+# where they are looked up, so patching these aliases changes nothing.
+_File, _Walk, _Hashing, _walk, _visit_file, _hash, _too_big = (
+    WalkedFile, Walk, HashingReader, walk_folder, visit_file, hash_file, too_big)
 
 
 def ingest_folder(
@@ -114,7 +99,7 @@ def ingest_folder(
     started = time.perf_counter()
     folder = _check_folder(Path(folder))
     report = IngestReport(folder=folder, index=settings.index)
-    walked = _walk(folder, settings.ingest, settings.index)
+    walked = walk_folder(folder, settings.ingest, settings.index)
     files = _ingestible(folder, walked, report)
     plan = _plan(folder, files, walked, settings, rebuild, embedder, report)
     if plan.nothing_to_do:
@@ -142,7 +127,7 @@ def _check_folder(folder: Path) -> Path:
     return folder
 
 
-def _ingestible(folder: Path, walked: _Walk, report: IngestReport) -> list[_File]:
+def _ingestible(folder: Path, walked: Walk, report: IngestReport) -> list[WalkedFile]:
     """The files the walk found to ingest (the skipped ones go in the report); an error when there are none."""
     files, report.skipped = walked.files, walked.skipped
     if not files:
@@ -171,7 +156,7 @@ class _Plan:
     unread: set[str]
     signature: dict[str, Any]
     rechunk: bool
-    todo: list[_File]
+    todo: list[WalkedFile]
     gone: list[str]
     moved: bool
 
@@ -180,7 +165,7 @@ class _Plan:
         return not self.todo and not self.gone and not self.moved
 
 
-def _plan(folder: Path, files: Sequence[_File], walked: _Walk, settings: Settings, rebuild: bool, embedder: Any,
+def _plan(folder: Path, files: Sequence[WalkedFile], walked: Walk, settings: Settings, rebuild: bool, embedder: Any,
           report: IngestReport) -> _Plan:
     """Compare the walk with the live index (read unlocked); the unreadable files go in the report."""
     signature = settings.ingest.chunking_signature()
@@ -197,7 +182,7 @@ def _plan(folder: Path, files: Sequence[_File], walked: _Walk, settings: Setting
     return _Plan(indexed, live, unread, signature, rechunk, todo, gone, moved)
 
 
-def _unchanged(report: IngestReport, files: Sequence[_File], live: Manifest | None, started: float) -> IngestReport:
+def _unchanged(report: IngestReport, files: Sequence[WalkedFile], live: Manifest | None, started: float) -> IngestReport:
     """The report of a run with nothing to change: no model loaded, no lock taken, nothing written."""
     report.unchanged = [f.source for f in files]
     report.total_chunks, report.documents = (live.chunks, live.documents) if live else (0, 0)
@@ -249,7 +234,7 @@ def _manifest(folder: Path, settings: Settings, plan: _Plan, known: Any, rebuild
     )
 
 
-def _write(manifest: Manifest, files: Sequence[_File], plan: _Plan, settings: Settings, get_embedder: Any,
+def _write(manifest: Manifest, files: Sequence[WalkedFile], plan: _Plan, settings: Settings, get_embedder: Any,
            report: IngestReport, console: Any, rebuild: bool, folder: Path) -> None:
     """Stage the changes under the lock and commit them as one new generation (when anything changed)."""
     live = plan.live
@@ -294,7 +279,7 @@ def _check_something_indexed(report: IngestReport, live: Manifest | None, folder
 
 def _update(
     writer: StoreWriter,
-    files: Sequence[_File],
+    files: Sequence[WalkedFile],
     unread: set[str],
     settings: Settings,
     get_embedder: Any,
@@ -328,7 +313,7 @@ def _update(
     tokenizer = _tokenizer_of(get_embedder()) if todo and config.chunk_unit == "tokens" else None
     splitter = make_splitter(config, tokenizer) if todo else None
     flush_at = config.embed_batch_size * _FLUSH_BATCHES
-    pending: list[tuple[_File, list[Chunk]]] = []
+    pending: list[tuple[WalkedFile, list[Chunk]]] = []
     columns = (TextColumn("{task.description:<18}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
     with Progress(*columns, console=console, disable=console is None or not todo, transient=False) as progress:
         files_task = progress.add_task("reading files", total=len(todo))
@@ -373,13 +358,13 @@ def _update(
 
 
 def _read(
-    f: _File, root: Path, config: IngestConfig, splitter: Any, report: IngestReport, previously_indexed: bool
-) -> tuple[_File, list[Chunk]] | None:
+    f: WalkedFile, root: Path, config: IngestConfig, splitter: Any, report: IngestReport, previously_indexed: bool
+) -> tuple[WalkedFile, list[Chunk]] | None:
     """Load and chunk one file, reading its bytes once; None (and a line in the report) when it cannot be read.
 
     The file is opened by :func:`~ingest.loaders.open_checked` (no link, the
     inode the walk hashed, under ``root``) and the bytes read through that
-    descriptor are hashed as :func:`load` parses them: the returned ``_File``
+    descriptor are hashed as :func:`load` parses them: the returned ``WalkedFile``
     carries their digest and size, which is what the index records (the
     walk's digest only decided that the file needed reading). A file over
     ``ingest.max_file_mb`` by now is refused before, or while, it is read.
@@ -389,8 +374,8 @@ def _read(
         fh, st = open_checked(f.target, within=root, expect=f.identity)
         with fh:
             if config.max_file_mb and st.st_size > config.max_file_mb * 1e6:
-                raise LoaderError(_too_big(st.st_size, config.max_file_mb))
-            reader = _Hashing(fh, reader_version(f.path), config.max_file_mb)
+                raise LoaderError(too_big(st.st_size, config.max_file_mb))
+            reader = HashingReader(fh, reader_version(f.path), config.max_file_mb)
             sections = load(f.path, data=reader)
             reader.drain()  # a loader that stopped early must not leave bytes out of the digest
         f = replace(f, sha256=reader.hexdigest(), size=reader.size)
@@ -405,42 +390,6 @@ def _read(
     if not chunks:
         report.skipped.append((f.source, "no text"))
     return f, chunks
-
-
-class _Hashing:
-    """A file read through this is hashed as it goes; past ``max_file_mb`` (0: no limit) it is refused.
-
-    What :func:`load` reads from it is exactly what the digest covers, so the
-    digest recorded and the text indexed cannot come from two different reads.
-    The digest is salted with the loader's reader version once it was bumped
-    (``READER_VERSIONS``), so a file read differently now is read again once.
-    """
-
-    def __init__(self, fh: Any, version: int, max_file_mb: float = 0) -> None:
-        self._fh, self._mb, self._limit = fh, max_file_mb, int(max_file_mb * 1e6)
-        self._h = hashlib.sha256()
-        if version > 1:
-            self._h.update(f"reader {version}\n".encode())
-        self.size = 0
-
-    def read(self, n: int = -1) -> bytes:
-        if self._limit:  # one byte past the limit tells a file that grew since it was measured
-            room = self._limit + 1 - self.size
-            n = room if n is None or n < 0 else min(n, room)
-        block = self._fh.read(n) or b""  # None: a FIFO swapped in has nothing to read yet
-        self._h.update(block)
-        self.size += len(block)
-        if self._limit and self.size > self._limit:
-            raise LoaderError(f"it grew past ingest.max_file_mb = {self._mb:g} while being indexed; "
-                              "raise it in rag.toml to index it")
-        return block
-
-    def drain(self) -> None:
-        while self.read(1 << 20):
-            pass
-
-    def hexdigest(self) -> str:
-        return self._h.hexdigest()
 
 
 def embed(texts: Sequence[str], embedder: Any, batch_size: int, advance: Any = None) -> np.ndarray:
@@ -472,103 +421,6 @@ def embed(texts: Sequence[str], embedder: Any, batch_size: int, advance: Any = N
     return out
 
 
-def _walk(folder: Path, config: IngestConfig, index_dir: Path) -> _Walk:
-    """Supported files (hashed), skipped and unreadable ones, each sorted by relative path.
-
-    Hidden files and folders (``.git``, ``.rag``) and the index directory are
-    not visited; nor are links to folders (``os.walk`` does not follow them: no
-    loops, no file twice). A link that resolves outside ``folder`` is skipped
-    with a reason, so a ``passwd.txt -> /etc/passwd`` never reaches the index.
-    A glob matches the path relative to ``folder``; ``*`` also matches ``/``
-    and a leading ``**/`` also matches at the top level.
-
-    These checks are on paths, which can change right after: a file swapped
-    for a link, or a folder for a link to outside (``os.walk`` tests for a
-    link, then lists the folder). So they decide only what to look at; what
-    is indexed is read by :func:`_read` through a descriptor checked to be
-    the walked file, under the folder. Hard links cannot be told by path: a
-    hard link in the folder to a file outside is indexed like any file in it.
-    """
-    real, index_real = folder.resolve(), index_dir.resolve()
-    out = _Walk()
-
-    def unlistable(err: OSError) -> None:  # os.walk skips a folder it cannot list; say so
-        source = utf8_safe(os.path.relpath(err.filename or folder, folder)) + "/"
-        denied = isinstance(err, PermissionError)
-        reason = "permission denied: cannot list the folder" if denied else f"cannot list the folder: {err.strerror}"
-        out.failed.append((source, reason))
-
-    for root, dirs, names in os.walk(folder, onerror=unlistable):
-        here = Path(root)
-        dirs[:] = [d for d in sorted(dirs) if _visit_dir(here / d, folder, real, index_real, out)]
-        for name in sorted(names):
-            path = here / name
-            source = path.relative_to(folder).as_posix()
-            if name.startswith(".") or not _matches(source, config.globs):
-                continue
-            if _leaves(path, real):
-                out.skipped.append((utf8_safe(source), "link to outside the folder"))
-            elif path.is_file():  # not a FIFO, socket or dangling link
-                _visit_file(path, source, config, out)
-    out.files.sort(key=lambda f: f.source)
-    out.skipped.sort()
-    out.failed.sort()
-    return out
-
-
-def _visit_dir(path: Path, folder: Path, real: Path, index_real: Path, out: _Walk) -> bool:
-    """Whether to walk into ``path``: not hidden, not the index, not a link (one to outside is reported)."""
-    if path.name.startswith(".") or path.resolve() == index_real:
-        return False
-    if path.is_symlink():
-        if _leaves(path, real):
-            out.skipped.append((utf8_safe(path.relative_to(folder).as_posix()) + "/", "link to outside the folder"))
-        return False
-    return True
-
-
-def _is_utf8(name: str) -> bool:
-    """False for a name os.walk decoded with lone surrogates (bytes that are not UTF-8)."""
-    try:
-        name.encode("utf-8")
-    except UnicodeEncodeError:
-        return False
-    return True
-
-
-def _visit_file(path: Path, source: str, config: IngestConfig, out: _Walk) -> None:
-    """Hash a candidate into ``out.files``, or say in ``out`` why it is skipped or unreadable."""
-    shown = utf8_safe(source)
-    limit = config.max_file_mb * 1e6
-    try:
-        if not is_supported(path):
-            out.skipped.append((shown, f"unsupported type {path.suffix or '(no extension)'}"))
-        elif not _is_utf8(source):  # SQLite, rich and the report file take only valid UTF-8
-            out.skipped.append((shown, "the file name is not valid UTF-8; rename the file to index it"))
-        elif limit and (size := path.stat().st_size) > limit:
-            out.skipped.append((shown, _too_big(size, config.max_file_mb)))
-        else:
-            target = path.resolve() if path.is_symlink() else path  # a link inside: load opens its target
-            digest, size, identity = _hash(target, config.max_file_mb)
-            out.files.append(_File(path, source, digest, size, target, identity))
-    except LoaderError as err:
-        out.failed.append((shown, str(err)))
-    except PermissionError:
-        out.failed.append((shown, "permission denied: cannot read"))
-    except OSError as err:
-        out.failed.append((shown, f"cannot read: {err.strerror or err}"))
-
-
-def _leaves(path: Path, real_folder: Path) -> bool:
-    """Is ``path`` a link that resolves outside ``real_folder`` (itself resolved)?"""
-    if not path.is_symlink():
-        return False
-    try:
-        return not path.resolve().is_relative_to(real_folder)
-    except (OSError, RuntimeError):  # a link loop leads nowhere (RuntimeError before Python 3.13)
-        return False
-
-
 def _kept(indexed: Iterable[str], unread: set[str]) -> set[str]:
     """The indexed sources that could not be read this time, as files or under a folder (``sub/``): they stay."""
     folders = tuple(u for u in unread if u.endswith("/"))
@@ -585,38 +437,6 @@ def _kept_note(source: str, indexed: dict[str, FileRecord]) -> str:
 def _reasons(items: Sequence[tuple[str, str]]) -> str:
     """The first three ``source: reason`` pairs, for a one-line error."""
     return "; ".join(f"{s}: {r}" for s, r in items[:3])
-
-
-def _matches(source: str, globs: Sequence[str]) -> bool:
-    return any(fnmatch.fnmatchcase(source, g) or (g.startswith("**/") and fnmatch.fnmatchcase(source, g[3:])) for g in globs)
-
-
-def _hash(path: Path, max_file_mb: float = 0) -> tuple[str, int, tuple[int, int]]:
-    """sha256 of the bytes (salted as :class:`_Hashing` says), the size, and which file it was (st_dev, st_ino).
-
-    This digest only plans the run (which files changed); a file that is
-    loaded is hashed again from the bytes loaded. The identity lets loading
-    refuse a file swapped in since. What the walk saw may be swapped before
-    this opens it, so: ``O_NOFOLLOW`` (no link), ``O_NONBLOCK`` (a FIFO does
-    not hang the run), a regular file only (``/dev/zero`` never ends) and
-    ``max_file_mb`` enforced while reading.
-
-    Raises:
-        LoaderError: not a regular file, or it grew past ``max_file_mb``.
-        OSError: it cannot be opened (a link swapped in: ELOOP).
-    """
-    flags = os.O_NONBLOCK | getattr(os, "O_NOFOLLOW", 0)
-    with open(path, "rb", opener=lambda p, f: os.open(p, f | flags)) as fh:
-        st = os.fstat(fh.fileno())
-        if not stat.S_ISREG(st.st_mode):
-            raise LoaderError("not a regular file (swapped for a device or pipe while being indexed); ingest again")
-        reader = _Hashing(fh, reader_version(path), max_file_mb)
-        reader.drain()
-    return reader.hexdigest(), reader.size, (st.st_dev, st.st_ino)
-
-
-def _too_big(size: int, max_file_mb: float) -> str:
-    return f"{size / 1e6:,.0f} MB, over ingest.max_file_mb = {max_file_mb:g}; raise it in rag.toml to index it"
 
 
 def _model_name(settings: Settings, embedder: Any) -> str:

@@ -14,7 +14,7 @@
   regular files; links to folders inside, which are never followed).
 
 Three failures cannot be made for real as root (CI runs as root): their
-sources are in ``Corpus.deny_hash`` (``ingest.pipeline._hash``),
+sources are in ``Corpus.deny_hash`` (``ingest.walk.hash_file``),
 ``Corpus.deny_open`` (the loader's ``open``) and ``Corpus.deny_list`` (the
 folder ``os.scandir`` refuses); the test raises ``PermissionError`` there.
 

@@ -23,7 +23,7 @@ from helpers import run_main
 from hostile_corpus import MAX_FILE_MB, Corpus, build_corpus
 
 import ingest.loaders as loaders
-import ingest.pipeline as pipeline
+import ingest.walk as walk
 from ingest.pipeline import ingest_folder
 from ingest.report import REPORT_NAME
 from rag_app.config import load_settings
@@ -52,7 +52,7 @@ def no_hang():
 def corpus(tmp_path: Path, make_docx, make_pdf, monkeypatch, no_hang) -> Corpus:
     """The corpus, with the three unreadable entries made unreadable (root reads any mode, so simulated)."""
     built = build_corpus(tmp_path, make_docx=make_docx, make_pdf=make_pdf)
-    real_hash, real_scandir = pipeline._hash, os.scandir
+    real_hash, real_scandir = walk.hash_file, os.scandir
 
     def denied(path) -> PermissionError:
         return PermissionError(13, "Permission denied", os.fsdecode(path))
@@ -72,7 +72,7 @@ def corpus(tmp_path: Path, make_docx, make_pdf, monkeypatch, no_hang) -> Corpus:
             raise denied(path)
         return real_scandir(path)
 
-    monkeypatch.setattr(pipeline, "_hash", hash_)
+    monkeypatch.setattr(walk, "hash_file", hash_)
     monkeypatch.setattr(loaders, "open", open_, raising=False)
     monkeypatch.setattr(os, "scandir", scandir)
     return built

@@ -393,22 +393,22 @@ def test_links_to_outside_the_folder_are_skipped(docs: Path, tmp_path: Path, set
 
 def test_an_unreadable_file_is_reported_and_the_rest_indexed(docs: Path, settings, embedder, monkeypatch) -> None:
     # Simulated: as root (CI containers) chmod 000 does not stop a read; the test below does it for real.
-    import ingest.pipeline as pipeline
+    import ingest.walk as walk
 
-    real_hash = pipeline._hash
+    real_hash = walk.hash_file
 
     def denied(path: Path, *args):
         if path.name == "rivers.txt":
             raise PermissionError(13, "Permission denied", str(path))
         return real_hash(path, *args)
 
-    monkeypatch.setattr(pipeline, "_hash", denied)
+    monkeypatch.setattr(walk, "hash_file", denied)
     report = ingest_folder(docs, settings, embedder=embedder)
     assert report.failed == [("rivers.txt", "permission denied: cannot read")]
     assert report.committed and _sources(settings.index) == set(DOCS) - {"rivers.txt"}
     monkeypatch.undo()
     ingest_folder(docs, settings, embedder=embedder)  # readable again: indexed; then unreadable once more
-    monkeypatch.setattr(pipeline, "_hash", denied)
+    monkeypatch.setattr(walk, "hash_file", denied)
     report = ingest_folder(docs, settings, embedder=embedder)
     assert report.failed == [("rivers.txt", "permission denied: cannot read; the previous version stays indexed")]
     assert report.removed == [] and _sources(settings.index) == set(DOCS)
@@ -456,12 +456,12 @@ def _sparse(path: Path, size: int) -> Path:
 
 
 def test_a_file_over_the_size_limit_is_skipped_unread(docs: Path, tmp_path: Path, embedder, monkeypatch) -> None:
-    import ingest.pipeline as pipeline
+    import ingest.walk as walk
 
     _sparse(docs / "huge.txt", 101 * 10**6)
     hashed: list[str] = []
-    real_hash = pipeline._hash
-    monkeypatch.setattr(pipeline, "_hash", lambda path, *args: hashed.append(path.name) or real_hash(path, *args))
+    real_hash = walk.hash_file
+    monkeypatch.setattr(walk, "hash_file", lambda path, *args: hashed.append(path.name) or real_hash(path, *args))
     settings = load_settings(index=tmp_path / "index")  # the default limit: 100 MB
     report = ingest_folder(docs, settings, embedder=embedder)
     assert report.skipped == [("huge.txt", "101 MB, over ingest.max_file_mb = 100; raise it in rag.toml to index it")]
@@ -549,14 +549,14 @@ def _swap_after_walk(monkeypatch, swap) -> None:
     """Run ``swap()`` right after the walk hashed the folder, before any file is loaded."""
     import ingest.pipeline as pipeline
 
-    real_walk = pipeline._walk
+    real_walk = pipeline.walk_folder
 
     def walk(*args):
         walked = real_walk(*args)
         swap()
         return walked
 
-    monkeypatch.setattr(pipeline, "_walk", walk)
+    monkeypatch.setattr(pipeline, "walk_folder", walk)
 
 
 @pytest.mark.parametrize(("swap", "reason"), [
@@ -652,10 +652,10 @@ def test_a_file_that_grows_while_it_is_read_is_refused_at_the_limit() -> None:
 
 
 def test_rebuild_promises_no_kept_version_of_what_it_cannot_read(docs: Path, settings, embedder, monkeypatch) -> None:
-    import ingest.pipeline as pipeline
+    import ingest.walk as walk
 
     ingest_folder(docs, settings, embedder=embedder)
-    real_hash, real_scandir = pipeline._hash, os.scandir
+    real_hash, real_scandir = walk.hash_file, os.scandir
 
     def denied(path: Path, *args):
         if path.name == "rivers.txt":
@@ -667,7 +667,7 @@ def test_rebuild_promises_no_kept_version_of_what_it_cannot_read(docs: Path, set
             raise PermissionError(13, "Permission denied", os.fsdecode(path))
         return real_scandir(path)
 
-    monkeypatch.setattr(pipeline, "_hash", denied)
+    monkeypatch.setattr(walk, "hash_file", denied)
     monkeypatch.setattr(os, "scandir", scandir)
     report = ingest_folder(docs, settings, rebuild=True, embedder=embedder)
     monkeypatch.undo()
@@ -705,7 +705,7 @@ def test_a_file_swapped_for_a_device_before_it_is_hashed_is_refused_not_read_for
 
 
 def test_an_unreadable_file_with_a_control_character_in_its_name_stays_indexed(tmp_path, fake_embedder, monkeypatch):
-    import ingest.pipeline as pipeline_mod
+    import ingest.walk as walk
 
     docs = tmp_path / "docs"
     docs.mkdir()
@@ -713,7 +713,7 @@ def test_an_unreadable_file_with_a_control_character_in_its_name_stays_indexed(t
     (docs / "tab\there.txt").write_text("Tabbed name text.", encoding="utf-8")
     settings = load_settings(index=tmp_path / "index")
     ingest_folder(docs, settings, embedder=fake_embedder)
-    real = pipeline_mod._hash
+    real = walk.hash_file
 
     def denied(path, *args):
         if "tab" in path.name:
@@ -721,7 +721,7 @@ def test_an_unreadable_file_with_a_control_character_in_its_name_stays_indexed(t
         return real(path, *args)
 
     (docs / "tab\there.txt").write_text("Changed text.", encoding="utf-8")
-    monkeypatch.setattr(pipeline_mod, "_hash", denied)
+    monkeypatch.setattr(walk, "hash_file", denied)
     report = ingest_folder(docs, settings, embedder=fake_embedder)
     assert [s for s, _ in report.failed] == ["tab\there.txt"] and report.removed == []
     with IndexStore.open(settings.index) as store:
