@@ -223,6 +223,7 @@ class SupportChecker:
         self.question = question
         self.names = set().union(*(s.names for s in self.sources.values()))
         self.asked = self._salient(*question_content(question, self.names))
+        self.asks = _open_question(question)  # "which": a bare yes or no does not answer it
 
     def _salient(self, facts: list[Key], words: list[Key]) -> list[Key]:
         """The question's keys a content-free reply's cited source must hold.
@@ -247,7 +248,7 @@ class SupportChecker:
     def check(self, text: str) -> Support:
         """The reply with each claim's citation moved to the sources that hold its key content, and what was found."""
         out, pieces, last = Support(text), [], 0
-        asks, bare, answered = _open_question(self.question), [], False
+        bare, answered = [], False
         for claim in _claims(text):
             keys = key_content(claim.text, self.question, self.names, span=claim.opens)
             answered = answered or bool(keys)
@@ -256,8 +257,8 @@ class SupportChecker:
                 # A denial ("No [1]" to "Is it in Lyon?") rightly cites a source without the question's names and
                 # numbers: only its being about the question (the content-word key) is looked up.
                 keys = [k for k in self.asked if k.quorum] if _denies(claim.text) else self.asked
-                if asks and _decision(claim.text):  # "Yes" to "Which ...?": nothing to look up
-                    bare.append(UnsupportedClaim(claim.text, claim.cited, [], True, asks))
+                if self.asks and _decision(claim.text):  # "Yes" to "Which ...?": nothing to look up
+                    bare.append(UnsupportedClaim(claim.text, claim.cited, [], True, self.asks))
                     keys = []
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
@@ -327,7 +328,7 @@ _NEGATIONS = frozenset({"no", "not", "never", "none", "neither", "nor", "false",
 
 
 def _denies(claim: str) -> bool:
-    """Does a content-free claim deny the question's premise? Then no word of the question need be in its source."""
+    """Does a content-free claim deny the question's premise? Then its source need not hold the question's names."""
     words = re.findall(r"[a-z']+", claim.lower())
     return any(w in _NEGATIONS or w.endswith("n't") for w in words)
 
