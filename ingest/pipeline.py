@@ -40,7 +40,7 @@ from rag_app.store_protocol import StoreWriter, open_store, open_writer, store_e
 from ingest.chunking import chunk, make_splitter
 from ingest.loaders import SUPPORTED_TYPES, load, open_checked, reader_version
 from ingest.report import IngestReport
-from ingest.walk import HashingReader, Walk, WalkedFile, hash_file, too_big, visit_file, walk_folder
+from ingest.walk import HashingReader, Walk, WalkedFile, too_big, walk_folder
 
 __all__ = ["IngestReport", "embed", "ingest_folder", "upload_dir"]
 
@@ -52,11 +52,6 @@ log = logging.getLogger(__name__)
 _FLUSH_BATCHES = 64
 _KEPT = "; the previous version stays indexed"
 
-# The walk's names as they were before it moved to ingest.walk, so imports from here keep working.
-# Patch the functions in ingest.walk (hash_file) or here under the new name (walk_folder): that is
-# where they are looked up, so patching these aliases changes nothing.
-_File, _Walk, _Hashing, _walk, _visit_file, _hash, _too_big = (
-    WalkedFile, Walk, HashingReader, walk_folder, visit_file, hash_file, too_big)
 
 
 def ingest_folder(

@@ -642,10 +642,10 @@ def test_a_file_that_grew_past_the_limit_after_the_walk_is_refused(docs: Path, t
 def test_a_file_that_grows_while_it_is_read_is_refused_at_the_limit() -> None:
     import io
 
-    from ingest.pipeline import _Hashing
+    from ingest.walk import HashingReader
     from rag_app.errors import LoaderError
 
-    reader = _Hashing(io.BytesIO(b"x" * 100), version=1, max_file_mb=50e-6)  # 50 bytes
+    reader = HashingReader(io.BytesIO(b"x" * 100), version=1, max_file_mb=50e-6)  # 50 bytes
     with pytest.raises(LoaderError, match=r"^it grew past ingest.max_file_mb = 5e-05 while being indexed"):
         reader.read()
     assert reader.size == 51  # one byte past the limit is all that is read
@@ -693,15 +693,15 @@ def test_the_report_file_is_written_through_a_temp_file_of_its_own(tmp_path: Pat
 
 
 def test_a_file_swapped_for_a_device_before_it_is_hashed_is_refused_not_read_forever(tmp_path):
-    from ingest.pipeline import _hash
+    from ingest.walk import hash_file
     from rag_app.errors import LoaderError
 
     with pytest.raises(LoaderError, match="not a regular file"):
-        _hash(Path("/dev/zero"))
+        hash_file(Path("/dev/zero"))
     link = tmp_path / "notes.txt"
     link.symlink_to("/etc/hostname")
     with pytest.raises(OSError):  # O_NOFOLLOW: a link swapped in is not followed
-        _hash(link)
+        hash_file(link)
 
 
 def test_an_unreadable_file_with_a_control_character_in_its_name_stays_indexed(tmp_path, fake_embedder, monkeypatch):
