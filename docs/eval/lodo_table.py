@@ -10,8 +10,9 @@ bootstrap intervals of F1 against the base model on the same answerable question
 
 import argparse
 import importlib.util
-from collections import Counter
 from pathlib import Path
+
+from rag_app.evaluate.metrics import majority_label
 
 spec = importlib.util.spec_from_file_location("abstain_from_records", Path(__file__).with_name("abstain_from_records.py"))
 sweep = importlib.util.module_from_spec(spec)
@@ -24,7 +25,7 @@ def rows_of(path: Path, config: str, rule: str | float) -> list[dict]:
     for rec in sweep.latest_run(path, config):
         o = sweep.outcome(rec, rule) if config != "base" else sweep.outcome(rec, "never")
         o["yes_no"] = str(rec.get("answer_type") or "").startswith("yes_no") and o["answerable"]
-        o["label"] = rec["answers"][0].strip().lower()
+        o["label"] = rec["answers"][0]
         o["cap"] = rec["scores"].get("hit_token_cap")
         o["loop"] = rec["scores"].get("repetition_stopped")
         o["key"] = f"{path}:{rec['id']}"
@@ -37,8 +38,8 @@ def cells(rows: list[dict], base: list[dict] | None) -> list[str]:
     yn = [r for r in rows if r["yes_no"]]
     yes_no = "–"
     if yn:
-        label, count = Counter(r["label"] for r in yn).most_common(1)[0]
-        yes_no = f"{sum(r['f1'] for r in yn) / len(yn):.3f} ({count / len(yn):.2f} {label})"
+        label, share = majority_label(r["label"] for r in yn)
+        yes_no = f"{sum(r['f1'] for r in yn) / len(yn):.3f} ({share:.2f} {label})"
     capped = [r["cap"] for r in rows if r["cap"] is not None]
     looped = [r["loop"] for r in rows if r["loop"] is not None]
     paired = "–"

@@ -20,6 +20,13 @@ def run_rows(path: Path, config: str | None, fingerprint: str | None) -> dict[st
     return {r["id"]: r for r in rows if r["fingerprint"] == fingerprint and not r["withheld"]}
 
 
+def bootstrap_interval(diff: list[float], samples: int = 10_000) -> tuple[float, float, float]:
+    """(mean, low, high): the mean paired difference and its seeded bootstrap 95% interval."""
+    rng = random.Random(0)
+    boots = sorted(sum(rng.choices(diff, k=len(diff))) / len(diff) for _ in range(samples))
+    return sum(diff) / len(diff), boots[int(0.025 * samples)], boots[int(0.975 * samples)]
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("records", type=Path, nargs="+", help="A B, or A1 B1 A2 B2 ... (pairs of records.jsonl)")
@@ -41,10 +48,8 @@ def main() -> None:
         if not ids:
             parser.error(f"no answerable question in both {path_a} and {path_b}: check the runs chosen")
         diff += [a[i]["scores"]["f1"] - b[i]["scores"]["f1"] for i in ids]
-    rng = random.Random(0)
-    boots = sorted(sum(rng.choices(diff, k=len(diff))) / len(diff) for _ in range(args.samples))
-    lo, hi = boots[int(0.025 * args.samples)], boots[int(0.975 * args.samples)]
-    print(f"{len(diff)} paired answerable questions: F1 A - B = {sum(diff) / len(diff):.3f} (bootstrap 95% {lo:.2f} to {hi:.2f})")
+    mean, lo, hi = bootstrap_interval(diff, args.samples)
+    print(f"{len(diff)} paired answerable questions: F1 A - B = {mean:.3f} (bootstrap 95% {lo:.2f} to {hi:.2f})")
 
 
 if __name__ == "__main__":

@@ -11,8 +11,10 @@ Per label: one row a set, then the mean over its sets.
 
 import importlib.util
 import sys
-from collections import Counter, defaultdict
+from collections import defaultdict
 from pathlib import Path
+
+from rag_app.evaluate.metrics import majority_label
 
 spec = importlib.util.spec_from_file_location("abstain_from_records", Path(__file__).with_name("abstain_from_records.py"))
 sweep = importlib.util.module_from_spec(spec)
@@ -27,7 +29,7 @@ def set_row(records: Path, config: str) -> dict:
         if o["answerable"]:
             f1s.append(o["f1"])
             if str(rec.get("answer_type") or "").startswith("yes_no"):
-                yes_no.append((o["f1"], rec["answers"][0].strip().lower()))
+                yes_no.append((o["f1"], rec["answers"][0]))
         if o["abstained"]:
             continue
         answered += 1
@@ -37,8 +39,8 @@ def set_row(records: Path, config: str) -> dict:
     row = {"n": len(recs), "f1": sum(f1s) / len(f1s), "precision": sum(precision) / len(precision) if precision else None,
            "invalid": invalid, "answered": answered, "yes_no": None}
     if yes_no:
-        label, count = Counter(lab for _, lab in yes_no).most_common(1)[0]
-        row["yes_no"] = (sum(a for a, _ in yes_no) / len(yes_no), count / len(yes_no), label, len(yes_no))
+        label, share = majority_label(lab for _, lab in yes_no)
+        row["yes_no"] = (sum(a for a, _ in yes_no) / len(yes_no), share, label, len(yes_no))
     return row
 
 
