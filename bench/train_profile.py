@@ -63,7 +63,7 @@ sys.path.insert(0, str(ROOT))  # run from a checkout without installing
 
 from finetune.artifacts import save_checkpoint  # noqa: E402
 from finetune.config import TrainConfig  # noqa: E402
-from finetune.dataset import RaftExample, SourceText  # noqa: E402
+from finetune.dataset import RaftExample, SourceText, read_jsonl  # noqa: E402
 from finetune.model import build_model  # noqa: E402
 from finetune.train import (  # noqa: E402
     TrainData, TrainState, answer_loss, build_optimizer, encode, make_accelerator, run_loop, validation_loss,
@@ -98,8 +98,7 @@ def synth_examples(tokenizer: Any, n_tokens: int, n: int) -> list[RaftExample]:
 
 
 def read_examples(path: Path, n: int) -> list[RaftExample]:
-    lines = [line for line in path.read_text().splitlines() if line.strip()]
-    return [RaftExample.from_json(line) for line in lines if not json.loads(line)["id"].startswith("val:")][:n]
+    return [ex for ex in read_jsonl(path) if not ex.id.startswith("val:")][:n]
 
 
 # ---------------------------------------------------------------- one micro-step, split

@@ -46,7 +46,7 @@ import numpy as np
 from rag_app.abstain import FirstToken, abstain_token_id
 from rag_app.chat_tokens import encode, stop_strings, stop_token_ids
 from rag_app.errors import AdapterMismatchError, ConfigError
-from rag_app.repetition import Ending, Reply, RepetitionGuard, token_pieces, without_loop
+from rag_app.repetition import Ending, Reply, RepetitionGuard, server_finish, token_pieces, without_loop
 
 log = logging.getLogger(__name__)
 
@@ -226,7 +226,7 @@ class LlamaCppGenerator:
                 if piece:
                     yield piece
         # llama.cpp says "length" at max_tokens and "stop" otherwise, a stopping criterion included.
-        finish = "loop" if guard and guard.loop else "length" if ended == "length" else "stop" if ended else None
+        finish = "loop" if guard and guard.loop else server_finish(ended)
         if guard is None:
             return Ending(0, finish, seen)
         return Ending(guard.repeated_chars(

@@ -35,7 +35,7 @@ from typing import Any
 
 from rag_app.config import GenerateConfig
 from rag_app.errors import ConfigError, GeneratorServerError
-from rag_app.repetition import Ending, Reply
+from rag_app.repetition import Ending, Reply, server_finish
 
 log = logging.getLogger(__name__)
 
@@ -148,7 +148,7 @@ class OpenAIGenerator:
             pieces = estimate_tokens(text)
             yield text
         self._last.reply = (text, pieces)
-        return Ending(0, "length" if ended == "length" else "stop" if ended else None)
+        return Ending(0, server_finish(ended))
 
     def generate(
         self, messages: Messages, max_new_tokens: int, temperature: float = 0.0, top_p: float = 0.95,

@@ -268,6 +268,11 @@ def finish_reason(new_ids: Sequence[int], max_new_tokens: int, stop_ids: Collect
     return "length" if len(new_ids) >= max_new_tokens else "stop"
 
 
+def server_finish(reason: str | None) -> Finish | None:
+    """An OpenAI-style ``finish_reason`` (llama.cpp, servers) as a :class:`Ending`'s: ``length`` at the cap, else ``stop``."""
+    return "length" if reason == "length" else "stop" if reason else None
+
+
 class Reply(Iterator[str]):
     """A streamed reply's text pieces; once they run out, ``repeated_tail`` is how many trailing characters loop.
 
