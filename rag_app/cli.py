@@ -467,6 +467,7 @@ def eval_(
     unanswerable: Annotated[float, typer.Option(help="Fraction of questions whose gold docs are withheld (the right reply abstains).")] = 0.0,
     adapter: Annotated[Optional[str], typer.Option("--adapter", help="LoRA adapter of the base configuration (--config files set their own).")] = None,
     no_adapter: Annotated[bool, typer.Option("--no-adapter", help="Base configuration answers without an adapter.")] = False,
+    name: Annotated[str, typer.Option("--name", help="Label of the base configuration in the report and records (e.g. the adapter it carries).")] = "base",
     out: Annotated[Optional[Path], typer.Option("--out", help="Output folder (default eval-out/<dataset>); re-running resumes.")] = None,
     seed: Annotated[int, typer.Option(help="Seed of the --limit sample and the --unanswerable draw.")] = 0,
     verbose: VerboseOpt = False,
@@ -485,7 +486,11 @@ def eval_(
         raise ConfigError("pass --adapter DIR or --no-adapter, not both")
     eval_config = EvalConfig(ks=ks, retrieval_only=retrieval_only, unanswerable=unanswerable, seed=seed)
     base = settings_from_flags(None, verbose, generate={"adapter": "none" if no_adapter else adapter})
-    variants = [("base", base)] + [(p.stem, settings_from_flags(p, verbose)) for p in config or []]
+    labels = [name, *(p.stem for p in config or [])]
+    if len(set(labels)) < len(labels):
+        twice = next(label for label in labels if labels.count(label) > 1)
+        raise ConfigError(f"two configurations are named {twice!r}: give --name another label or rename a --config file")
+    variants = [(name, base)] + [(p.stem, settings_from_flags(p, verbose)) for p in config or []]
     runs = plan_runs(variants, mode or ())
     ds = load_dataset(dataset, split=split, limit=limit, seed=seed, index=index)
     out_dir = out or Path("eval-out") / ds.name

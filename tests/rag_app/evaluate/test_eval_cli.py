@@ -93,6 +93,21 @@ def test_eval_retrieval_only_with_existing_index_and_variant_config(tmp_path, fa
     assert not (tmp_path / "o" / "index").exists()
 
 
+def test_eval_name_labels_the_base_configuration_beside_earlier_runs(tmp_path, fakes):
+    """--name v12 --adapter runs/v12 adds a labelled run to a folder whose "base" records stay, for paired tables."""
+    embedder, generator, loads = fakes
+    root = make_dataset(tmp_path / "tiny")
+    args = ["eval", str(root), "--retrieval-only", "--out", str(tmp_path / "o")]
+    assert CliRunner().invoke(cli.app, args).exit_code == 0
+    result = CliRunner().invoke(cli.app, [*args, "--name", "v12"])
+    assert result.exit_code == 0, result.output
+    report = json.loads((tmp_path / "o" / "report.json").read_text())
+    assert [c["name"] for c in report["configs"]] == ["v12"]
+    records = [json.loads(line) for line in (tmp_path / "o" / "records.jsonl").read_text().splitlines()]
+    labels = [r["config"] for r in records]
+    assert set(labels) == {"base", "v12"} and labels.count("base") == labels.count("v12")
+
+
 def test_eval_malformed_dataset_is_one_error_line(tmp_path, fakes, monkeypatch, capsys):
     root = make_dataset(tmp_path / "tiny")
     lines = (root / "qa.jsonl").read_text().splitlines()
@@ -112,6 +127,7 @@ def test_eval_malformed_dataset_is_one_error_line(tmp_path, fakes, monkeypatch, 
         (["--mode", "sparse"], "Error: unknown --mode 'sparse'; use one of: dense, hybrid, bm25"),
         (["--split", "test"], "Error: --split test: qa.jsonl has no 'split_hint' keys; use --split all"),
         (["--adapter", "x", "--no-adapter"], "Error: pass --adapter DIR or --no-adapter, not both"),
+        (["--name", "wide", "--config", "a/wide.toml"], "Error: two configurations are named 'wide': give --name"),
     ],
 )
 def test_eval_flag_errors(tmp_path, fakes, monkeypatch, capsys, flags, message):
