@@ -18,9 +18,10 @@ import logging
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import asdict, dataclass, field, replace
-from typing import Any
+from typing import Any, NamedTuple
 
 from rag_app.config import Settings
+from rag_app.coverage import Coverage, question_coverage
 from rag_app.embeddings import Embedder, load_embedder
 from rag_app.errors import EmptyQuestionError
 from rag_app.generation import Generator, load_generator
@@ -71,7 +72,7 @@ class Answer:
     citations: list[int]
     invalid_citations: list[int]  # cited numbers with no such source
     abstained: bool
-    skipped_generation: bool  # best source under retrieve.min_score: abstained without the model
+    skipped_generation: bool  # best source under retrieve.min_score, or too little of the question in the sources
     timings: Timings = field(default_factory=Timings)
     model: str = ""
     adapter: str | None = None
@@ -89,6 +90,10 @@ class Answer:
     # (rag_app.abstain.FirstToken); None where the backend does not say. rag eval keeps both.
     abstain_p: float | None = None
     abstain_greedy: bool | None = None
+    # The share of the question's terms the sources mention (rag_app.coverage; None for a follow-up or without
+    # sources) and, when that was under retrieve.min_coverage and the model was not asked, the terms missing.
+    coverage: float | None = None
+    not_covered: list[str] = field(default_factory=list)
 
     @property
     def cited_sources(self) -> list[Source]:
@@ -146,6 +151,16 @@ class Retrieved:
     def top(self, k: int) -> Retrieved:
         """The first ``k`` hits, as if the search had asked for ``k`` (same time)."""
         return Retrieved(self.hits[:k], self.ms)
+
+
+class _Prepared(NamedTuple):
+    """What answering needs before the model runs; ``messages`` None: abstain without it."""
+
+    sources: list[Source]
+    messages: list[dict[str, str]] | None
+    retrieve_ms: float
+    support: SupportChecker
+    coverage: Coverage | None
 
 
 HISTORY_TURNS = 3  # earlier turns a follow-up is asked with; each costs prompt tokens the sources could use
@@ -253,7 +268,7 @@ class RagPipeline:
         return Retrieved(hits, (time.perf_counter() - t0) * 1000)
 
     def _prepare(self, question: str, history: Sequence[tuple[str, str]], exclude_doc_ids: Sequence[str],
-                 retrieved: Retrieved | None = None) -> tuple[list[Source], list[dict[str, str]] | None, float]:
+                 retrieved: Retrieved | None = None) -> _Prepared:
         if not question or not question.strip():
             raise EmptyQuestionError("the question is empty; type a question about your documents")
         if retrieved is None:
@@ -263,13 +278,22 @@ class RagPipeline:
         best = max((h.dense_score or 0.0 for h in hits), default=0.0)
         if not hits or best < self.settings.retrieve.min_score:
             log.info("best source scores %.3f < min_score %.3f: abstaining without the model", best, self.settings.retrieve.min_score)
-            return sources, None, retrieve_ms
+            return _Prepared(sources, None, retrieve_ms, SupportChecker(sources, question), None)
         gen = self.generator
         budget = gen.context_window - self.settings.generate.max_new_tokens
-        kept = pack_sources(sources, lambda s: gen.count_tokens(build_messages(question, s, history)), budget)
+        kept = list(pack_sources(sources, lambda s: gen.count_tokens(build_messages(question, s, history)), budget))
         if len(kept) < len(sources):
             log.info("context budget %d tokens: kept %d of %d sources", budget, len(kept), len(sources))
-        return list(kept), build_messages(question, kept, history), retrieve_ms
+        support = SupportChecker(kept, question)  # citations are corrected before they are shown
+        # A follow-up leans on earlier turns ("and the second one?"): its own terms say little. No source kept:
+        # the generator says the question is too long for the window.
+        coverage = None if history or not kept else question_coverage(support)
+        if coverage is not None and coverage.below(self.settings.retrieve.min_coverage):
+            log.info("the sources mention %.0f%% of the question's terms < min_coverage %.0f%% (missing: %s): "
+                     "abstaining without the model", 100 * coverage.share, 100 * self.settings.retrieve.min_coverage,
+                     ", ".join(coverage.missing))
+            return _Prepared(kept, None, retrieve_ms, support, coverage)
+        return _Prepared(kept, build_messages(question, kept, history), retrieve_ms, support, coverage)
 
     def stream(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
                *, retrieved: Retrieved | None = None) -> Iterator[str | Answer]:
@@ -284,12 +308,12 @@ class RagPipeline:
         """
         # Given hits: the clock starts when their search did, so the timings mean what they do otherwise.
         start = time.perf_counter() - (retrieved.ms / 1000 if retrieved is not None else 0.0)
-        sources, messages, retrieve_ms = self._prepare(question, history, exclude_doc_ids, retrieved)
+        sources, messages, retrieve_ms, support, coverage = self._prepare(question, history, exclude_doc_ids, retrieved)
         timings = Timings(retrieve_ms=retrieve_ms)
         if messages is None:
             timings.total_ms = (time.perf_counter() - start) * 1000
             yield ABSTAIN
-            yield self._finish(question, ABSTAIN, sources, timings, skipped=True)
+            yield self._finish(question, ABSTAIN, sources, timings, skipped=True, coverage=coverage)
             return
         cfg = self.settings.generate
         threshold = cfg.applied_abstain_threshold
@@ -297,7 +321,6 @@ class RagPipeline:
             log.info("generate.abstain_threshold %.2f ignored: the model is not fine-tuned", cfg.abstain_threshold)
         # A source that talks to the assistant: the whole reply is checked before any of it is shown.
         hold_all = bool(instructions(sources))
-        support = SupportChecker(sources, question)  # citations are corrected before they are shown
         raw, shown = "", ""
         t_gen = time.perf_counter()
         t_first = t_gen
@@ -331,7 +354,7 @@ class RagPipeline:
         first = getattr(pieces, "first_token", None)
         yield self._finish(question, text, sources, timings, skipped=False, reply=raw,
                            removed_links=checked.removed_links, withheld_for=sorted({i.number for i in checked.obeyed}),
-                           support=supported, finish=finish, first_token=first)
+                           support=supported, finish=finish, first_token=first, coverage=coverage)
 
     def answer(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
                *, retrieved: Retrieved | None = None) -> Answer:
@@ -345,7 +368,8 @@ class RagPipeline:
 
     def _finish(self, question: str, text: str, sources: list[Source], timings: Timings, skipped: bool,
                 reply: str | None = None, removed_links: Sequence[str] = (), withheld_for: Sequence[int] = (),
-                support: Support | None = None, finish: str | None = None, first_token: Any = None) -> Answer:
+                support: Support | None = None, finish: str | None = None, first_token: Any = None,
+                coverage: Coverage | None = None) -> Answer:
         cited = [] if withheld_for else parse_citations(text)  # a withheld reply's numbers cite nothing
         valid = {s.number for s in sources}
         gen = self._generator
@@ -369,4 +393,6 @@ class RagPipeline:
             finish=finish,
             abstain_p=getattr(first_token, "p", None),
             abstain_greedy=getattr(first_token, "greedy", None),
+            coverage=coverage.share if coverage else None,
+            not_covered=coverage.missing if skipped and coverage else [],
         )

@@ -241,6 +241,10 @@ class SupportChecker:
                     quorum=(len(held) + 1) // 2)
         return facts + [about] if held and any(s.spans(about) for s in self.sources.values()) else facts
 
+    def anywhere(self, key: Key) -> bool:
+        """Does some shown source hold ``key``?"""
+        return any(s.spans(key) for s in self.sources.values())
+
     def _holds(self, number: int, keys: Sequence[Key]) -> set[Key]:
         src = self.sources.get(number)
         return {k for k in keys if src is not None and src.spans(k)}

@@ -227,6 +227,11 @@ def abstain_note(answer: Any, min_score: float | None = None, mode: str = "dense
     try_next = (f"Try {hybrid_hint}, or {words}." if mode != "hybrid" else f"{words[0].upper()}{words[1:]}.")
     if not answer.skipped_generation:
         return f"The model found no answer in the sources below. {try_next}"
+    missing = getattr(answer, "not_covered", None)
+    if missing:  # rag_app.coverage: the sources are about something else
+        terms = ", ".join(f"'{t}'" for t in missing[:6]) + (" ..." if len(missing) > 6 else "")
+        return (f"The sources found do not mention {terms}, so the model was not asked. {try_next} "
+                "If no document covers them, ingest one that does.")
     threshold = f" (retrieve.min_score {min_score:g})" if min_score is not None else ""
     if near:
         return f"The closest passage was just under the similarity bar{threshold}, so the model was not asked. {try_next}"

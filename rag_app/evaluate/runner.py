@@ -31,10 +31,12 @@ from typing import Any
 from pydantic import ValidationError
 
 from rag_app.config import RetrieveConfig, Settings
+from rag_app.coverage import question_coverage
 from rag_app.errors import ConfigError
 from rag_app.evaluate import metrics as m
 from rag_app.evaluate.dataset import Dataset, QAItem, withheld_ids
 from rag_app.models import adapter_digest
+from rag_app.support import SupportChecker
 
 log = logging.getLogger(__name__)
 
@@ -185,6 +187,8 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         sources = [_source_dict(h.rank, h.chunk, h.score) for h in hits[:top_k]]
         latency = {"retrieve_ms": retrieve_ms, "ttft_ms": None, "total_ms": retrieve_ms}
     docs, _ = m.dedupe_docs([h.chunk.doc_id for h in hits])
+    # How much of the question the sources shown mention: any retrieve.min_coverage follows from one run.
+    coverage = question_coverage(SupportChecker(chunks, item.question)) if chunks else None
     return {
         "config": run.name,
         "fingerprint": fingerprint,
@@ -209,6 +213,9 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         # The abstain token at the first position: any threshold's outcome follows (docs/eval/abstain_from_records.py).
         "abstain_p": None if answer is None else getattr(answer, "abstain_p", None),
         "abstain_greedy": None if answer is None else getattr(answer, "abstain_greedy", None),
+        "coverage": None if coverage is None else coverage.share,
+        "coverage_terms": None if coverage is None else coverage.terms,
+        "coverage_missing": None if coverage is None else coverage.missing,
         "model": None if answer is None else answer.model,
         "adapter": None if answer is None else answer.adapter,
         "scores": m.score_question(item, hits, chunks, answer, ks, withheld),

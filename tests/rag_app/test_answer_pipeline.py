@@ -97,6 +97,29 @@ def test_low_scores_abstain_without_calling_the_model(rag):
     assert gen.calls == [] and answer.finish is None  # nothing was generated
 
 
+def test_min_coverage_abstains_without_the_model_and_names_the_missing_terms(rag):
+    pipe, gen = rag()
+    answer = pipe.answer("Which river flows through Vienna and Budapest?")
+    assert answer.text == ABSTAIN and answer.abstained and answer.skipped_generation and gen.calls == []
+    assert answer.not_covered == ["Vienna", "Budapest", "river", "flows"] and answer.coverage == 0.0  # "through" is no term
+
+
+def test_a_question_the_sources_mention_is_answered_and_carries_its_coverage(rag):
+    pipe, gen = rag()
+    answer = pipe.answer("What is the capital of Japan?")
+    assert len(gen.calls) == 1 and not answer.abstained
+    assert answer.coverage == 1.0 and answer.not_covered == []
+
+
+def test_min_coverage_zero_turns_the_gate_off_and_follow_ups_are_not_gated(rag):
+    pipe, gen = rag(retrieve={"min_coverage": 0.0})
+    off = pipe.answer("Which river flows through Vienna and Budapest?")
+    assert len(gen.calls) == 1 and not off.skipped_generation and off.coverage == 0.0  # recorded, not applied
+    pipe, gen = rag()
+    follow = pipe.answer("Which river flows through Vienna and Budapest?", history=[("Capital of Japan?", "Tokyo [1].")])
+    assert len(gen.calls) == 1 and follow.coverage is None
+
+
 def test_empty_question_is_refused(rag):
     pipe, _ = rag()
     with pytest.raises(EmptyQuestionError, match="empty"):

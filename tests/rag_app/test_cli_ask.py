@@ -103,7 +103,7 @@ def test_chat_history_follows_the_pipelines_rule(env, monkeypatch, capsys):
 
     replies = iter(["Tokyo [1].", "Japan [1].", ABSTAIN, "Honshu [1].", "Kanto [1].", "Last [1]."])
     monkeypatch.setattr(env, "stream", lambda messages, *a, **k: (env.calls.append(messages), iter([next(replies)]))[1])
-    questions = [f"Question {i} about Japan?" for i in range(6)]
+    questions = [f"What is the capital of Japan? ({i})" for i in range(6)]
     lines = iter([*questions, "/exit"])
     monkeypatch.setattr("rich.console.Console.input", lambda self, prompt="": next(lines))
     assert run_main(monkeypatch, capsys, "chat")[0] == 0

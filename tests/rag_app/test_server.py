@@ -219,7 +219,7 @@ class CountingGenerator(FakeGenerator):
 
 def test_a_burst_of_concurrent_requests_is_queued_and_all_answered(tmp_path, store):
     generator = CountingGenerator()
-    questions = [f"{QUESTION} (asked by client {i})" for i in range(8)]
+    questions = [f"{QUESTION} ({i})" for i in range(8)]  # each its own, all about the source
 
     with serve(tmp_path, store, generator, queue_size=16) as server:
         def ask(i: int) -> str:

@@ -131,6 +131,16 @@ def test_abstain_note_suggests_another_search_when_the_sources_were_close():
     assert "--hybrid" in render.abstain_note(declined, min_score=0.15, hybrid_hint="--hybrid")
 
 
+def test_abstain_note_names_the_terms_no_source_mentions():
+    gated = _answer(citations=(), abstained=True, skipped=True)
+    gated.not_covered = ["Aschenbrodel", "Vienna", "composed"]
+    note = render.abstain_note(gated, min_score=0.15, hybrid_hint="--hybrid")
+    assert note.startswith("The sources found do not mention 'Aschenbrodel', 'Vienna', 'composed', so the model was not asked.")
+    assert "--hybrid" in note and "ingest one that does" in note
+    gated.not_covered = [f"t{i}" for i in range(9)]
+    assert "'t5' ..." in render.abstain_note(gated) and "'t6'" not in render.abstain_note(gated)
+
+
 def test_abstain_note_says_to_ingest_when_nothing_was_close():
     far = _answer(sources=[_source(1, score=0.03, dense=0.03)], citations=(), abstained=True, skipped=True)
     note = render.abstain_note(far, min_score=0.15)
