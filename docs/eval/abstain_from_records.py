@@ -18,7 +18,9 @@ the answer was in the sources shown), abstentions on all answerable questions,
 and abstentions where the gold was withheld (the right reply). ``--min-score S ...`` adds
 rows that abstain where the best source scores under S (``retrieve.min_score``:
 the pipeline then abstains without asking the model), on top of greedy
-decoding. ``--choose``
+decoding; ``--min-coverage C ...`` rows that abstain where the sources shown
+mention under C of the question's terms (``retrieve.min_coverage``,
+rag_app.coverage), on top of greedy decoding and of the token forbidden. ``--choose``
 names the threshold that abstains most where the gold was withheld while
 keeping false abstentions at or under ``--max-false`` (ties: fewer false
 abstentions, then higher F1). A question the pipeline never asked the model
@@ -40,11 +42,53 @@ THRESHOLDS = (0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5)
 
 
 def latest_run(path: Path, config: str) -> list[dict]:
-    """The newest run of ``config`` in a records.jsonl (records key on their run's fingerprint)."""
-    rows = [r for r in map(json.loads, filter(str.strip, path.read_text().splitlines())) if r["config"] == config]
+    """The newest run of ``config`` in a records.jsonl (records key on their run's fingerprint).
+
+    A record from before ``coverage`` was recorded takes it from another run's record of the same question
+    in the file: coverage depends on the question and the sources shown, which every configuration shares.
+    """
+    everything = list(map(json.loads, filter(str.strip, path.read_text().splitlines())))
+    rows = [r for r in everything if r["config"] == config]
     if not rows:
         raise SystemExit(f"{path}: no records of configuration {config!r}")
-    return [r for r in rows if r["fingerprint"] == rows[-1]["fingerprint"]]
+    known = {r["id"]: r for r in everything if r.get("coverage") is not None}
+    latest = [r for r in rows if r["fingerprint"] == rows[-1]["fingerprint"]]
+    for r in latest:
+        if r.get("coverage") is None and r["id"] in known and not r.get("skipped_generation"):
+            r["coverage"], r["coverage_terms"] = known[r["id"]]["coverage"], known[r["id"]]["coverage_terms"]
+    return latest
+
+
+def parse_rule(text: str) -> str | float | tuple:
+    """"greedy", "never", an abstain threshold ("0.2"), "min_score:0.5", or "coverage:0.5" (retrieve.min_coverage
+    on top of greedy decoding; "coverage:0.5:never" on top of the abstain token forbidden)."""
+    if text in ("greedy", "never"):
+        return text
+    kind, _, rest = text.partition(":")
+    if kind == "min_score":
+        return ("min_score", float(rest))
+    if kind == "coverage":
+        value, _, then = rest.partition(":")
+        return ("min_coverage", float(value), then or "greedy")
+    return float(text)
+
+
+def rule_name(rule: str | float | tuple) -> str:
+    if isinstance(rule, str):
+        return rule
+    if isinstance(rule, tuple):
+        return f"min_score {rule[1]}" if rule[0] == "min_score" else \
+            f"min_coverage {rule[1]}" + (", abstain token forbidden" if rule[2] == "never" else "")
+    return f"threshold {rule}"
+
+
+def gated(rec: dict, minimum: float) -> bool:
+    """Would ``retrieve.min_coverage = minimum`` have abstained before the model (rag_app.coverage.Coverage.below)?"""
+    from rag_app.coverage import MIN_TERMS
+
+    if rec.get("coverage") is None:
+        raise SystemExit(f"record {rec['id']} has no coverage: run rag eval again with this version (any configuration)")
+    return rec["coverage_terms"] >= MIN_TERMS and rec["coverage"] < minimum
 
 
 def could_answer(rec: dict) -> bool:
@@ -58,7 +102,7 @@ def top_score(rec: dict) -> float:
 
 
 def outcome(rec: dict, rule: str | float | tuple[str, float]) -> dict:
-    """One question's scores under ``rule``: "greedy", "never", a threshold, or ("min_score", s) with greedy."""
+    """One question's scores under ``rule`` (see :func:`parse_rule`)."""
     s = rec["scores"]
     if rec.get("skipped_generation"):  # no source scored high enough: abstained without asking the model
         forced = False
@@ -66,6 +110,8 @@ def outcome(rec: dict, rule: str | float | tuple[str, float]) -> dict:
         forced = False
     elif rule == "greedy":
         forced = bool(rec["abstain_greedy"])
+    elif isinstance(rule, tuple) and rule[0] == "min_coverage":  # ("min_coverage", c, "greedy" or "never")
+        forced = gated(rec, rule[1]) or (rule[2] == "greedy" and bool(rec["abstain_greedy"]))
     elif isinstance(rule, tuple):  # ("min_score", s): the best source's score under s, as retrieve.min_score does
         forced = top_score(rec) < rule[1] or bool(rec["abstain_greedy"])
     else:
@@ -101,6 +147,9 @@ def main() -> None:
     parser.add_argument("--choose", action="store_true")
     parser.add_argument("--min-score", type=float, nargs="*", default=(),
                         help="also rows abstaining where the best source scores under each of these (retrieve.min_score)")
+    parser.add_argument("--min-coverage", type=float, nargs="*", default=(),
+                        help="also rows abstaining where the sources mention under this share of the question's terms "
+                             "(retrieve.min_coverage), with greedy decoding and with the abstain token forbidden")
     args = parser.parse_args()
     recs = [(str(p), r) for p in args.records for r in latest_run(p, args.config)]
     missing = sum(r.get("abstain_p") is None and not r.get("skipped_generation") for _, r in recs)
@@ -114,10 +163,11 @@ def main() -> None:
           + (" paired F1 vs base (95%) |" if base else ""))
     print("|---|---|---|---|---|" + ("---|" if base else ""))
     chosen = None
-    for rule in ("greedy", "never", *THRESHOLDS, *(("min_score", m) for m in args.min_score)):
+    coverage_rules = [("min_coverage", c, then) for c in args.min_coverage for then in ("greedy", "never")]
+    for rule in ("greedy", "never", *THRESHOLDS, *(("min_score", m) for m in args.min_score), *coverage_rules):
         rows = [{**outcome(r, rule), "key": f"{p}:{r['id']}"} for p, r in recs]
         s = summary(rows)
-        name = rule if isinstance(rule, str) else f"min_score {rule[1]}" if isinstance(rule, tuple) else f"threshold {rule}"
+        name = rule_name(rule)
         line = f"| {name} | {s['f1']:.3f} | {s['false']:.3f} | {s['abstained']:.3f} | {s['right']:.3f} |"
         if base:
             line += " " + paired({r["key"]: r["f1"] for r in rows if r["answerable"]}, base) + " |"

@@ -1,6 +1,6 @@
 """The lead table of docs/EVAL.md: base model vs adapters on sets they never trained on, greedy decoding.
 
-    python docs/eval/lodo_table.py eval-out/lodo [--configs adapter=v11 lodo-a=lodo-a] [--rule greedy|0.2]
+    python docs/eval/lodo_table.py eval-out/lodo [--configs adapter=v11 lodo-a=lodo-a] [--rule greedy|0.2|coverage:0.5]
 
 Reads each set's records.jsonl under the folder (docs/eval/lodo.sh writes them: the adapters with the
 abstain token forbidden, so greedy decoding and any threshold follow from the records, see
@@ -19,11 +19,16 @@ sweep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sweep)
 
 
+def base_rule(rule: str | float | tuple) -> str | tuple:
+    """The base model has no abstain token to read: it answers, unless the pipeline's coverage gate abstains first."""
+    return (*rule[:2], "never") if isinstance(rule, tuple) and rule[0] == "min_coverage" else "never"
+
+
 def rows_of(path: Path, config: str, rule: str | float) -> list[dict]:
     """Per question: the rule's outcome plus what the report needs beside it."""
     out = []
     for rec in sweep.latest_run(path, config):
-        o = sweep.outcome(rec, rule) if config != "base" else sweep.outcome(rec, "never")
+        o = sweep.outcome(rec, rule if config != "base" else base_rule(rule))
         o["yes_no"] = str(rec.get("answer_type") or "").startswith("yes_no") and o["answerable"]
         o["label"] = rec["answers"][0]
         o["cap"] = rec["scores"].get("hit_token_cap")
@@ -55,9 +60,10 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--configs", nargs="+", default=["adapter=shipped (v11)", "lodo-a=lodo-a"],
                         help="CONFIG=label of the adapter configurations to show beside base")
-    parser.add_argument("--rule", default="greedy", help="greedy, or an abstain threshold")
+    parser.add_argument("--rule", default="greedy", help="greedy, an abstain threshold, or coverage:0.5 "
+                        "(retrieve.min_coverage, also applied to the base model)")
     args = parser.parse_args()
-    rule = args.rule if args.rule == "greedy" else float(args.rule)
+    rule = sweep.parse_rule(args.rule)
     configs = dict(c.split("=", 1) for c in args.configs)
     print("| set | configuration | questions (answerable+withheld) | F1 | F1 vs base (95%) | false abstentions "
           "| abstained, gold withheld | yes/no accuracy (majority) | replies at the token cap (stopped repeating) |")

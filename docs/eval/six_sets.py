@@ -1,6 +1,6 @@
 """Issue 19's six-set bar: mean F1, citation precision, invalid citations, yes/no accuracy beside the majority.
 
-    python docs/eval/six_sets.py SET_DIR=CONFIG:label [SET_DIR=CONFIG:label ...]
+    python docs/eval/six_sets.py SET_DIR=CONFIG:label [SET_DIR=CONFIG:label ...] [--rule coverage:0.5]
 
 Each argument names a `rag eval --out` folder, the configuration in it and a label, e.g.
 ``eval-out/indomain/xquad_en=base:v11`` (in a run made with the shipped adapter as the default
@@ -9,8 +9,8 @@ token forbidden, so greedy decoding is derived from the records (docs/eval/absta
 Per label: one row a set, then the mean over its sets.
 """
 
+import argparse
 import importlib.util
-import sys
 from collections import defaultdict
 from pathlib import Path
 
@@ -21,11 +21,11 @@ sweep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sweep)
 
 
-def set_row(records: Path, config: str) -> dict:
+def set_row(records: Path, config: str, rule: str | float | tuple = "greedy") -> dict:
     recs = sweep.latest_run(records, config)
     answered, f1s, precision, invalid, yes_no = 0, [], [], 0, []
     for rec in recs:
-        o = sweep.outcome(rec, "greedy")
+        o = sweep.outcome(rec, rule)
         if o["answerable"]:
             f1s.append(o["f1"])
             if str(rec.get("answer_type") or "").startswith("yes_no"):
@@ -45,11 +45,16 @@ def set_row(records: Path, config: str) -> dict:
 
 
 def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("runs", nargs="+", help="SET_DIR=CONFIG:label")
+    parser.add_argument("--rule", default="greedy", help="greedy, or coverage:0.5 (retrieve.min_coverage on top of it)")
+    args = parser.parse_args()
+    rule = sweep.parse_rule(args.rule)
     by_label: dict[str, list[tuple[str, dict]]] = defaultdict(list)
-    for arg in sys.argv[1:]:
+    for arg in args.runs:
         folder, spec_ = arg.split("=", 1)
         config, label = spec_.split(":", 1)
-        by_label[label].append((Path(folder).name, set_row(Path(folder) / "records.jsonl", config)))
+        by_label[label].append((Path(folder).name, set_row(Path(folder) / "records.jsonl", config, rule)))
     print("| adapter | set | questions | F1 | citation precision | replies with an invalid citation | yes/no accuracy (majority, n) |")
     print("|---|---|---|---|---|---|---|")
     for label, rows in by_label.items():

@@ -4,6 +4,8 @@ import importlib.util
 import json
 from pathlib import Path
 
+import pytest
+
 SCRIPT = Path(__file__).parents[3] / "docs" / "eval" / "abstain_from_records.py"
 spec = importlib.util.spec_from_file_location("abstain_from_records", SCRIPT)
 sweep = importlib.util.module_from_spec(spec)
@@ -72,3 +74,24 @@ def test_the_lead_table_pairs_each_adapter_with_the_base_and_shows_the_majority(
     questions, f1, paired, false, right, accuracy, capped = table.cells(tuned, base)
     assert (questions, f1, false, accuracy, capped) == ("3+0", "0.333", "0.333", "0.333 (0.67 yes)", "0 (0)")
     assert paired.startswith("+0.333")  # greedy abstained on "b": only "a" gained
+
+
+def test_min_coverage_abstains_where_the_sources_miss_the_question_and_old_runs_borrow_it(tmp_path):
+    """coverage:0.5 gates a question whose sources mention under half its terms, before greedy or the token
+    forbidden; a run recorded before coverage takes it from another configuration's record of the question."""
+    covered = {"sure": (1.0, 3), "doubt": (0.25, 4), "gone": (0.0, 1)}  # "gone": one term, never gated
+    new = [{**r, "config": "v12", "coverage": covered[r["id"]][0], "coverage_terms": covered[r["id"]][1]} for r in RECORDS]
+    path = tmp_path / "records.jsonl"
+    path.write_text("\n".join(json.dumps(r) for r in [*RECORDS, *new]) + "\n")
+    old = sweep.latest_run(path, "a")
+    assert [r["coverage"] for r in old] == [1.0, 0.25, 0.0]
+    gate = sweep.parse_rule("coverage:0.5")
+    assert gate == ("min_coverage", 0.5, "greedy") and sweep.parse_rule("coverage:0.5:never")[2] == "never"
+    outcomes = {r["id"]: sweep.outcome(r, gate) for r in old}
+    assert outcomes["sure"]["abstained"] and outcomes["doubt"]["abstained"] and not outcomes["gone"]["abstained"]
+    forbidden = {r["id"]: sweep.outcome(r, ("min_coverage", 0.5, "never")) for r in old}
+    assert not forbidden["sure"]["abstained"] and forbidden["doubt"]["abstained"] and forbidden["doubt"]["f1"] == 0.0
+    lone = record("x", p=0.0, greedy=False, f1=1.0)
+    path.write_text(json.dumps(lone) + "\n")
+    with pytest.raises(SystemExit, match="has no coverage"):  # never taken for covered
+        sweep.outcome(sweep.latest_run(path, "a")[0], gate)
