@@ -27,6 +27,8 @@ case "${1:-}" in
     # The adapters answer with the abstain token forbidden (threshold 1.0; the base model has no threshold):
     # each record keeps that token's probability, so greedy decoding and every threshold follow from this
     # one run:  python docs/eval/abstain_from_records.py eval-out/lodo/*/records.jsonl --config lodo-a --base base
+    # The coverage gate is off (retrieve.min_coverage = 0) for the same reason: records carry each question's
+    # coverage, so the shipped min_coverage follows too (--min-coverage 0.5, lodo_table.py --rule coverage:0.5).
     configs=(--config docs/eval/adapter.toml)
     if [ -f "$ADAPTER/adapter_config.json" ]; then
       printf '# the leave-one-domain-out adapter (docs/eval/lodo.sh)\n[generate]\nadapter = "%s"\n' "$ADAPTER" > "$ADAPTER.toml"
@@ -35,7 +37,7 @@ case "${1:-}" in
     for entry in $SETS; do
       set_name=${entry%%:*} split=${entry##*:}
       RAG_GENERATE__BACKEND=${BACKEND:-llamacpp} RAG_GENERATE__MAX_NEW_TOKENS=128 RAG_RETRIEVE__TOP_K=5 RAG_RETRIEVE__MODE=dense \
-        RAG_GENERATE__ABSTAIN_THRESHOLD=${FORBID:-1.0} rag eval "$DATA/$set_name" --split "$split" --limit "$N" \
+        RAG_GENERATE__ABSTAIN_THRESHOLD=${FORBID:-1.0} RAG_RETRIEVE__MIN_COVERAGE=0 rag eval "$DATA/$set_name" --split "$split" --limit "$N" \
         --unanswerable 0.2 --no-adapter "${configs[@]}" --out "${OUT:-eval-out/lodo}/$set_name"
     done
     ;;
