@@ -90,8 +90,9 @@ class Answer:
     # (rag_app.abstain.FirstToken); None where the backend does not say. rag eval keeps both.
     abstain_p: float | None = None
     abstain_greedy: bool | None = None
-    # The share of the question's terms the sources mention (rag_app.coverage; None for a follow-up or without
-    # sources) and, when that was under retrieve.min_coverage and the model was not asked, the terms missing.
+    # The share of the question's terms the sources mention (rag_app.coverage; None for a follow-up and when no
+    # source reached retrieve.min_score) and, when it was under retrieve.min_coverage so the model was not
+    # asked, the terms no source had.
     coverage: float | None = None
     not_covered: list[str] = field(default_factory=list)
 
@@ -159,7 +160,7 @@ class _Prepared(NamedTuple):
     sources: list[Source]
     messages: list[dict[str, str]] | None
     retrieve_ms: float
-    support: SupportChecker
+    support: SupportChecker | None  # None: no model reply to check
     coverage: Coverage | None
 
 
@@ -278,22 +279,33 @@ class RagPipeline:
         best = max((h.dense_score or 0.0 for h in hits), default=0.0)
         if not hits or best < self.settings.retrieve.min_score:
             log.info("best source scores %.3f < min_score %.3f: abstaining without the model", best, self.settings.retrieve.min_score)
-            return _Prepared(sources, None, retrieve_ms, SupportChecker(sources, question), None)
+            return _Prepared(sources, None, retrieve_ms, None, None)
+        # A follow-up leans on earlier turns ("and the second one?"): its own terms say little, so it is not gated.
+        # Checked on every source first: under the bar there, no model is loaded to say "I don't know".
+        coverage = None if history else self._gate(SupportChecker(sources, question))
+        if coverage is not None and coverage.below(self.settings.retrieve.min_coverage):
+            return _Prepared(sources, None, retrieve_ms, None, coverage)
         gen = self.generator
         budget = gen.context_window - self.settings.generate.max_new_tokens
         kept = list(pack_sources(sources, lambda s: gen.count_tokens(build_messages(question, s, history)), budget))
+        support = SupportChecker(kept, question)  # citations are corrected before they are shown
         if len(kept) < len(sources):
             log.info("context budget %d tokens: kept %d of %d sources", budget, len(kept), len(sources))
-        support = SupportChecker(kept, question)  # citations are corrected before they are shown
-        # A follow-up leans on earlier turns ("and the second one?"): its own terms say little. No source kept:
-        # the generator says the question is too long for the window.
-        coverage = None if history or not kept else question_coverage(support)
-        if coverage is not None and coverage.below(self.settings.retrieve.min_coverage):
+            # What the model would read holds less of the question. No source kept: the generator says the
+            # question is too long for the window.
+            coverage = self._gate(support) if coverage is not None and kept else None
+            if coverage is not None and coverage.below(self.settings.retrieve.min_coverage):
+                return _Prepared(kept, None, retrieve_ms, support, coverage)
+        return _Prepared(kept, build_messages(question, kept, history), retrieve_ms, support, coverage)
+
+    def _gate(self, support: SupportChecker) -> Coverage:
+        """The question's coverage by ``support``'s sources, logged when it is under ``retrieve.min_coverage``."""
+        coverage = question_coverage(support)
+        if coverage.below(self.settings.retrieve.min_coverage):
             log.info("the sources mention %.0f%% of the question's terms < min_coverage %.0f%% (missing: %s): "
                      "abstaining without the model", 100 * coverage.share, 100 * self.settings.retrieve.min_coverage,
                      ", ".join(coverage.missing))
-            return _Prepared(kept, None, retrieve_ms, support, coverage)
-        return _Prepared(kept, build_messages(question, kept, history), retrieve_ms, support, coverage)
+        return coverage
 
     def stream(self, question: str, history: Sequence[tuple[str, str]] = (), exclude_doc_ids: Sequence[str] = (),
                *, retrieved: Retrieved | None = None) -> Iterator[str | Answer]:

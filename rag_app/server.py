@@ -198,6 +198,7 @@ def answer_fields(answer: Answer) -> dict[str, Any]:
         "rag": {"citations": answer.citations, "invalid_citations": answer.invalid_citations,
                 "abstained": answer.abstained, "skipped_generation": answer.skipped_generation,
                 "withheld_for": answer.withheld_for, "warnings": answer.warnings,
+                "coverage": answer.coverage, "not_covered": answer.not_covered,
                 "model": answer.model, "adapter": answer.adapter, "timings": asdict(answer.timings)},
     }
 

@@ -45,18 +45,23 @@ def latest_run(path: Path, config: str) -> list[dict]:
     """The newest run of ``config`` in a records.jsonl (records key on their run's fingerprint).
 
     A record from before ``coverage`` was recorded takes it from another run's record of the same question
-    in the file: coverage depends on the question and the sources shown, which every configuration shares.
+    shown the same sources (same retrieval, same gold withheld): coverage depends on nothing else.
     """
     everything = list(map(json.loads, filter(str.strip, path.read_text().splitlines())))
     rows = [r for r in everything if r["config"] == config]
     if not rows:
         raise SystemExit(f"{path}: no records of configuration {config!r}")
-    known = {r["id"]: r for r in everything if r.get("coverage") is not None}
+    known = {_shown(r): r for r in everything if r.get("coverage") is not None}
     latest = [r for r in rows if r["fingerprint"] == rows[-1]["fingerprint"]]
     for r in latest:
-        if r.get("coverage") is None and r["id"] in known and not r.get("skipped_generation"):
-            r["coverage"], r["coverage_terms"] = known[r["id"]]["coverage"], known[r["id"]]["coverage_terms"]
+        if r.get("coverage") is None and _shown(r) in known and not r.get("skipped_generation"):
+            r["coverage"], r["coverage_terms"] = known[_shown(r)]["coverage"], known[_shown(r)]["coverage_terms"]
     return latest
+
+
+def _shown(rec: dict) -> tuple:
+    """A question with the sources it was shown: two records of it share a coverage only if these match."""
+    return rec["id"], rec["withheld"], tuple((s["doc_id"], s["location"]) for s in rec.get("sources") or ())
 
 
 def parse_rule(text: str) -> str | float | tuple:
@@ -82,13 +87,19 @@ def rule_name(rule: str | float | tuple) -> str:
     return f"threshold {rule}"
 
 
+def base_rule(rule: str | float | tuple) -> str | tuple:
+    """The base model's rule beside ``rule``: it has no abstain token to read, so it answers unless the
+    pipeline's coverage gate abstains first."""
+    return (*rule[:2], "never") if isinstance(rule, tuple) and rule[0] == "min_coverage" else "never"
+
+
 def gated(rec: dict, minimum: float) -> bool:
     """Would ``retrieve.min_coverage = minimum`` have abstained before the model (rag_app.coverage.Coverage.below)?"""
-    from rag_app.coverage import MIN_TERMS
+    from rag_app.coverage import Coverage
 
     if rec.get("coverage") is None:
         raise SystemExit(f"record {rec['id']} has no coverage: run rag eval again with this version (any configuration)")
-    return rec["coverage_terms"] >= MIN_TERMS and rec["coverage"] < minimum
+    return Coverage(rec["coverage"], rec["coverage_terms"]).below(minimum)
 
 
 def could_answer(rec: dict) -> bool:
@@ -104,7 +115,10 @@ def top_score(rec: dict) -> float:
 def outcome(rec: dict, rule: str | float | tuple[str, float]) -> dict:
     """One question's scores under ``rule`` (see :func:`parse_rule`)."""
     s = rec["scores"]
-    if rec.get("skipped_generation"):  # no source scored high enough: abstained without asking the model
+    if rec.get("gated"):  # the run's own min_coverage abstained: what the model would have said is unknown
+        raise SystemExit(f"record {rec['id']} was gated by retrieve.min_coverage: derive settings from a run made "
+                         "with RAG_RETRIEVE__MIN_COVERAGE=0 (docs/eval/lodo.sh)")
+    if rec.get("skipped_generation"):  # no source reached retrieve.min_score: abstained without asking the model
         forced = False
     elif rule == "never":
         forced = False
@@ -157,8 +171,7 @@ def main() -> None:
         raise SystemExit(f"{missing} records lack abstain_p: re-run them with this version of rag eval")
     base = None
     if args.base:
-        base = {f"{p}:{r['id']}": r["scores"]["f1"] for p in args.records for r in latest_run(p, args.base)
-                if not r["expect_abstain"]}
+        base = {p: [r for r in latest_run(p, args.base) if not r["expect_abstain"]] for p in args.records}
     print("| rule | F1 (answerable) | false abstentions | abstained (answerable) | abstained, gold withheld |"
           + (" paired F1 vs base (95%) |" if base else ""))
     print("|---|---|---|---|---|" + ("---|" if base else ""))
@@ -169,8 +182,9 @@ def main() -> None:
         s = summary(rows)
         name = rule_name(rule)
         line = f"| {name} | {s['f1']:.3f} | {s['false']:.3f} | {s['abstained']:.3f} | {s['right']:.3f} |"
-        if base:
-            line += " " + paired({r["key"]: r["f1"] for r in rows if r["answerable"]}, base) + " |"
+        if base:  # the base model under the same gate, if any: it has no abstain token to read
+            base_f1 = {f"{p}:{r['id']}": outcome(r, base_rule(rule))["f1"] for p, rs in base.items() for r in rs}
+            line += " " + paired({r["key"]: r["f1"] for r in rows if r["answerable"]}, base_f1) + " |"
         print(line)
         rank = (s["right"], -s["false"], s["f1"])  # most right abstentions, then fewest false, then best F1
         if not isinstance(rule, str) and s["false"] <= args.max_false and (chosen is None or rank > chosen[2]):

@@ -19,16 +19,11 @@ sweep = importlib.util.module_from_spec(spec)
 spec.loader.exec_module(sweep)
 
 
-def base_rule(rule: str | float | tuple) -> str | tuple:
-    """The base model has no abstain token to read: it answers, unless the pipeline's coverage gate abstains first."""
-    return (*rule[:2], "never") if isinstance(rule, tuple) and rule[0] == "min_coverage" else "never"
-
-
 def rows_of(path: Path, config: str, rule: str | float) -> list[dict]:
     """Per question: the rule's outcome plus what the report needs beside it."""
     out = []
     for rec in sweep.latest_run(path, config):
-        o = sweep.outcome(rec, rule if config != "base" else base_rule(rule))
+        o = sweep.outcome(rec, rule if config != "base" else sweep.base_rule(rule))
         o["yes_no"] = str(rec.get("answer_type") or "").startswith("yes_no") and o["answerable"]
         o["label"] = rec["answers"][0]
         o["cap"] = rec["scores"].get("hit_token_cap")

@@ -50,6 +50,8 @@ def main() -> None:
     parser.add_argument("--rule", default="greedy", help="greedy, or coverage:0.5 (retrieve.min_coverage on top of it)")
     args = parser.parse_args()
     rule = sweep.parse_rule(args.rule)
+    if rule != "greedy" and not (isinstance(rule, tuple) and rule[0] == "min_coverage"):
+        parser.error("--rule takes greedy or coverage:C (a threshold would need the base's abstain token)")
     by_label: dict[str, list[tuple[str, dict]]] = defaultdict(list)
     for arg in args.runs:
         folder, spec_ = arg.split("=", 1)

@@ -112,7 +112,8 @@ def plan_runs(variants: Sequence[tuple[str, Settings]], modes: Sequence[str] = (
     """Expand named settings by retrieval modes into the runs of one eval, greedy decoding forced.
 
     ``[("base", s)]`` with modes ``dense, hybrid`` gives runs ``dense`` and
-    ``hybrid``; with several variants each gets ``<name>-<mode>``. Duplicate
+    ``hybrid``; with several variants, or one named otherwise (``rag eval
+    --name``), each gets ``<name>-<mode>``. Duplicate
     names get ``-2``, ``-3``.
 
     Raises:
@@ -132,7 +133,7 @@ def plan_runs(variants: Sequence[tuple[str, Settings]], modes: Sequence[str] = (
                 except ValidationError as err:
                     raise ConfigError(f"--mode {mode}: {err.errors()[0]['msg']}") from None
                 s = s.model_copy(update={"retrieve": retrieve})
-                name = mode if len(variants) == 1 else f"{base_name}-{mode}"
+                name = mode if len(variants) == 1 and base_name == "base" else f"{base_name}-{mode}"
             # Determinism: an eval always decodes greedily, whatever the config says.
             s = s.model_copy(update={"generate": s.generate.model_copy(update={"temperature": 0.0})})
             unique, n = name, 1
@@ -187,7 +188,8 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         sources = [_source_dict(h.rank, h.chunk, h.score) for h in hits[:top_k]]
         latency = {"retrieve_ms": retrieve_ms, "ttft_ms": None, "total_ms": retrieve_ms}
     docs, _ = m.dedupe_docs([h.chunk.doc_id for h in hits])
-    # How much of the question the sources shown mention: any retrieve.min_coverage follows from one run.
+    # How much of the question the sources shown mention: from a run with retrieve.min_coverage = 0, any
+    # setting of it follows (docs/eval/abstain_from_records.py).
     coverage = question_coverage(SupportChecker(chunks, item.question)) if chunks else None
     return {
         "config": run.name,
@@ -208,6 +210,7 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         "invalid_citations": [] if answer is None else list(answer.invalid_citations),
         "abstained": None if answer is None else bool(answer.abstained),
         "skipped_generation": None if answer is None else bool(answer.skipped_generation),
+        "gated": None if answer is None else bool(answer.not_covered),  # skipped by retrieve.min_coverage
         "finish": None if answer is None else getattr(answer, "finish", None),  # stop, length (token cap) or loop
         "generated_tokens": None if answer is None or answer.skipped_generation else answer.timings.tokens,
         # The abstain token at the first position: any threshold's outcome follows (docs/eval/abstain_from_records.py).

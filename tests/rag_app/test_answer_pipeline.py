@@ -95,6 +95,7 @@ def test_low_scores_abstain_without_calling_the_model(rag):
     answer = pipe.answer("Quantum chromodynamics of gluons?")
     assert answer.text == ABSTAIN and answer.abstained and answer.skipped_generation
     assert gen.calls == [] and answer.finish is None  # nothing was generated
+    assert answer.coverage is None and answer.not_covered == []  # no source close enough to measure it by
 
 
 def test_min_coverage_abstains_without_the_model_and_names_the_missing_terms(rag):

@@ -40,6 +40,16 @@ def test_words_that_name_the_kind_of_answer_are_not_terms():
     assert c.terms == 4 and c.missing == ["write", "play"] and not c.below(0.5)
 
 
+@pytest.mark.parametrize("question", [
+    "Could you please tell me what the capital of Japan is?",  # manners
+    "How long has Tokyo been the capital?",                     # "how long" asks
+    "Which cities in Japan have more than 14 million residents?",  # "cities": the kind of answer
+])
+def test_the_askers_manners_and_words_that_ask_are_not_terms(question):
+    c = coverage(question, Src("Tokyo is the capital of Japan. It has 14 million residents."))
+    assert c.share == 1.0 and c.missing == []
+
+
 def test_a_question_of_fewer_than_two_terms_is_never_gated():
     assert coverage("Why?", OPERA) == Coverage(1.0, 0, [])
     lone = coverage("Gluons?", OPERA)

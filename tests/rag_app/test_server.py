@@ -124,6 +124,16 @@ def test_earlier_turns_are_the_history_and_a_client_system_prompt_is_not_used(tm
     assert sent[3]["content"].endswith(f"Question: {QUESTION}")
 
 
+def test_sources_that_do_not_mention_the_question_abstain_and_say_which_terms(tmp_path, store):
+    generator = FakeGenerator()
+    with serve(tmp_path, store, generator) as server:
+        reply = server.client().chat.completions.create(
+            model="rag_app", messages=[{"role": "user", "content": "Which capital did Napoleon Bonaparte crown in Milan?"}])
+    rag = reply.model_extra["rag"]
+    assert reply.choices[0].message.content == ABSTAIN and generator.calls == [] and rag["skipped_generation"] is True
+    assert rag["not_covered"] == ["Napoleon Bonaparte", "Milan", "crown"] and rag["coverage"] == 0.25
+
+
 def test_no_good_source_abstains_without_the_model(tmp_path, store):
     generator = FakeGenerator()
     with serve(tmp_path, store, generator) as server:

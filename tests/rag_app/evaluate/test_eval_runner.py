@@ -159,6 +159,21 @@ def test_false_abstention_needs_the_answer_in_the_sources(setup):
     assert agg["f1"] == 0.0 and agg["citation_precision"] is None
 
 
+def test_records_carry_the_questions_coverage_and_whether_the_gate_abstained(setup):
+    """Coverage of every question by the sources it was shown, so any retrieve.min_coverage follows from one run."""
+    root, settings, embedder, out = setup
+    gated = settings.model_copy(update={"retrieve": settings.retrieve.model_copy(update={"min_coverage": 1.0})})
+    report, _ = evaluate(load_dataset(root), plan_runs([("off", settings), ("all", gated)]), EvalConfig(ks=(1,)), out,
+                         embedder=embedder, load_generator=lambda s: FakeGenerator())
+    off, strict = ({r["id"]: r for r in run["records"]} for run in report["configs"])
+    for qid, rec in off.items():
+        assert 0.0 <= rec["coverage"] <= 1.0 and rec["coverage_terms"] >= 0 and rec["gated"] is False
+        assert (rec["coverage"] < 1.0) == bool(rec["coverage_missing"])
+        assert strict[qid]["coverage"] == rec["coverage"]  # the same sources: the same coverage
+        assert strict[qid]["gated"] is (rec["coverage_terms"] >= 2 and rec["coverage"] < 1.0)
+    assert any(r["gated"] for r in strict.values()) and any(not r["gated"] for r in strict.values())
+
+
 def test_retrieval_only_never_loads_the_generator(setup):
     root, settings, embedder, out = setup
 
@@ -294,6 +309,7 @@ def test_plan_runs_names_and_bad_mode(setup):
     assert [r.name for r in plan_runs([("base", settings), ("ft", settings)], ["dense", "bm25"])] == [
         "base-dense", "base-bm25", "ft-dense", "ft-bm25"]
     assert [r.name for r in plan_runs([("a", settings), ("a", settings)])] == ["a", "a-2"]
+    assert [r.name for r in plan_runs([("v12", settings)], ["dense"])] == ["v12-dense"]  # rag eval --name v12 --mode dense
     assert plan_runs([("base", settings)], ["hybrid"])[0].settings.retrieve.mode == "hybrid"
     with pytest.raises(ConfigError, match="unknown --mode 'sparse'"):
         plan_runs([("base", settings)], ["sparse"])
