@@ -20,7 +20,8 @@ rows that abstain where the best source scores under S (``retrieve.min_score``:
 the pipeline then abstains without asking the model), on top of greedy
 decoding; ``--min-coverage C ...`` rows that abstain where the sources shown
 mention under C of the question's terms (``retrieve.min_coverage``,
-rag_app.coverage), on top of greedy decoding and of the token forbidden. ``--choose``
+rag_app.coverage), on top of greedy decoding, of the token forbidden and of
+each threshold. ``--choose``
 names the threshold that abstains most where the gold was withheld while
 keeping false abstentions at or under ``--max-false`` (ties: fewer false
 abstentions, then higher F1). A question the pipeline never asked the model
@@ -45,7 +46,8 @@ def latest_run(path: Path, config: str) -> list[dict]:
     """The newest run of ``config`` in a records.jsonl (records key on their run's fingerprint).
 
     A record from before ``coverage`` was recorded takes it from another run's record of the same question
-    shown the same sources (same retrieval, same gold withheld): coverage depends on nothing else.
+    shown the same sources (same retrieval, same gold withheld): coverage depends on nothing else. With
+    none to borrow from, it is measured on the run's index, as rag eval records it.
     """
     everything = list(map(json.loads, filter(str.strip, path.read_text().splitlines())))
     rows = [r for r in everything if r["config"] == config]
@@ -56,7 +58,31 @@ def latest_run(path: Path, config: str) -> list[dict]:
     for r in latest:
         if r.get("coverage") is None and _shown(r) in known and not r.get("skipped_generation"):
             r["coverage"], r["coverage_terms"] = known[_shown(r)]["coverage"], known[_shown(r)]["coverage_terms"]
+    lacking = [r for r in latest if r.get("coverage") is None and r.get("sources")]
+    if lacking:
+        _measure_coverage(path, lacking)
     return latest
+
+
+def _measure_coverage(path: Path, records: list[dict]) -> None:
+    """Coverage of records with no other run to borrow from, measured on the run's index (named in report.json)."""
+    from rag_app.coverage import question_coverage
+    from rag_app.store import IndexStore
+    from rag_app.support import SupportChecker
+
+    report = path.with_name("report.json")
+    if not report.is_file():
+        return
+    index = json.loads(report.read_text())["configs"][0]["index"]
+    if not Path(index).is_dir():
+        return
+    with IndexStore.open(index) as store:
+        for r in records:
+            chunks = store.get_chunks([h["chunk_id"] for h in r["retrieved"][: len(r["sources"])]])
+            if [c.doc_id for c in chunks] != [s["doc_id"] for s in r["sources"]]:
+                continue  # the index changed since: leave it unmeasured
+            c = question_coverage(SupportChecker(chunks, r["question"]))
+            r["coverage"], r["coverage_terms"] = c.share, c.terms
 
 
 def _shown(rec: dict) -> tuple:
@@ -66,7 +92,8 @@ def _shown(rec: dict) -> tuple:
 
 def parse_rule(text: str) -> str | float | tuple:
     """"greedy", "never", an abstain threshold ("0.2"), "min_score:0.5", or "coverage:0.5" (retrieve.min_coverage
-    on top of greedy decoding; "coverage:0.5:never" on top of the abstain token forbidden)."""
+    on top of greedy decoding; "coverage:0.5:never" on top of the abstain token forbidden, "coverage:0.5:0.3"
+    on top of abstain threshold 0.3)."""
     if text in ("greedy", "never"):
         return text
     kind, _, rest = text.partition(":")
@@ -74,7 +101,8 @@ def parse_rule(text: str) -> str | float | tuple:
         return ("min_score", float(rest))
     if kind == "coverage":
         value, _, then = rest.partition(":")
-        return ("min_coverage", float(value), then or "greedy")
+        then = then or "greedy"
+        return ("min_coverage", float(value), then if then in ("greedy", "never") else float(then))
     return float(text)
 
 
@@ -82,8 +110,10 @@ def rule_name(rule: str | float | tuple) -> str:
     if isinstance(rule, str):
         return rule
     if isinstance(rule, tuple):
-        return f"min_score {rule[1]}" if rule[0] == "min_score" else \
-            f"min_coverage {rule[1]}" + (", abstain token forbidden" if rule[2] == "never" else "")
+        if rule[0] == "min_score":
+            return f"min_score {rule[1]}"
+        return f"min_coverage {rule[1]}" + {"greedy": "", "never": ", abstain token forbidden"}.get(
+            rule[2], f", threshold {rule[2]}")
     return f"threshold {rule}"
 
 
@@ -125,7 +155,9 @@ def outcome(rec: dict, rule: str | float | tuple[str, float]) -> dict:
     elif rule == "greedy":
         forced = bool(rec["abstain_greedy"])
     elif isinstance(rule, tuple) and rule[0] == "min_coverage":  # ("min_coverage", c, "greedy" or "never")
-        forced = gated(rec, rule[1]) or (rule[2] == "greedy" and bool(rec["abstain_greedy"]))
+        then = rule[2]
+        forced = gated(rec, rule[1]) or (bool(rec["abstain_greedy"]) if then == "greedy" else
+                                          then != "never" and rec["abstain_p"] >= float(then))
     elif isinstance(rule, tuple):  # ("min_score", s): the best source's score under s, as retrieve.min_score does
         forced = top_score(rec) < rule[1] or bool(rec["abstain_greedy"])
     else:
@@ -163,7 +195,7 @@ def main() -> None:
                         help="also rows abstaining where the best source scores under each of these (retrieve.min_score)")
     parser.add_argument("--min-coverage", type=float, nargs="*", default=(),
                         help="also rows abstaining where the sources mention under this share of the question's terms "
-                             "(retrieve.min_coverage), with greedy decoding and with the abstain token forbidden")
+                             "(retrieve.min_coverage), with greedy decoding, the abstain token forbidden and each threshold")
     args = parser.parse_args()
     recs = [(str(p), r) for p in args.records for r in latest_run(p, args.config)]
     missing = sum(r.get("abstain_p") is None and not r.get("skipped_generation") for _, r in recs)
@@ -176,7 +208,7 @@ def main() -> None:
           + (" paired F1 vs base (95%) |" if base else ""))
     print("|---|---|---|---|---|" + ("---|" if base else ""))
     chosen = None
-    coverage_rules = [("min_coverage", c, then) for c in args.min_coverage for then in ("greedy", "never")]
+    coverage_rules = [("min_coverage", c, then) for c in args.min_coverage for then in ("greedy", "never", *THRESHOLDS)]
     for rule in ("greedy", "never", *THRESHOLDS, *(("min_score", m) for m in args.min_score), *coverage_rules):
         rows = [{**outcome(r, rule), "key": f"{p}:{r['id']}"} for p, r in recs]
         s = summary(rows)

@@ -25,3 +25,13 @@ def test_abstain_threshold_applies_only_to_a_fine_tuned_model(tmp_path):
     assert GenerateConfig(adapter="none", abstain_threshold=0.3).applied_abstain_threshold is None
     assert GenerateConfig(adapter=str(tmp_path / "a"), abstain_threshold=0.3).applied_abstain_threshold == 0.3
     assert GenerateConfig(model=str(merged), adapter="none", abstain_threshold=0.3).applied_abstain_threshold == 0.3
+
+
+def test_the_shipped_adapter_abstains_at_0_5_by_default_and_a_server_backend_gets_no_threshold():
+    """Greedy decoding abstained far more often on answerable questions (docs/EVAL.md): 0.5 is the default."""
+    from rag_app.config import GenerateConfig
+
+    assert GenerateConfig().applied_abstain_threshold == 0.5  # the default adapter
+    served = GenerateConfig(backend="openai", base_url="http://127.0.0.1:8080/v1", adapter="none")
+    assert served.abstain_threshold == 0.5 and served.applied_abstain_threshold is None  # no logits to read
+    assert GenerateConfig(abstain_threshold=None).applied_abstain_threshold is None  # plain decoding, if asked
