@@ -23,8 +23,9 @@ mention under C of the question's terms (``retrieve.min_coverage``,
 rag_app.coverage), on top of greedy decoding, of the token forbidden and of
 each threshold. ``--choose``
 names the threshold that abstains most where the gold was withheld while
-keeping false abstentions at or under ``--max-false`` (ties: fewer false
-abstentions, then higher F1). A question the pipeline never asked the model
+keeping false abstentions at or under ``--max-false`` (pooled, or with
+``--per-set`` on every records file; ties: fewer false abstentions, then
+higher F1). A question the pipeline never asked the model
 (no source above ``retrieve.min_score``) abstained under every rule. ``--base CONFIG``
 adds a paired bootstrap F1 interval of each row against that configuration's
 own (greedy) records: the same questions.
@@ -191,6 +192,8 @@ def main() -> None:
     parser.add_argument("--base", help="paired F1 of each row against this configuration's greedy records")
     parser.add_argument("--max-false", type=float, default=0.10)
     parser.add_argument("--choose", action="store_true")
+    parser.add_argument("--per-set", action="store_true",
+                        help="with --choose: false abstentions at most --max-false on every records file, not pooled")
     parser.add_argument("--min-score", type=float, nargs="*", default=(),
                         help="also rows abstaining where the best source scores under each of these (retrieve.min_score)")
     parser.add_argument("--min-coverage", type=float, nargs="*", default=(),
@@ -219,7 +222,9 @@ def main() -> None:
             line += " " + paired({r["key"]: r["f1"] for r in rows if r["answerable"]}, base_f1) + " |"
         print(line)
         rank = (s["right"], -s["false"], s["f1"])  # most right abstentions, then fewest false, then best F1
-        if not isinstance(rule, str) and s["false"] <= args.max_false and (chosen is None or rank > chosen[2]):
+        worst = max(summary([r for r in rows if r["key"].startswith(f"{p}:")])["false"] for p in map(str, args.records)) \
+            if args.per_set else s["false"]
+        if not isinstance(rule, str) and worst <= args.max_false and (chosen is None or rank > chosen[2]):
             chosen = (name, s, rank)
     print(f"\n{summary([outcome(r, 'never') for _, r in recs])['n']} answerable questions, "
           f"{summary([outcome(r, 'never') for _, r in recs])['n_withheld']} with the gold withheld")

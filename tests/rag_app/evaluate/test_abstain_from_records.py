@@ -95,3 +95,20 @@ def test_min_coverage_abstains_where_the_sources_miss_the_question_and_old_runs_
     path.write_text(json.dumps(lone) + "\n")
     with pytest.raises(SystemExit, match="has no coverage"):  # never taken for covered
         sweep.outcome(sweep.latest_run(path, "a")[0], gate)
+
+
+def test_choose_per_set_holds_false_abstentions_on_every_set_not_only_pooled(tmp_path, monkeypatch, capsys):
+    """Thresholds up to 0.3 abstain on both withheld questions and one answerable one: 1 in 10 pooled, but 1 in 2
+    on the narrow set; per set, only 0.4 and up qualify (the first such is chosen)."""
+    sets = {"wide": [record(f"w{i}", p=0.0, greedy=False, f1=1.0) for i in range(8)],
+            "narrow": [record("n1", p=0.31, greedy=True, f1=1.0), record("n2", p=0.0, greedy=False, f1=1.0)]}
+    for name, recs in sets.items():
+        recs.append(record(f"{name}-gone", p=0.32, greedy=True, withheld=True))
+        (tmp_path / name).mkdir()
+        (tmp_path / name / "records.jsonl").write_text("\n".join(json.dumps(r) for r in recs) + "\n")
+    files = [str(tmp_path / n / "records.jsonl") for n in sets]
+    for flags, chosen in (([], "chosen: threshold 0.05 (false abstentions 0.100"),
+                          (["--per-set"], "chosen: threshold 0.4 (false abstentions 0.000")):
+        monkeypatch.setattr("sys.argv", ["x", *files, "--config", "a", "--choose", *flags])
+        sweep.main()
+        assert chosen in capsys.readouterr().out
