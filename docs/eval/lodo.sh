@@ -7,6 +7,7 @@
 # questions have their gold documents withheld (--unanswerable 0.2): the right reply there abstains.
 #   DATA=path/to/sets bash docs/eval/lodo.sh train   # build the examples, train runs/lodo-a (resumable)
 #   DATA=path/to/sets bash docs/eval/lodo.sh eval    # N questions a set, three configurations side by side
+#   NAME=lodo-a2 ADAPTER=runs/lodo-a2 DATA=... bash docs/eval/lodo.sh eval   # one more adapter into the same folders
 # Paired intervals: python docs/eval/paired_f1.py (see docs/EVAL.md, "Sets never trained on").
 set -euo pipefail
 DATA=${DATA:?set DATA to the folder holding the QA sets (see docs/EVAL.md)}
@@ -30,7 +31,9 @@ case "${1:-}" in
     # The coverage gate is off (retrieve.min_coverage = 0) for the same reason: records carry each question's
     # coverage, so the shipped min_coverage follows too (--min-coverage 0.5, lodo_table.py --rule coverage:0.5).
     configs=(--config docs/eval/adapter.toml)
-    if [ -f "$ADAPTER/adapter_config.json" ]; then
+    if [ -n "${NAME:-}" ]; then  # one more adapter beside the runs already in the folders: NAME=v12 ADAPTER=runs/v12
+      configs=(--adapter "$ADAPTER" --name "$NAME")
+    elif [ -f "$ADAPTER/adapter_config.json" ]; then
       printf '# the leave-one-domain-out adapter (docs/eval/lodo.sh)\n[generate]\nadapter = "%s"\n' "$ADAPTER" > "$ADAPTER.toml"
       configs+=(--config "$ADAPTER.toml")
     fi
@@ -38,7 +41,7 @@ case "${1:-}" in
       set_name=${entry%%:*} split=${entry##*:}
       RAG_GENERATE__BACKEND=${BACKEND:-llamacpp} RAG_GENERATE__MAX_NEW_TOKENS=128 RAG_RETRIEVE__TOP_K=5 RAG_RETRIEVE__MODE=dense \
         RAG_GENERATE__ABSTAIN_THRESHOLD=${FORBID:-1.0} RAG_RETRIEVE__MIN_COVERAGE=0 rag eval "$DATA/$set_name" --split "$split" --limit "$N" \
-        --unanswerable 0.2 --no-adapter "${configs[@]}" --out "${OUT:-eval-out/lodo}/$set_name"
+        --unanswerable 0.2 $([ -n "${NAME:-}" ] || echo --no-adapter) "${configs[@]}" --out "${OUT:-eval-out/lodo}/$set_name"
     done
     ;;
   *) echo "usage: DATA=path/to/sets bash docs/eval/lodo.sh train|eval" >&2; exit 2 ;;
