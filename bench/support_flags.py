@@ -67,7 +67,8 @@ def _judged(records: list[dict], replies: dict[str, dict[str, dict]]) -> list[di
 
 
 def _yes_no(records: list[dict]) -> list[dict]:
-    """Each yes/no record twice: the gold decision citing a gold source (right) and citing another shown source (wrong)."""
+    """Each yes/no record thrice: the gold decision citing a gold source (right), citing another shown source (wrong
+    citation), and the opposite decision citing the gold source (wrong answer: what a "Yes" prior writes)."""
     out = []
     for r in records:
         if not (r.get("answer_type") or "").startswith("yes_no") or r["withheld"]:
@@ -76,9 +77,14 @@ def _yes_no(records: list[dict]) -> list[dict]:
         gold = [n for n, d in docs.items() if d in r["gold_doc_ids"]]
         other = [n for n, d in docs.items() if d not in r["gold_doc_ids"]]
         word = r["answers"][0].capitalize()
-        for n, right in ([(gold[0], True)] if gold else []) + ([(other[0], False)] if other and gold else []):
-            out.append({**r, "id": f"{r['id']}@{n}", "reply": f"{word} [{n}]", "model_reply": None, "abstained": False,
-                        "scores": {"f1": float(right), "em": float(right)}, "cite_ok": right})
+        if word not in ("Yes", "No"):
+            continue
+        opposite = "No" if word == "Yes" else "Yes"
+        probes = ([(word, gold[0], True), (opposite, gold[0], False)] if gold else []) + \
+            ([(word, other[0], False)] if other and gold else [])
+        for said, n, right in probes:
+            out.append({**r, "id": f"{r['id']}@{n}:{said}", "reply": f"{said} [{n}]", "model_reply": None,
+                        "abstained": False, "scores": {"f1": float(right), "em": float(right)}, "cite_ok": right})
     return out
 
 
@@ -109,11 +115,13 @@ def outcomes(report_path: Path, root: Path, seen: set, replies: dict | None = No
         supporting = {s["number"] for s, c in zip(r["sources"], ids)
                       if s["doc_id"] in r["gold_doc_ids"] or answer_in_text(r["answers"], chunks[c].text)}
         name = report["dataset"]["name"] if isinstance(report["dataset"], dict) else report["dataset"]
-        out.append({"set": f"{name}/{r['config']}" if replies else name,
+        said = reply.split()[0].strip(",.").capitalize() if yes_no else ""
+        out.append({"set": f"{name}/{r['config']}" if replies else f"{name}:{said}" if said in ("Yes", "No") else name,
                     "id": r["id"], "cite_ok": r.get("cite_ok"), "reply": r["reply"], "answers": r["answers"][:2],
                     "right": bool(em) or (f1 or 0) >= 0.5, "wrong": (f1 or 0) == 0,
                     "flagged": bool(result.unsupported), "recited": bool(result.recited),
                     "missing": [c.missing for c in result.unsupported], "shown": result.text,
+                    "contradicted": [c.contradicted_by for c in result.unsupported if c.contradicted_by],
                     "precision_before": citation_precision(parse_citations(reply), supporting),
                     "precision_after": citation_precision(parse_citations(result.text), supporting)})
     store.close()
@@ -129,6 +137,9 @@ def summary(rows: list[dict]) -> dict:
     mean = lambda key: round(sum(r[key] for r in recited) / len(recited), 3) if recited else None  # noqa: E731
     return {"answers": len(rows), "right": len(right), "wrong": len(wrong),
             "flagged_wrong": caught, "flagged_right": sum(r["flagged"] for r in right),
+            # of those, by the check that the cited source says the opposite of a bare "Yes"
+            "contradicted_wrong": sum(bool(r["contradicted"]) for r in wrong),
+            "contradicted_right": sum(bool(r["contradicted"]) for r in right),
             "recited": sum(r["recited"] for r in rows),
             "recited_wrong": sum(r["recited"] and not r["flagged"] for r in wrong),
             "recited_right": sum(r["recited"] and not r["flagged"] for r in right),
@@ -166,7 +177,8 @@ def main() -> None:
             if row["flagged"] or row["recited"]:
                 kind = "right" if row["right"] else "wrong" if row["wrong"] else "partial"
                 print(f"[{row['set']}] {kind} flagged={row['flagged']} {row['reply']!r} -> {row['shown']!r} "
-                      f"gold={row['answers']} missing={row['missing']}")
+                      f"gold={row['answers']} missing={row['missing']}"
+                      + (f" says={row['contradicted'][0]!r}" if row["contradicted"] else ""))
 
 
 if __name__ == "__main__":

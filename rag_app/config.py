@@ -21,7 +21,9 @@ from importlib import resources
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, model_serializer, model_validator
+from pydantic import (
+    BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator, model_serializer, model_validator,
+)
 from pydantic_settings import (
     BaseSettings,
     EnvSettingsSource,
@@ -164,6 +166,14 @@ class GenerateConfig(_Section):
     # answer was shown, on every set measured; 0.5 with retrieve.min_coverage kept that under 0.10 on the
     # sets it was chosen on (docs/EVAL.md, "Abstaining outside greedy decoding").
     abstain_threshold: float | None = 0.5
+
+    @field_validator("abstain_threshold", mode="before")
+    @classmethod
+    def _plain_decoding(cls, value: object) -> object:
+        # TOML and env vars have no null: "off" (or "none", "greedy") asks for plain decoding.
+        if isinstance(value, str) and value.strip().lower() in ("", "off", "none", "greedy"):
+            return None
+        return value
 
     @model_validator(mode="after")
     def _check(self) -> GenerateConfig:

@@ -31,6 +31,7 @@ holds most of its key content and where each key occurs, for the CLI's
 
 from __future__ import annotations
 
+import math
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -145,8 +146,12 @@ class UnsupportedClaim:
     missing: list[str]  # the key content no source has, as the claim (or, with ``asked``, the question) writes it
     asked: bool = False  # the claim adds nothing to the question ("Yes"): the question's content was looked up
     open_question: str = ""  # "which": a bare yes or no given to a question that asks for something else
+    contradicted_by: str = ""  # the cited source's sentence on what was asked, which says the opposite
 
     def warning(self) -> str:
+        if self.contradicted_by:
+            return (f"\"{self.claim}\" (citing {_cites(self.cited)}), but the cited source says: "
+                    f"\"{_clip(self.contradicted_by)}\": check it before relying on it")
         if self.open_question:
             return (f"\"{self.claim}\" (citing {_cites(self.cited)}) does not answer a \"{self.open_question}\" "
                     "question: check it before relying on it")
@@ -172,6 +177,11 @@ class _Claim:
     end: int
     cited: list[int]
     opens: bool  # starts a sentence: a fragment after another group ("..., vs 125M [2]") is no answer span
+
+
+def _clip(text: str, width: int = 160) -> str:
+    text = " ".join(text.split())
+    return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
 
 
 def _has_content(text: str) -> bool:
@@ -224,6 +234,8 @@ class SupportChecker:
         self.names = set().union(*(s.names for s in self.sources.values()))
         self.asked = self._salient(*question_content(question, self.names))
         self.asks = _open_question(question)  # "which": a bare yes or no does not answer it
+        facts, words = question_content(question, self.names)
+        self.terms = facts + words
 
     def _salient(self, facts: list[Key], words: list[Key]) -> list[Key]:
         """The question's keys a content-free reply's cited source must hold.
@@ -268,6 +280,10 @@ class SupportChecker:
             cited = claim.cited
             if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
                 cited = self._cover(claim, keys, shown, out, asked)
+            if asked and not self.asks and _decision(claim.text):
+                said = self._contradiction(claim.text, cited)
+                if said:
+                    out.unsupported.append(UnsupportedClaim(claim.text, cited, [], True, contradicted_by=said))
             if cited != claim.cited:
                 pieces += [text[last: claim.start], _cites(cited)]
                 last = claim.end
@@ -294,6 +310,39 @@ class SupportChecker:
             need -= held[best]
         out.recited.append(Recited(claim.text, claim.cited, cover, asked))
         return cover
+
+    def _contradiction(self, claim: str, cited: Sequence[int]) -> str:
+        """The cited sources' sentence on what was asked, when it says the opposite of a bare "Yes"; else "".
+
+        "Yes [1]" to "Is libffi completely thread-safe?" where source 1 says
+        "libffi is not completely thread-safe": the cited sentence holding
+        most of the question's words is negated while the question is not.
+        Each word weighs by how few shown sources hold it (a manual's
+        "ASN.1" on every page tells no sentence apart); the sentence needs
+        two of them and half the weight, and where cited sentences tie, all
+        must be negated (near the question's words: :func:`_negates`). Only
+        "Yes" is checked: a "No" is often right where the source just says
+        something else.
+        """
+        if _denies(claim) or _NEGATED.search(self.question):
+            return ""
+        held = {k: sum(bool(s.spans(k)) for s in self.sources.values()) for k in self.terms}
+        weight = {k: math.log(1 + len(self.sources) / n) for k, n in held.items() if n}
+        if len(weight) < 2:
+            return ""
+        scored = []
+        for src in (self.sources[n] for n in cited if n in self.sources):
+            for start, end in src.sentences:
+                spans = [(k, s) for k in weight for s in src.spans(k) if start <= s[0] < end]
+                hit = {k for k, _ in spans}
+                if len(hit) >= 2:
+                    said = src.text[start:end].strip()
+                    scored.append((sum(weight[k] for k in hit), said, _negates(src.text, start, end, [s for _, s in spans])))
+        top = max((w for w, _, _ in scored), default=0.0)
+        if top < sum(weight.values()) * _ABOUT:
+            return ""
+        best = [(said, negated) for w, said, negated in scored if w >= top - 1e-9]
+        return best[0][0] if all(negated for _, negated in best) else ""
 
     def _evidence(self, claim: str, keys: list[Key], cited: list[int]) -> list[Evidence]:
         found = []
@@ -326,6 +375,26 @@ class SupportChecker:
         if groups and not _has_content(text[groups[-1].end:]):
             text = text[: groups[-1].start]
         return self.check(text).text
+
+
+# Negation in a source sentence or a question: "not", "no longer", "doesn't", "cannot", "never".
+_ABOUT = 0.4  # share of the question words' weight a sentence must hold to be about what was asked
+_NEGATED = re.compile(r"\b(?:not|no|never|none|neither|nor|cannot)\b|\w*n[\'\u2019]t\b", re.I)
+
+def _negates(text: str, start: int, end: int, spans: Sequence[tuple[int, int]], reach: int = 3) -> bool:
+    """Is there a negation in ``text[start:end]`` within ``reach`` words of one of ``spans`` (the question's words)?
+
+    "comments are not supported", "should, *emphatically*, not be enabled";
+    not the "whether or not" of a study's aim, nor a "not" in another
+    clause of a long sentence, far from what was asked.
+    """
+    words = [m.span() for m in re.finditer(r"[\w'\u2019-]+", text[start:end])]
+    near = {i for i, (a, b) in enumerate(words) for s, e in spans if a + start < e and s < b + start}
+    for i, (a, b) in enumerate(words):
+        if _NEGATED.fullmatch(text[start + a: start + b]) and not re.search(r"\bor\s+$", text[start:start + a]) \
+                and any(abs(i - j) <= reach for j in near):
+            return True
+    return False
 
 
 _NEGATIONS = frozenset({"no", "not", "never", "none", "neither", "nor", "false", "incorrect"})

@@ -163,7 +163,10 @@ def source_body(source: Any, highlights: Sequence[tuple[int, int]] = ()) -> str:
 
 
 def unsupported_claim_note(claim: Any) -> str:
-    """Under an answer one of whose claims has content no source holds (rag_app.support)."""
+    """Under an answer one of whose claims has content no source holds, or that its cited source contradicts."""
+    if getattr(claim, "contradicted_by", ""):
+        return (f"“{escape_markdown(claim.claim)}”, but the cited source says: "
+                f"“{escape_markdown(' '.join(claim.contradicted_by.split()))}” Check it before relying on it.")
     if getattr(claim, "open_question", ""):
         return (f"“{escape_markdown(claim.claim)}” does not answer a “{claim.open_question}” question: "
                 "check it before relying on it.")

@@ -35,3 +35,18 @@ def test_the_shipped_adapter_abstains_at_0_5_by_default_and_a_server_backend_get
     served = GenerateConfig(backend="openai", base_url="http://127.0.0.1:8080/v1", adapter="none")
     assert served.abstain_threshold == 0.5 and served.applied_abstain_threshold is None  # no logits to read
     assert GenerateConfig(abstain_threshold=None).applied_abstain_threshold is None  # plain decoding, if asked
+
+
+def test_plain_decoding_can_be_asked_for_where_there_is_no_null(tmp_path, monkeypatch):
+    """TOML and environment variables cannot write None: "off" turns the threshold off."""
+    from rag_app.config import GenerateConfig, load_settings
+
+    toml = tmp_path / "rag.toml"
+    toml.write_text('[generate]\nabstain_threshold = "off"\n')
+    assert load_settings(toml).generate.applied_abstain_threshold is None
+    monkeypatch.setenv("RAG_GENERATE__ABSTAIN_THRESHOLD", "greedy")
+    assert load_settings().generate.abstain_threshold is None
+    monkeypatch.setenv("RAG_GENERATE__ABSTAIN_THRESHOLD", "0.3")
+    assert load_settings().generate.abstain_threshold == 0.3
+    served = GenerateConfig(backend="openai", base_url="http://127.0.0.1:8080/v1", adapter="none", abstain_threshold="off")
+    assert served.abstain_threshold is None  # "off" is not a threshold a server would ignore

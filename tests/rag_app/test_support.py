@@ -84,10 +84,10 @@ CLIPPY = Src("The restriction category should not be enabled as a whole; pick li
 
 def test_a_yes_citing_a_source_about_something_else_is_recited_to_the_one_about_the_question():
     question = "Does the shared MIME database store user preferences?"
-    result = check("Yes [1]", [LIBFFI, MIME], question)
-    assert result.text == "Yes [2]" and result.unsupported == []
+    result = check("No [1]", [LIBFFI, MIME], question)
+    assert result.text == "No [2]" and result.unsupported == []
     assert [(r.cited, r.to, r.asked) for r in result.recited] == [([1], [2], True)]
-    assert result.recited[0].note() == ('cited [2] instead of [1]: "Yes" answers the question, and what it asks '
+    assert result.recited[0].note() == ('cited [2] instead of [1]: "No" answers the question, and what it asks '
                                         "about is in that source")
     (ev,) = result.evidence
     assert ev.citation == 2 and ev.sentence == MIME.text
@@ -109,7 +109,7 @@ def test_a_bare_yes_to_a_question_that_asks_for_something_else_is_marked(questio
     word = question.split()[0].lower()
     assert claim.open_question == word and result.recited == []
     assert claim.warning() == f'"Yes" (citing [1]) does not answer a "{word}" question: check it before relying on it'
-    assert check("Yes [1]", [LIBFFI, MIME], "Is libffi completely thread-safe?").unsupported == []
+    assert not any(c.open_question for c in check("Yes [1]", [LIBFFI, MIME], "Is libffi completely thread-safe?").unsupported)
 
 
 @pytest.mark.parametrize("question, reply", [
@@ -132,11 +132,42 @@ def test_a_no_denies_the_question_so_its_source_need_not_hold_the_question_words
     assert result.text == reply and result.unsupported == [] and result.recited == []
 
 
-@pytest.mark.parametrize("reply", ["Yes [1]", "No [1].", "Yes, it does [1].", "No, it is not [1]", "It is [1]."])
+@pytest.mark.parametrize("reply", ["No [1].", "No, it is not [1]", "It is [1]."])
 def test_a_reply_citing_the_source_about_the_question_is_left_alone(reply):
     result = check(reply, [LIBFFI, MIME, CLIPPY], "Is libffi completely thread-safe?")
     assert result.text == reply and result.unsupported == [] and result.recited == []
     assert [e.citation for e in result.evidence] == [1]
+
+
+@pytest.mark.parametrize("reply", ["Yes [1]", "Yes, it is [1]."])
+def test_a_yes_that_the_cited_source_says_the_opposite_of_is_marked_with_that_sentence(reply):
+    result = check(reply, [LIBFFI, MIME, CLIPPY], "Is libffi completely thread-safe?")
+    (claim,) = result.unsupported
+    assert claim.contradicted_by == "libffi is not completely thread-safe." and claim.cited == [1]
+    assert claim.warning() == (f'"{reply.split(" [")[0]}" (citing [1]), but the cited source says: "libffi is not '
+                               'completely thread-safe.": check it before relying on it')
+    assert result.text == reply  # shown with the warning, not withheld
+
+
+@pytest.mark.parametrize("question, sources", [
+    # the source agrees
+    ("Is libffi completely thread-safe?", [Src("Since 3.3, libffi is completely thread-safe.")]),
+    # the question itself is negated: "Yes" agrees with "not"
+    ("Is libffi not completely thread-safe?", [LIBFFI]),
+    # the negated sentence is about something else than what was asked
+    ("Is libffi completely thread-safe?", [Src("libffi is completely thread-safe. It does not need a lock.")]),
+    # one of the cited sources says yes
+    ("Is libffi completely thread-safe?", [LIBFFI, Src("Since 3.3, libffi is completely thread-safe.")]),
+])
+def test_a_yes_is_not_marked_as_contradicted_where_no_cited_source_says_otherwise(question, sources):
+    reply = "Yes " + "".join(f"[{n}]" for n in range(1, len(sources) + 1))
+    assert [c for c in check(reply, sources, question).unsupported if c.contradicted_by] == []
+
+
+def test_a_no_is_never_marked_as_contradicted():
+    # a "No" is often right where the source says something else; only a "Yes" against a "not" is marked
+    sources = [Src("Since 3.3, libffi is completely thread-safe.")]
+    assert check("No [1]", sources, "Is libffi completely thread-safe?").unsupported == []
 
 
 def test_a_source_lacking_one_of_the_question_words_is_a_paraphrase_not_a_wrong_citation():
