@@ -147,8 +147,13 @@ class UnsupportedClaim:
     asked: bool = False  # the claim adds nothing to the question ("Yes"): the question's content was looked up
     open_question: str = ""  # "which": a bare yes or no given to a question that asks for something else
     contradicted_by: str = ""  # the cited source's sentence on what was asked, which says the opposite
+    far_from: list[str] = field(default_factory=list)  # what was asked that no cited passage holding the claim names
 
     def warning(self) -> str:
+        if self.far_from:
+            asked = ", ".join(f"'{k}'" for k in self.far_from)
+            return (f"\"{self.claim}\" is in {_cites(self.cited)}, but not where it speaks of {asked}, "
+                    "which the question asks about: check it before relying on it")
         if self.contradicted_by:
             return (f"\"{self.claim}\" (citing {_cites(self.cited)}), but the cited source says: "
                     f"\"{_clip(self.contradicted_by)}\": check it before relying on it")
@@ -182,6 +187,21 @@ class _Claim:
 def _clip(text: str, width: int = 160) -> str:
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
+
+
+def _exact(claim: str, keys: Sequence[Key]) -> bool:
+    """Is the claim a number or a code-like token (`pyenv shell`, querystring.unescape(), --keep, PYTHON_BUILD_CACHE)?
+
+    Those are copied, not paraphrased, so where they stand in the source
+    says what they answer; a name or phrase may be the bridge of a
+    two-step answer, or the source may phrase the question otherwise
+    (docs/EVAL.md: the far check marked right names on xquad_en and MuSiQue).
+    """
+    return bool(keys) and (all(k.number is not None for k in keys) or "`" in claim
+                           or any(_CODE.search(k.label) for k in keys))
+
+
+_CODE = re.compile(r"\w[_./]\w|\(\)|(?:^|\s)--?\w|^[A-Z0-9]+_[A-Z0-9_]+$")
 
 
 def _has_content(text: str) -> bool:
@@ -236,6 +256,8 @@ class SupportChecker:
         self.asks = _open_question(question)  # "which": a bare yes or no does not answer it
         facts, words = question_content(question, self.names)
         self.terms = facts + words
+        self._weight: dict[Key, float] | None = None
+        self._window: dict[int, list[tuple[set[Key], float]]] = {}
 
     def _salient(self, facts: list[Key], words: list[Key]) -> list[Key]:
         """The question's keys a content-free reply's cited source must hold.
@@ -279,7 +301,12 @@ class SupportChecker:
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
             if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
+                flagged = len(out.unsupported)
                 cited = self._cover(claim, keys, shown, out, asked)
+                far = [] if asked or len(out.unsupported) > flagged or not _exact(claim.text, keys) else \
+                    self._far(keys, cited)
+                if far:
+                    out.unsupported.append(UnsupportedClaim(claim.text, cited, [], far_from=far))
             if asked and not self.asks and _decision(claim.text):
                 said = self._contradiction(claim.text, cited)
                 if said:
@@ -311,6 +338,55 @@ class SupportChecker:
         out.recited.append(Recited(claim.text, claim.cited, cover, asked))
         return cover
 
+    def _weights(self) -> dict[Key, float]:
+        """The question's words that a shown source holds, each weighing more the fewer hold it: log((N + 1) / held)."""
+        if self._weight is None:
+            held = {k: sum(bool(s.spans(k)) for s in self.sources.values()) for k in self.terms}
+            self._weight = {k: math.log((len(self.sources) + 1) / n) for k, n in held.items() if n}
+        return self._weight
+
+    def _windows(self, src: _Source) -> list[tuple[set[Key], float]]:
+        """For each sentence of ``src``: the question's words in it and the ``_BEFORE`` sentences before, and their weight."""
+        if src.number not in self._window:
+            weight = self._weights()
+            hits = [{k for k in weight if any(a <= s < b for s, _ in src.spans(k))} for a, b in src.sentences]
+            windows = [set().union(*hits[max(0, i - _BEFORE): i + 1]) for i in range(len(hits))]
+            self._window[src.number] = [(w, sum(weight[k] for k in w)) for w in windows]
+        return self._window[src.number]
+
+    def _far(self, keys: Sequence[Key], cited: Sequence[int]) -> list[str]:
+        """What was asked that no cited passage holding the claim's content names ("operator", for gnats' uid 41).
+
+        A short answer is often in the cited source, but where it answers
+        something else: "41 [2]" to "What uid did the operator user have?"
+        where source 2 gives gnats' uid 41 and, a paragraph up, operator's
+        37. Each place a key occurs is read with its sentence and the one
+        before; if none of them holds ``_ABOUT`` of the question's weight
+        while every cited source does somewhere else (it speaks of what was
+        asked, as it was asked, but not beside the claim), the claim is
+        marked with the question's heaviest words missing there. A source
+        that never names the subject ("It killed the crew.": the fire is in
+        another chunk) is not judged. Returns [] when the claim is near.
+        """
+        weight = self._weights()
+        if len(weight) < 2:
+            return []
+        need = sum(weight.values()) * _ABOUT
+        best: tuple[float, set[Key]] = (-1.0, set())
+        for src in (self.sources[n] for n in cited if n in self.sources):
+            windows = self._windows(src)
+            if max((w for _, w in windows), default=0.0) < need:
+                return []  # the cited source does not speak of what was asked as it was asked: nothing to compare
+            for key in keys:
+                for start, _ in src.spans(key):
+                    i = next((j for j, (a, b) in enumerate(src.sentences) if a <= start < b), None)
+                    if i is not None and windows[i][1] > best[0]:
+                        best = (windows[i][1], windows[i][0])
+        if best[0] < 0 or best[0] >= need:
+            return []
+        missing = sorted((k for k in weight if k not in best[1]), key=lambda k: -weight[k])
+        return [k.label for k in missing if weight[k] >= weight[missing[0]] / 2][:3]
+
     def _contradiction(self, claim: str, cited: Sequence[int]) -> str:
         """The cited sources' sentence on what was asked, when it says the opposite of a bare "Yes"; else "".
 
@@ -324,11 +400,8 @@ class SupportChecker:
         "Yes" is checked: a "No" is often right where the source just says
         something else.
         """
-        if _denies(claim) or _NEGATED.search(self.question):
-            return ""
-        held = {k: sum(bool(s.spans(k)) for s in self.sources.values()) for k in self.terms}
-        weight = {k: math.log(1 + len(self.sources) / n) for k, n in held.items() if n}
-        if len(weight) < 2:
+        weight = self._weights()
+        if _denies(claim) or _NEGATED.search(self.question) or len(weight) < 2:
             return ""
         scored = []
         for src in (self.sources[n] for n in cited if n in self.sources):
@@ -378,6 +451,7 @@ class SupportChecker:
 
 
 # Negation in a source sentence or a question: "not", "no longer", "doesn't", "cannot", "never".
+_BEFORE = 2  # sentences before an answer that may name what it answers ("maxKeys ... Specify 0 ... Default: 1000.")
 _ABOUT = 0.4  # share of the question words' weight a sentence must hold to be about what was asked
 _NEGATED = re.compile(r"\b(?:not|no|never|none|neither|nor|cannot)\b|\w*n[\'\u2019]t\b", re.I)
 

@@ -164,6 +164,42 @@ def test_a_yes_is_not_marked_as_contradicted_where_no_cited_source_says_otherwis
     assert [c for c in check(reply, sources, question).unsupported if c.contradicted_by] == []
 
 
+USERS = Src("operator: Historically, the operator user account was used to dump backups to tape. In Debian, the "
+            "operator user is no longer created by default. It had uid 37.\n"
+            "list: Mailing list archives and data for mailing list managers.\n"
+            "gnats: Used by gnats. This user and group are no longer created by default; they had uid/gid 41.",
+            "users-and-groups.html")
+
+
+# Other passages of the same page, as retrieval shows them: they share its words, not "operator".
+PAGE = [Src("Debian allocates the uid of each static system user in base-passwd.", "users-and-groups.html"),
+        Src("A Debian user with uid 1000 is the first created by the installer.", "users-and-groups.html"),
+        Src("Dynamic system users get a uid from the range in adduser.conf on Debian.", "users-and-groups.html")]
+
+
+def test_a_short_answer_from_where_the_source_speaks_of_something_else_is_marked():
+    question = "What uid did the operator user have on Debian?"
+    (claim,) = check("41 [1]", [USERS, *PAGE], question).unsupported
+    assert claim.far_from[0] == "operator" and claim.cited == [1]
+    assert claim.warning().startswith('"41" is in [1], but not where it speaks of \'operator\'')
+    assert check("37 [1]", [USERS, *PAGE], question).unsupported == []
+    assert check("It had uid 37 [1].", [USERS, *PAGE], question).unsupported == []
+    # a source that never names what was asked is not judged (the subject may be in another chunk)
+    assert check("1000 [3]", [USERS, *PAGE], question).unsupported == []
+
+
+def test_only_numbers_and_code_are_judged_by_where_they_stand_not_names_or_phrases():
+    # a name may be the bridge of a two-step answer, a phrase the source's own wording of the question
+    question = "Which user had uid 41 on Debian?"
+    assert check("mailing list archives [1]", [USERS, *PAGE], question).unsupported == []
+    cli = Src("Options:\n`--keep` keeps the downloaded source after installation.\n`--verbose` prints every compile "
+              "step.\n`--patch` applies a patch from stdin.\n`--version` shows the version.", "python-build.md")
+    flag = "Which flag keeps the downloaded source after installation?"
+    assert check("`--keep` [1]", [cli], flag).unsupported == []
+    (claim,) = check("`--version` [1]", [cli], flag).unsupported
+    assert claim.far_from and set(claim.far_from) <= {"keeps", "downloaded", "source", "installation"}
+
+
 def test_a_no_is_never_marked_as_contradicted():
     # a "No" is often right where the source says something else; only a "Yes" against a "not" is marked
     sources = [Src("Since 3.3, libffi is completely thread-safe.")]
@@ -291,3 +327,8 @@ def test_a_question_written_as_a_title_names_nothing_by_its_capitals():
     assert result.unsupported == [] and result.recited == []  # "Efficacious" is a word the source need not have
     facts, _ = question_content("Was Abraham Lincoln the sixteenth President of the United States?")
     assert [k.label for k in facts] == ["Abraham Lincoln", "President", "United States"]
+
+
+def test_the_word_that_asks_is_no_name_even_where_a_source_capitalises_it_mid_sentence():
+    facts, words = question_content("How many parts of speech are there in Malay?", {"how", "malay"})
+    assert [k.label for k in facts] == ["Malay"] and "How" not in [k.label for k in words]

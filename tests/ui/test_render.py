@@ -210,6 +210,10 @@ def test_an_unsupported_claim_note_names_what_is_missing_or_the_question_it_does
         "“125M” (in “125M”) appears in none of the sources below: check it before relying on it.")
     assert render.unsupported_claim_note(UnsupportedClaim("Yes", [1], [], True, "which")) == (
         "“Yes” does not answer a “which” question: check it before relying on it.")
+    far = UnsupportedClaim("41", [2], [], far_from=["operator"])
+    assert render.unsupported_claim_note(far) == (
+        "“41” is in the cited source, but not where it speaks of “operator”, which the question asks about: "
+        "check it before relying on it.")
     said = UnsupportedClaim("Yes", [1], [], True, contradicted_by="libffi is *not*\n completely thread-safe.")
     assert render.unsupported_claim_note(said) == (
         "“Yes”, but the cited source says: “libffi is \\*not\\* completely thread-safe.” Check it before relying on it.")
