@@ -1,6 +1,7 @@
 """The lead table of docs/EVAL.md: base model vs adapters on sets they never trained on, greedy decoding.
 
     python docs/eval/lodo_table.py eval-out/lodo [--configs adapter=v11 lodo-a=lodo-a] [--rule greedy|0.2|coverage:0.5]
+    python docs/eval/lodo_table.py eval-out/s14 --base v11 --configs v13=v13   # version against version
 
 Reads each set's records.jsonl under the folder (docs/eval/lodo.sh writes them: the adapters with the
 abstain token forbidden, so greedy decoding and any threshold follow from the records, see
@@ -55,19 +56,24 @@ def main() -> None:
     parser.add_argument("folder", type=Path)
     parser.add_argument("--configs", nargs="+", default=["adapter=shipped (v11)", "lodo-a=lodo-a"],
                         help="CONFIG=label of the adapter configurations to show beside base")
+    parser.add_argument("--base", default="base", help="the configuration the others are paired against "
+                        "(default: the base model; an adapter's name compares versions)")
     parser.add_argument("--rule", default="greedy", help="greedy, an abstain threshold, or coverage:0.5 "
                         "(retrieve.min_coverage, also applied to the base model)")
     args = parser.parse_args()
     rule = sweep.parse_rule(args.rule)
     configs = dict(c.split("=", 1) for c in args.configs)
-    print("| set | configuration | questions (answerable+withheld) | F1 | F1 vs base (95%) | false abstentions "
+    print(f"| set | configuration | questions (answerable+withheld) | F1 | F1 vs {args.base} (95%) | false abstentions "
           "| abstained, gold withheld | yes/no accuracy (majority) | replies at the token cap (stopped repeating) |")
     print("|---|---|---|---|---|---|---|---|---|")
     pooled: dict[str, list[dict]] = {}
     for records in sorted(args.folder.glob("*/records.jsonl")):
-        base = rows_of(records, "base", rule)
-        pooled.setdefault("base", []).extend(base)
-        print(f"| {records.parent.name} | base | " + " | ".join(cells(base, None)) + " |")
+        try:
+            base = rows_of(records, args.base, rule)
+        except SystemExit:
+            continue
+        pooled.setdefault(args.base, []).extend(base)
+        print(f"| {records.parent.name} | {args.base} | " + " | ".join(cells(base, None)) + " |")
         for config, label in configs.items():
             try:
                 rows = rows_of(records, config, rule)
@@ -75,10 +81,10 @@ def main() -> None:
                 continue
             pooled.setdefault(config, []).extend(rows)
             print(f"| {records.parent.name} | {label} | " + " | ".join(cells(rows, base)) + " |")
-    print(f"| pooled | base | " + " | ".join(cells(pooled["base"], None)) + " |")
+    print(f"| pooled | {args.base} | " + " | ".join(cells(pooled[args.base], None)) + " |")
     for config, label in configs.items():
         if config in pooled:
-            print(f"| pooled | {label} | " + " | ".join(cells(pooled[config], pooled["base"])) + " |")
+            print(f"| pooled | {label} | " + " | ".join(cells(pooled[config], pooled[args.base])) + " |")
 
 
 if __name__ == "__main__":

@@ -27,7 +27,7 @@ LABELS = {
     "abstain_gold_shown": "abstained, gold shown", "abstain_gold_not_shown": "abstained, gold not shown",
     "abstention_accuracy": "abstained when withheld", "false_abstention": "false abstentions",
     "abstained_answerable": "abstained, answerable (raw)", "unsupported": "uncited answers",
-    "unsupported_claims": "claims in no source", "recited": "re-cited",
+    "unsupported_claims": "claims marked unsupported", "recited": "re-cited",
     "guard_withheld": "withheld (planted instruction)", "hit_token_cap": "replies at the token cap",
     "repetition_stopped": "stopped repeating",
 }

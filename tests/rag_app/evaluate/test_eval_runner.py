@@ -136,7 +136,7 @@ def test_end_to_end_report_files_and_aggregates(setup):
         assert len(rec["sources"]) <= 2
     md = (out / "report.md").read_text()
     assert "## Retrieval" in md and "## Answers" in md and "## Worst questions: bm25" in md
-    assert "| dense |" in md and "claims in no source" in md
+    assert "| dense |" in md and "claims marked unsupported" in md
     assert on_disk["dataset"]["questions_evaluated"] == len(QUESTIONS)
     assert on_disk["configs"][0]["settings"]["generate"]["temperature"] == 0.0
 
