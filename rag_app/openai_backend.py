@@ -212,7 +212,6 @@ def load_openai_generator(config: GenerateConfig) -> OpenAIGenerator:
         GeneratorServerError: the server is unreachable or answers garbage.
     """
     try:
-        import httpx
         import openai
     except ImportError:
         raise ConfigError("generate.backend openai needs the openai client; run: pip install '.[serve]'") from None
@@ -222,7 +221,7 @@ def load_openai_generator(config: GenerateConfig) -> OpenAIGenerator:
     base_url = config.base_url.rstrip("/")
     # One retry for a blip; connecting fails fast, while a big model may take minutes to answer.
     client = openai.OpenAI(base_url=base_url, api_key=config.api_key() or "unused", max_retries=1,
-                           timeout=httpx.Timeout(600.0, connect=5.0))
+                           timeout=openai.Timeout(600.0, connect=5.0))  # the client's own: httpx or httpx2
     model = config.model
     with server_errors(base_url):
         try:

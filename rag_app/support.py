@@ -43,7 +43,7 @@ from rag_app.claim_keys import (
 from rag_app.prompts import CITATION, SourceLike
 
 # key_content, question_content and Key are rag_app.claim_keys's, importable from here as before the split.
-__all__ = ["Evidence", "Key", "Recited", "Support", "SupportChecker", "UnsupportedClaim", "key_content",
+__all__ = ["Evidence", "Key", "clip", "Recited", "Support", "SupportChecker", "UnsupportedClaim", "key_content",
            "question_content"]
 
 # A sentence ends at . ! ? before a space, or at a line end unless the next line goes on in lower case (a wrapped line).
@@ -156,7 +156,7 @@ class UnsupportedClaim:
                     "which the question asks about: check it before relying on it")
         if self.contradicted_by:
             return (f"\"{self.claim}\" (citing {_cites(self.cited)}), but the cited source says: "
-                    f"\"{_clip(self.contradicted_by)}\": check it before relying on it")
+                    f"\"{clip(self.contradicted_by)}\": check it before relying on it")
         if self.open_question:
             return (f"\"{self.claim}\" (citing {_cites(self.cited)}) does not answer a \"{self.open_question}\" "
                     "question: check it before relying on it")
@@ -184,7 +184,8 @@ class _Claim:
     opens: bool  # starts a sentence: a fragment after another group ("..., vs 125M [2]") is no answer span
 
 
-def _clip(text: str, width: int = 160) -> str:
+def clip(text: str, width: int = 160) -> str:
+    """``text`` on one line, cut to ``width`` characters with an ellipsis: a source sentence quoted in a warning."""
     text = " ".join(text.split())
     return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
 
@@ -197,11 +198,11 @@ def _exact(claim: str, keys: Sequence[Key]) -> bool:
     two-step answer, or the source may phrase the question otherwise
     (docs/EVAL.md: the far check marked right names on xquad_en and MuSiQue).
     """
-    return bool(keys) and (all(k.number is not None for k in keys) or "`" in claim
-                           or any(_CODE.search(k.label) for k in keys))
+    return bool(keys) and (all(k.number is not None for k in keys) or bool(_CODE.search(claim)))
 
 
-_CODE = re.compile(r"\w[_./]\w|\(\)|(?:^|\s)--?\w|^[A-Z0-9]+_[A-Z0-9_]+$")
+# Backticks, a call (a.b(), f()), an option (--keep, -k), an ENV_NAME, a file name (libtasn1.h, Override.xml).
+_CODE = re.compile(r"`|\w\(\)|(?:^|\s)--?[A-Za-z]|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b\w+\.(?:h|c|py|js|json|toml|ya?ml|xml|md|txt|sh)\b")
 
 
 def _has_content(text: str) -> bool:
@@ -229,7 +230,8 @@ def _claims(text: str) -> list[_Claim]:
         cited = list(dict.fromkeys(int(n) for m in group for n in m.group(1).split(",")))
         if pieces:
             a, b = pieces[-1]
-            claim, opens = text[a:b].strip(" \t\n,;:-"), a == 0 or a != prev
+            # a list's dash goes, an option's stays ("- --keep" is "--keep")
+            claim, opens = re.sub(r"^-+\s+", "", text[a:b].strip(" \t\n,;:")).rstrip(" -"), a == 0 or a != prev
         else:
             claim, opens = (out[-1].text, out[-1].opens) if out else ("", True)
         out.append(_Claim(claim, group[0].start(), group[-1].end(), cited, opens))
@@ -252,9 +254,9 @@ class SupportChecker:
                         ((getattr(s, "number", i), s) for i, s in enumerate(sources, start=1))}
         self.question = question
         self.names = set().union(*(s.names for s in self.sources.values()))
-        self.asked = self._salient(*question_content(question, self.names))
-        self.asks = _open_question(question)  # "which": a bare yes or no does not answer it
         facts, words = question_content(question, self.names)
+        self.asked = self._salient(facts, words)
+        self.asks = _open_question(question)  # "which": a bare yes or no does not answer it
         self.terms = facts + words
         self._weight: dict[Key, float] | None = None
         self._window: dict[int, list[tuple[set[Key], float]]] = {}
@@ -307,7 +309,8 @@ class SupportChecker:
                     self._far(keys, cited)
                 if far:
                     out.unsupported.append(UnsupportedClaim(claim.text, cited, [], far_from=far))
-            if asked and not self.asks and _decision(claim.text):
+            if asked and not self.asks and _decision(claim.text) and not any(c.claim == claim.text and c.cited == cited
+                                                                             for c in out.unsupported):
                 said = self._contradiction(claim.text, cited)
                 if said:
                     out.unsupported.append(UnsupportedClaim(claim.text, cited, [], True, contradicted_by=said))
@@ -346,11 +349,11 @@ class SupportChecker:
         return self._weight
 
     def _windows(self, src: _Source) -> list[tuple[set[Key], float]]:
-        """For each sentence of ``src``: the question's words in it and the ``_BEFORE`` sentences before, and their weight."""
+        """For each sentence of ``src``: the question's words in it and its neighbours (``_BEFORE``, ``_AFTER``), weighed."""
         if src.number not in self._window:
             weight = self._weights()
             hits = [{k for k in weight if any(a <= s < b for s, _ in src.spans(k))} for a, b in src.sentences]
-            windows = [set().union(*hits[max(0, i - _BEFORE): i + 1]) for i in range(len(hits))]
+            windows = [set().union(*hits[max(0, i - _BEFORE): i + 1 + _AFTER]) for i in range(len(hits))]
             self._window[src.number] = [(w, sum(weight[k] for k in w)) for w in windows]
         return self._window[src.number]
 
@@ -360,8 +363,8 @@ class SupportChecker:
         A short answer is often in the cited source, but where it answers
         something else: "41 [2]" to "What uid did the operator user have?"
         where source 2 gives gnats' uid 41 and, a paragraph up, operator's
-        37. Each place a key occurs is read with its sentence and the one
-        before; if none of them holds ``_ABOUT`` of the question's weight
+        37. Each place a key occurs is read with its sentence, the two
+        before and the one after; if none of them holds ``_ABOUT`` of the question's weight
         while every cited source does somewhere else (it speaks of what was
         asked, as it was asked, but not beside the claim), the claim is
         marked with the question's heaviest words missing there. A source
@@ -395,7 +398,7 @@ class SupportChecker:
         most of the question's words is negated while the question is not.
         Each word weighs by how few shown sources hold it (a manual's
         "ASN.1" on every page tells no sentence apart); the sentence needs
-        two of them and half the weight, and where cited sentences tie, all
+        two of them and 0.4 of the weight, and where cited sentences tie, all
         must be negated (near the question's words: :func:`_negates`). Only
         "Yes" is checked: a "No" is often right where the source just says
         something else.
@@ -450,24 +453,35 @@ class SupportChecker:
         return self.check(text).text
 
 
-# Negation in a source sentence or a question: "not", "no longer", "doesn't", "cannot", "never".
 _BEFORE = 2  # sentences before an answer that may name what it answers ("maxKeys ... Specify 0 ... Default: 1000.")
+_AFTER = 1  # and after it ("Its uid is 37. That is the operator user.")
 _ABOUT = 0.4  # share of the question words' weight a sentence must hold to be about what was asked
+# Negation in a source sentence or a question: "not", "no longer", "doesn't", "cannot", "never".
 _NEGATED = re.compile(r"\b(?:not|no|never|none|neither|nor|cannot)\b|\w*n[\'\u2019]t\b", re.I)
+_CLAUSE = re.compile(r"[,;:()]|\b(?:but|while|whereas|although|though|however|except|unless)\b", re.I)
 
 def _negates(text: str, start: int, end: int, spans: Sequence[tuple[int, int]], reach: int = 3) -> bool:
-    """Is there a negation in ``text[start:end]`` within ``reach`` words of one of ``spans`` (the question's words)?
+    """Is what was asked negated in ``text[start:end]``: a negation followed, within ``reach`` words of its clause,
+    by one of ``spans`` (the question's words)?
 
-    "comments are not supported", "should, *emphatically*, not be enabled";
-    not the "whether or not" of a study's aim, nor a "not" in another
-    clause of a long sentence, far from what was asked.
+    "comments are not supported", "does NOT store user preferences",
+    "should, *emphatically*, not be enabled"; not "supported on Linux but
+    not on Windows" (what the "not" negates was not asked), "not only",
+    the "whether or not" of a study's aim, or "No. 5".
     """
-    words = [m.span() for m in re.finditer(r"[\w'\u2019-]+", text[start:end])]
-    near = {i for i, (a, b) in enumerate(words) for s, e in spans if a + start < e and s < b + start}
+    sentence = text[start:end]
+    words = [m.span() for m in re.finditer(r"[\w'\u2019-]+", sentence)]
+    asked = {i for i, (a, b) in enumerate(words) for s, e in spans if a + start < e and s < b + start}
     for i, (a, b) in enumerate(words):
-        if _NEGATED.fullmatch(text[start + a: start + b]) and not re.search(r"\bor\s+$", text[start:start + a]) \
-                and any(abs(i - j) <= reach for j in near):
-            return True
+        word, after = sentence[a:b], sentence[b:]
+        if not _NEGATED.fullmatch(word) or re.search(r"\bor\s+$", sentence[:a]) or re.match(r"\s+only\b", after, re.I) \
+                or (word.lower() == "no" and re.match(r"\.\s*\d", after)):
+            continue
+        for j in range(i + 1, min(len(words), i + 1 + reach)):
+            if _CLAUSE.search(sentence[b: words[j][0]]):
+                break
+            if j in asked:
+                return True
     return False
 
 

@@ -16,6 +16,7 @@ from pathlib import PurePosixPath
 from typing import Any
 
 from rag_app.prompts import CITATION, split_quote
+from rag_app.support import clip
 
 _MD_SPECIAL = re.compile(r"([\\`*_\[\]<>#$|~{}])")
 CURSOR = "▌"
@@ -170,7 +171,7 @@ def unsupported_claim_note(claim: Any) -> str:
                 "which the question asks about: check it before relying on it.")
     if getattr(claim, "contradicted_by", ""):
         return (f"“{escape_markdown(claim.claim)}”, but the cited source says: "
-                f"“{escape_markdown(' '.join(claim.contradicted_by.split()))}” Check it before relying on it.")
+                f"“{escape_markdown(clip(claim.contradicted_by))}” Check it before relying on it.")
     if getattr(claim, "open_question", ""):
         return (f"“{escape_markdown(claim.claim)}” does not answer a “{claim.open_question}” question: "
                 "check it before relying on it.")

@@ -186,6 +186,9 @@ def test_a_short_answer_from_where_the_source_speaks_of_something_else_is_marked
     assert check("It had uid 37 [1].", [USERS, *PAGE], question).unsupported == []
     # a source that never names what was asked is not judged (the subject may be in another chunk)
     assert check("1000 [3]", [USERS, *PAGE], question).unsupported == []
+    # what it answers may follow the answer
+    after = Src("Static ids are fixed. Its uid was 37. That was the operator user on Debian.", "ids.md")
+    assert check("37 [1]", [after, *PAGE], question).unsupported == []
 
 
 def test_only_numbers_and_code_are_judged_by_where_they_stand_not_names_or_phrases():
@@ -196,8 +199,31 @@ def test_only_numbers_and_code_are_judged_by_where_they_stand_not_names_or_phras
               "step.\n`--patch` applies a patch from stdin.\n`--version` shows the version.", "python-build.md")
     flag = "Which flag keeps the downloaded source after installation?"
     assert check("`--keep` [1]", [cli], flag).unsupported == []
-    (claim,) = check("`--version` [1]", [cli], flag).unsupported
-    assert claim.far_from and set(claim.far_from) <= {"keeps", "downloaded", "source", "installation"}
+    for reply in ("`--version` [1]", "--version [1]"):  # code-like with or without backticks
+        (claim,) = check(reply, [cli], flag).unsupported
+        assert claim.far_from and set(claim.far_from) <= {"keeps", "downloaded", "source", "installation"}
+
+
+@pytest.mark.parametrize("question, said", [
+    ("Is pyenv supported on Linux?", "Pyenv is supported on Linux but not on Windows."),  # the "not" is of Windows
+    ("Is libffi thread-safe?", "libffi is not only thread-safe but also fast."),
+    ("Is libffi thread-safe?", "libffi is thread-safe; no locking is needed."),
+    ("Does pyenv work on Linux?", "Pyenv works on Linux with no extra setup."),
+])
+def test_a_yes_is_not_marked_where_the_negation_is_of_something_not_asked(question, said):
+    sources = [Src(said), Src("Clippy lints Rust code."), Src("The MIME database maps file names to types.")]
+    assert check("Yes [1]", sources, question).unsupported == []
+
+
+def test_a_yes_marked_for_a_name_no_source_has_is_not_marked_twice():
+    (claim,) = check("Yes [1]", [LIBFFI, MIME, CLIPPY], "Is libffi completely thread-safe on Solaris?").unsupported
+    assert claim.missing == ["Solaris"]
+
+
+def test_a_yes_is_recited_to_the_source_about_the_question_that_agrees_with_it():
+    agrees = Src("The shared MIME database stores the type of each file name pattern.")
+    result = check("Yes [1]", [LIBFFI, agrees], "Does the shared MIME database store file name patterns?")
+    assert result.text == "Yes [2]" and result.unsupported == []
 
 
 def test_a_no_is_never_marked_as_contradicted():
@@ -332,3 +358,8 @@ def test_a_question_written_as_a_title_names_nothing_by_its_capitals():
 def test_the_word_that_asks_is_no_name_even_where_a_source_capitalises_it_mid_sentence():
     facts, words = question_content("How many parts of speech are there in Malay?", {"how", "malay"})
     assert [k.label for k in facts] == ["Malay"] and "How" not in [k.label for k in words]
+
+
+def test_a_month_named_like_an_asking_word_stays_a_name_of_the_question():
+    facts, _ = question_content("Was the treaty signed in May?", {"may"})
+    assert [k.label for k in facts] == ["May"]
