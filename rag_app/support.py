@@ -364,12 +364,16 @@ class SupportChecker:
         something else: "41 [2]" to "What uid did the operator user have?"
         where source 2 gives gnats' uid 41 and, a paragraph up, operator's
         37. Each place a key occurs is read with its sentence, the two
-        before and the one after; if none of them holds ``_ABOUT`` of the question's weight
-        while every cited source does somewhere else (it speaks of what was
-        asked, as it was asked, but not beside the claim), the claim is
-        marked with the question's heaviest words missing there. A source
-        that never names the subject ("It killed the crew.": the fire is in
-        another chunk) is not judged. Returns [] when the claim is near.
+        before and the one after; if none of them holds ``_ABOUT`` of the
+        question's weight while every cited source does somewhere else (it
+        speaks of what was asked, as it was asked, but not beside the
+        claim), the claim is
+        marked with the question's heaviest words missing there. A cited
+        source that never speaks of what was asked is judged only for a
+        number, where another shown source does, with another number beside
+        it (operator's paragraph, with its 37, in another chunk); a name
+        there may be the subject's, named elsewhere ("It killed the crew.":
+        the fire is in another chunk). Returns [] when the claim is near.
         """
         weight = self._weights()
         if len(weight) < 2:
@@ -378,7 +382,7 @@ class SupportChecker:
         best: tuple[float, set[Key]] = (-1.0, set())
         for src in (self.sources[n] for n in cited if n in self.sources):
             windows = self._windows(src)
-            if max((w for _, w in windows), default=0.0) < need:
+            if max((w for _, w in windows), default=0.0) < need and not self._number_elsewhere(keys, cited, need):
                 return []  # the cited source does not speak of what was asked as it was asked: nothing to compare
             for key in keys:
                 for start, _ in src.spans(key):
@@ -389,6 +393,19 @@ class SupportChecker:
             return []
         missing = sorted((k for k in weight if k not in best[1]), key=lambda k: -weight[k])
         return [k.label for k in missing if weight[k] >= weight[missing[0]] / 2][:3]
+
+    def _number_elsewhere(self, keys: Sequence[Key], cited: Sequence[int], need: float) -> bool:
+        """Does an uncited shown source speak of what was asked, with a number beside it other than the claim's?"""
+        if not all(k.number is not None for k in keys):
+            return False
+        own = {k.number for k in keys} | {k.number for k in self.terms if k.number is not None}
+        own |= {(value, "") for value, _ in own}
+        for src in (s for n, s in self.sources.items() if n not in cited):
+            near = [se for se, (_, w) in zip(src.sentences, self._windows(src)) if w >= need]
+            if any(key not in own and a <= start < b for key, found in src.numbers.items() if key[1] == ""
+                   for start, _ in found for a, b in near):
+                return True
+        return False
 
     def _contradiction(self, claim: str, cited: Sequence[int]) -> str:
         """The cited sources' sentence on what was asked, when it says the opposite of a bare "Yes"; else "".

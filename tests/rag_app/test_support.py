@@ -184,11 +184,21 @@ def test_a_short_answer_from_where_the_source_speaks_of_something_else_is_marked
     assert claim.warning().startswith('"41" is in [1], but not where it speaks of \'operator\'')
     assert check("37 [1]", [USERS, *PAGE], question).unsupported == []
     assert check("It had uid 37 [1].", [USERS, *PAGE], question).unsupported == []
-    # a source that never names what was asked is not judged (the subject may be in another chunk)
-    assert check("1000 [3]", [USERS, *PAGE], question).unsupported == []
+    # a number from a source that never speaks of operator, while source 1 gives operator's: marked too
+    assert [c.far_from[0] for c in check("1000 [3]", [USERS, *PAGE], question).unsupported] == ["operator"]
     # what it answers may follow the answer
     after = Src("Static ids are fixed. Its uid was 37. That was the operator user on Debian.", "ids.md")
     assert check("37 [1]", [after, *PAGE], question).unsupported == []
+
+
+def test_a_number_from_a_source_about_something_else_is_marked_where_another_gives_one_for_what_was_asked():
+    operator, gnats = USERS.text.split("\nlist:")
+    shown = [Src(operator, "users.html"), Src("list:" + gnats, "users.html"), *PAGE]
+    (claim,) = check("41 [2]", shown, "What uid did the operator user have on Debian?").unsupported
+    assert claim.far_from[0] == "operator" and claim.cited == [2]
+    assert check("37 [1]", shown, "What uid did the operator user have on Debian?").unsupported == []
+    # no other number beside what was asked: the cited source may name its subject elsewhere, as the crew's does
+    assert check("1967 [2]", [APOLLO, CREW], "When did the Apollo 1 fire kill its crew?").unsupported == []
 
 
 def test_only_numbers_and_code_are_judged_by_where_they_stand_not_names_or_phrases():
