@@ -373,3 +373,21 @@ def test_the_word_that_asks_is_no_name_even_where_a_source_capitalises_it_mid_se
 def test_a_month_named_like_an_asking_word_stays_a_name_of_the_question():
     facts, _ = question_content("Was the treaty signed in May?", {"may"})
     assert [k.label for k in facts] == ["May"]
+
+
+def test_a_yes_its_source_contradicts_is_shown_with_that_sentence_in_every_output(tmp_path, fake_embedder,
+                                                                                  fake_generator):
+    docs = {"threads": ["libffi is not completely thread-safe. Closures need a lock."],
+            "memory": ["Closures are allocated with ffi_closure_alloc in writable memory."]}
+    store = build_index(tmp_path / "idx", fake_embedder, docs)
+    pipe = RagPipeline(load_settings(index=tmp_path / "idx", retrieve={"top_k": 2, "min_score": 0.0}),
+                       store=store, embedder=fake_embedder, generator=fake_generator)
+    question = "Is libffi completely thread-safe?"
+    n = {h.chunk.doc_id: h.rank for h in pipe.retrieve(question)}
+    fake_generator.reply = f"Yes [{n['threads']}]"
+    answer = list(pipe.stream(question))[-1]
+    assert answer.text == f"Yes [{n['threads']}]"  # shown, not withheld
+    (claim,) = answer.unsupported_claims
+    assert claim.contradicted_by == "libffi is not completely thread-safe."
+    assert any('but the cited source says: "libffi is not completely thread-safe."' in w for w in answer.warnings)
+    assert answer.to_dict()["unsupported_claims"][0]["contradicted_by"] == claim.contradicted_by
