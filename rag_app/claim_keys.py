@@ -169,8 +169,8 @@ def question_content(question: str, names: Collection[str] = ()) -> tuple[list[K
     if _titled(question):  # its capitals name nothing
         keys = [k for k in keys if k.number is not None]
     # "How" opening the question is no name, even where a source writes "How" mid-sentence (a title); "May" later is
-    opening = normalise(question.split()[0]) if question.split() else ""
-    keys = [k for k in keys if k.number is not None or not (set(k.words) <= _ASKING and k.words[0] == opening)]
+    opening = [normalise(w) for w in question.split()[:1]]
+    keys = [k for k in keys if k.number is not None or not (set(k.words) <= _ASKING and k.words[:1] == tuple(opening))]
     in_keys = {w for k in keys for w in k.words}
     words = [w for w in dict.fromkeys(normalise(m.group()) for m in content) if w not in _ASKING and w not in in_keys]
     return list(dict.fromkeys(keys)), [Key(w, words=(w,)) for w in words]

@@ -259,6 +259,7 @@ class SupportChecker:
         self.asks = _open_question(question)  # "which": a bare yes or no does not answer it
         self.terms = facts + words
         self._weight: dict[Key, float] | None = None
+        self._hit: dict[int, list[set[Key]]] = {}
         self._window: dict[int, list[tuple[set[Key], float]]] = {}
 
     def _salient(self, facts: list[Key], words: list[Key]) -> list[Key]:
@@ -302,15 +303,14 @@ class SupportChecker:
                     keys = []
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited
+            marked = len(out.unsupported)  # the checks below add a mark only to a claim not marked yet
             if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
-                flagged = len(out.unsupported)
                 cited = self._cover(claim, keys, shown, out, asked)
-                far = [] if asked or len(out.unsupported) > flagged or not _exact(claim.text, keys) else \
-                    self._far(keys, cited)
+                far = self._far(keys, cited) if not asked and len(out.unsupported) == marked \
+                    and _exact(claim.text, keys) else []
                 if far:
                     out.unsupported.append(UnsupportedClaim(claim.text, cited, [], far_from=far))
-            if asked and not self.asks and _decision(claim.text) and not any(c.claim == claim.text and c.cited == cited
-                                                                             for c in out.unsupported):
+            if asked and not self.asks and _decision(claim.text) and len(out.unsupported) == marked:
                 said = self._contradiction(claim.text, cited)
                 if said:
                     out.unsupported.append(UnsupportedClaim(claim.text, cited, [], True, contradicted_by=said))
@@ -348,11 +348,18 @@ class SupportChecker:
             self._weight = {k: math.log((len(self.sources) + 1) / n) for k, n in held.items() if n}
         return self._weight
 
+    def _hits(self, src: _Source) -> list[set[Key]]:
+        """For each sentence of ``src``: the question's words (of :meth:`_weights`) in it."""
+        if src.number not in self._hit:
+            weight = self._weights()
+            self._hit[src.number] = [{k for k in weight if any(a <= s < b for s, _ in src.spans(k))}
+                                     for a, b in src.sentences]
+        return self._hit[src.number]
+
     def _windows(self, src: _Source) -> list[tuple[set[Key], float]]:
         """For each sentence of ``src``: the question's words in it and its neighbours (``_BEFORE``, ``_AFTER``), weighed."""
         if src.number not in self._window:
-            weight = self._weights()
-            hits = [{k for k in weight if any(a <= s < b for s, _ in src.spans(k))} for a, b in src.sentences]
+            weight, hits = self._weights(), self._hits(src)
             windows = [set().union(*hits[max(0, i - _BEFORE): i + 1 + _AFTER]) for i in range(len(hits))]
             self._window[src.number] = [(w, sum(weight[k] for k in w)) for w in windows]
         return self._window[src.number]
@@ -367,8 +374,8 @@ class SupportChecker:
         before and the one after; if none of them holds ``_ABOUT`` of the
         question's weight while every cited source does somewhere else (it
         speaks of what was asked, as it was asked, but not beside the
-        claim), the claim is
-        marked with the question's heaviest words missing there. A cited
+        claim), the claim is marked with the question's heaviest words
+        missing there. A cited
         source that never speaks of what was asked is judged only for a
         number, where another shown source does, with another number beside
         it (operator's paragraph, with its 37, in another chunk); a name
@@ -380,10 +387,14 @@ class SupportChecker:
             return []
         need = sum(weight.values()) * _ABOUT
         best: tuple[float, set[Key]] = (-1.0, set())
+        elsewhere: bool | None = None  # looked up once, the first time a cited source does not speak of the question
         for src in (self.sources[n] for n in cited if n in self.sources):
             windows = self._windows(src)
-            if max((w for _, w in windows), default=0.0) < need and not self._number_elsewhere(keys, cited, need):
-                return []  # the cited source does not speak of what was asked as it was asked: nothing to compare
+            if max((w for _, w in windows), default=0.0) < need:
+                if elsewhere is None:
+                    elsewhere = self._number_elsewhere(keys, cited, need)
+                if not elsewhere:
+                    return []  # the cited source does not speak of what was asked as it was asked: nothing to compare
             for key in keys:
                 for start, _ in src.spans(key):
                     i = next((j for j, (a, b) in enumerate(src.sentences) if a <= start < b), None)
@@ -423,18 +434,15 @@ class SupportChecker:
         weight = self._weights()
         if _denies(claim) or _NEGATED.search(self.question) or len(weight) < 2:
             return ""
-        scored = []
-        for src in (self.sources[n] for n in cited if n in self.sources):
-            for start, end in src.sentences:
-                spans = [(k, s) for k in weight for s in src.spans(k) if start <= s[0] < end]
-                hit = {k for k, _ in spans}
-                if len(hit) >= 2:
-                    said = src.text[start:end].strip()
-                    scored.append((sum(weight[k] for k in hit), said, _negates(src.text, start, end, [s for _, s in spans])))
-        top = max((w for w, _, _ in scored), default=0.0)
+        scored = [(sum(weight[k] for k in hit), src, start, end, hit)
+                  for src in (self.sources[n] for n in cited if n in self.sources)
+                  for (start, end), hit in zip(src.sentences, self._hits(src)) if len(hit) >= 2]
+        top = max((w for w, *_ in scored), default=0.0)
         if top < sum(weight.values()) * _ABOUT:
             return ""
-        best = [(said, negated) for w, said, negated in scored if w >= top - 1e-9]
+        best = [(src.text[start:end].strip(), _negates(src.text, start, end,
+                                                      [s for k in hit for s in src.spans(k) if start <= s[0] < end]))
+                for w, src, start, end, hit in scored if w >= top - 1e-9]
         return best[0][0] if all(negated for _, negated in best) else ""
 
     def _evidence(self, claim: str, keys: list[Key], cited: list[int]) -> list[Evidence]:
@@ -473,9 +481,11 @@ class SupportChecker:
 _BEFORE = 2  # sentences before an answer that may name what it answers ("maxKeys ... Specify 0 ... Default: 1000.")
 _AFTER = 1  # and after it ("Its uid is 37. That is the operator user.")
 _ABOUT = 0.4  # share of the question words' weight a sentence must hold to be about what was asked
+_NOT = frozenset({"no", "not", "never", "none", "neither", "nor"})
 # Negation in a source sentence or a question: "not", "no longer", "doesn't", "cannot", "never".
-_NEGATED = re.compile(r"\b(?:not|no|never|none|neither|nor|cannot)\b|\w*n[\'\u2019]t\b", re.I)
+_NEGATED = re.compile(rf"\b(?:{'|'.join(sorted(_NOT | {'cannot'}))})\b|\w*n['\u2019]t\b", re.I)
 _CLAUSE = re.compile(r"[,;:()]|\b(?:but|while|whereas|although|though|however|except|unless)\b", re.I)
+
 
 def _negates(text: str, start: int, end: int, spans: Sequence[tuple[int, int]], reach: int = 3) -> bool:
     """Is what was asked negated in ``text[start:end]``: a negation followed, within ``reach`` words of its clause,
@@ -502,7 +512,7 @@ def _negates(text: str, start: int, end: int, spans: Sequence[tuple[int, int]], 
     return False
 
 
-_NEGATIONS = frozenset({"no", "not", "never", "none", "neither", "nor", "false", "incorrect"})
+_NEGATIONS = _NOT | {"false", "incorrect"}  # a reply's denial: "No, that is incorrect [1]"
 
 
 def _denies(claim: str) -> bool:
