@@ -123,6 +123,7 @@ def outcomes(report_path: Path, root: Path, seen: set, replies: dict | None = No
                     "missing": [c.missing for c in result.unsupported], "shown": result.text,
                     "contradicted": [c.contradicted_by for c in result.unsupported if c.contradicted_by],
                     "far": [c.far_from for c in result.unsupported if c.far_from],
+                    "apart": [c.apart for c in result.unsupported if c.apart],
                     "precision_before": citation_precision(parse_citations(reply), supporting),
                     "precision_after": citation_precision(parse_citations(result.text), supporting)})
     store.close()
@@ -144,6 +145,9 @@ def summary(rows: list[dict]) -> dict:
             # ... by the check that a short answer is in the cited source, but not where it speaks of what was asked
             "far_wrong": sum(bool(r["far"]) for r in wrong),
             "far_right": sum(bool(r["far"]) for r in right),
+            # ... by the check that a number and a name of the answer stand in different sentences of its source
+            "apart_wrong": sum(bool(r["apart"]) for r in wrong),
+            "apart_right": sum(bool(r["apart"]) for r in right),
             "recited": sum(r["recited"] for r in rows),
             "recited_wrong": sum(r["recited"] and not r["flagged"] for r in wrong),
             "recited_right": sum(r["recited"] and not r["flagged"] for r in right),
@@ -183,7 +187,8 @@ def main() -> None:
                 print(f"[{row['set']}] {kind} flagged={row['flagged']} {row['reply']!r} -> {row['shown']!r} "
                       f"gold={row['answers']} missing={row['missing']}"
                       + (f" says={row['contradicted'][0]!r}" if row["contradicted"] else "")
-                      + (f" far_from={row['far'][0]}" if row["far"] else ""))
+                      + (f" far_from={row['far'][0]}" if row["far"] else "")
+                      + (f" apart={row['apart'][0]}" if row["apart"] else ""))
 
 
 if __name__ == "__main__":

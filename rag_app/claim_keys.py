@@ -6,6 +6,9 @@ cites; this module says what that content is. Key content is:
 * numbers, with a magnitude or percent suffix when it has one (``0.8M``,
   ``125 M``, ``12.5%``, ``13,527``): the same value and suffix must occur;
 * capitalised words not at a sentence start (names, places, ``NASA``);
+* code-like tokens (``libtasn1.h``, ``PYTHON_BUILD_CACHE_PATH``,
+  ``querystring.unescape()``, ``--keep``, a backticked token): copied, not
+  paraphrased, so the source must write the token whole, not just its words;
 * for a short claim (a few words, the answer span itself), its content words.
 
 Words the question already has are not key content: they are what was
@@ -96,6 +99,7 @@ class Key:
     words: tuple[str, ...] = ()
     adjacent: bool = True
     quorum: int = 0  # of ``words`` (not adjacent), how many a source must hold; 0: all
+    code: str | None = None  # a code-like token the source must write whole (case aside)
 
 
 def _content(claim: str, question: str, names: Collection[str]) -> tuple[list[Key], list[re.Match[str]], int]:
@@ -128,6 +132,35 @@ def _content(claim: str, question: str, names: Collection[str]) -> tuple[list[Ke
     return keys, content, len(words) + len(numbers)
 
 
+_EXT = "h|c|cc|cpp|hpp|py|js|mjs|ts|json|toml|ya?ml|xml|md|txt|sh|cfg|ini|conf|html?|css|rs|go|java|rb|lock|csv|log"
+_FILE = re.compile(rf"[\w-]+\.(?:{_EXT})", re.IGNORECASE)
+_OPTION = re.compile(r"--?[A-Za-z][\w-]*")
+_DOTTED = re.compile(r"[A-Za-z_]\w+(?:\.[A-Za-z_]\w+)+")  # querystring.unescape, os.path.join; not U.S. or e.g.
+_OPEN, _PUNCT, _CLOSE = "\"'“‘([{<*`", "\"'”’,.;:!?`", ")]}>*"
+
+
+def code_tokens(text: str) -> list[tuple[str, int, int]]:
+    """The code-like tokens of ``text`` with their spans: file names, snake_case and ENV_NAMES, dotted names,
+    calls, options, and any one backticked token that is not a bare number.
+
+    A call's ``()`` is dropped (the source may write ``f(str)``), and so is the
+    punctuation around a token.
+    """
+    out = []
+    for m in re.finditer(r"\S+", text):
+        raw = m.group()
+        ticked = raw.startswith("`") and raw.rstrip(_PUNCT[:-1]).endswith("`")
+        lead = len(raw) - len(raw.lstrip(_OPEN))
+        token = raw[lead:].rstrip(_PUNCT)
+        call = token.endswith("()")
+        token = token[:-2] if call else token.rstrip(_CLOSE + _PUNCT)
+        if "`" in token or not re.search(r"[^\W\d_]", token):  # `a`b is not one token; a number is no code
+            continue
+        if ticked or call or "_" in token or any(p.fullmatch(token) for p in (_FILE, _OPTION, _DOTTED)):
+            out.append((token, m.start() + lead, m.start() + lead + len(token)))
+    return out
+
+
 def key_content(claim: str, question: str = "", names: Collection[str] = (), span: bool = True) -> list[Key]:
     """What a source must hold for ``claim`` to be backed by it (see the module docstring).
 
@@ -138,12 +171,26 @@ def key_content(claim: str, question: str = "", names: Collection[str] = (), spa
             word at a sentence start is a name only if it is one of them.
         span: a short claim is an answer span, whose content words count.
     """
+    asked = normalise(question)
+    codes = [(t, a, b) for t, a, b in code_tokens(claim) if not _written_in(normalise(t), asked)]
+    for _, a, b in codes:  # the token whole is the check: its digits and words are not numbers and names of their own
+        claim = claim[:a] + " " * (b - a) + claim[b:]
     keys, content, length = _content(claim, question, names)
+    keys += [Key(t, code=normalise(t)) for t, _, _ in codes]
     # No number or name to check: a short claim is the answer span itself, checked by its content words.
     if not keys and content and span and length <= SHORT_CLAIM_WORDS:
         keys = [Key(" ".join(m.group() for m in content), words=tuple(normalise(m.group()) for m in content),
                     adjacent=False)]
     return list(dict.fromkeys(keys))
+
+
+def code_pattern(token: str) -> re.Pattern[str]:
+    """Where :func:`normalise`-d text writes ``token`` whole: not inside a longer name or option."""
+    return re.compile(rf"(?<![\w-]){re.escape(token)}(?![\w-])")
+
+
+def _written_in(token: str, text: str) -> bool:
+    return bool(code_pattern(token).search(text))
 
 
 def _titled(text: str) -> bool:

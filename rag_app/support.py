@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag_app.claim_keys import (
-    NAME_GAP, NUMBER, WORD, Key, adds_nothing, at_sentence_start, fold, key_content, normalise, number_key,
-    question_content, stem_match,
+    NAME_GAP, NUMBER, WORD, Key, adds_nothing, at_sentence_start, code_pattern, fold, key_content, normalise,
+    number_key, question_content, stem_match,
 )
 from rag_app.prompts import CITATION, SourceLike
 
@@ -75,6 +75,7 @@ class _Source:
                       if m.group()[0].isupper() and not at_sentence_start(self.text, m.start())}
         self.sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(self.text) if m.group().strip()]
         self._found: dict[Key, list[tuple[int, int]]] = {}
+        self._normalised: str | None = None
 
     def _word(self, word: str) -> list[tuple[int, int]]:
         return self.words.get(word) or [s for w, spans in self.words.items() if stem_match(word, w) for s in spans]
@@ -86,6 +87,10 @@ class _Source:
         return self._found[key]
 
     def _look_up(self, key: Key) -> list[tuple[int, int]]:
+        if key.code is not None:
+            if self._normalised is None:
+                self._normalised = normalise(self.text)
+            return [m.span() for m in code_pattern(key.code).finditer(self._normalised)]
         if key.number is not None:
             return self.numbers.get(key.number, [])
         if not key.adjacent or len(key.words) == 1:
@@ -148,8 +153,13 @@ class UnsupportedClaim:
     open_question: str = ""  # "which": a bare yes or no given to a question that asks for something else
     contradicted_by: str = ""  # the cited source's sentence on what was asked, which says the opposite
     far_from: list[str] = field(default_factory=list)  # what was asked that no cited passage holding the claim names
+    apart: tuple[str, str] = ()  # a number and a name of the claim that the cited source never writes together
 
     def warning(self) -> str:
+        if self.apart:
+            number, name = self.apart
+            return (f"\"{self.claim}\" (citing {_cites(self.cited)}): the source gives '{number}', but not where it "
+                    f"writes '{name}': check it before relying on it")
         if self.far_from:
             asked = ", ".join(f"'{k}'" for k in self.far_from)
             return (f"\"{self.claim}\" is in {_cites(self.cited)}, but not where it speaks of {asked}, "
@@ -190,7 +200,7 @@ def clip(text: str, width: int = 160) -> str:
     return text if len(text) <= width else text[: width - 1].rstrip() + "\u2026"
 
 
-def _exact(claim: str, keys: Sequence[Key]) -> bool:
+def _exact(keys: Sequence[Key]) -> bool:
     """Is the claim a number or a code-like token (`pyenv shell`, querystring.unescape(), --keep, PYTHON_BUILD_CACHE)?
 
     Those are copied, not paraphrased, so where they stand in the source
@@ -198,11 +208,7 @@ def _exact(claim: str, keys: Sequence[Key]) -> bool:
     two-step answer, or the source may phrase the question otherwise
     (docs/EVAL.md: the far check marked right names on xquad_en and MuSiQue).
     """
-    return bool(keys) and (all(k.number is not None for k in keys) or bool(_CODE.search(claim)))
-
-
-# Backticks, a call (a.b(), f()), an option (--keep, -k), an ENV_NAME, a file name (libtasn1.h, Override.xml).
-_CODE = re.compile(r"`|\w\(\)|(?:^|\s)--?[A-Za-z]|\b[A-Z][A-Z0-9]*_[A-Z0-9_]+\b|\b\w+\.(?:h|c|py|js|json|toml|ya?ml|xml|md|txt|sh)\b")
+    return bool(keys) and (all(k.number is not None for k in keys) or any(k.code for k in keys))
 
 
 def _has_content(text: str) -> bool:
@@ -307,9 +313,18 @@ class SupportChecker:
             if keys and shown:  # a claim citing only missing sources is already flagged as an invalid citation
                 cited = self._cover(claim, keys, shown, out, asked)
                 far = self._far(keys, cited) if not asked and len(out.unsupported) == marked \
-                    and _exact(claim.text, keys) else []
-                if far:
+                    and _exact(keys) else []
+                near = self._near_elsewhere(keys, cited) if far else []
+                if near:  # another shown source gives it where it speaks of the question: cite that one
+                    if out.recited and out.recited[-1].claim == claim.text:
+                        out.recited.pop()
+                    out.recited.append(Recited(claim.text, claim.cited, near))
+                    cited = near
+                elif far:
                     out.unsupported.append(UnsupportedClaim(claim.text, cited, [], far_from=far))
+                apart = self._apart(keys, cited) if not asked and len(out.unsupported) == marked else ()
+                if apart:
+                    out.unsupported.append(UnsupportedClaim(claim.text, cited, [], apart=apart))
             if asked and not self.asks and _decision(claim.text) and len(out.unsupported) == marked:
                 said = self._contradiction(claim.text, cited)
                 if said:
@@ -404,6 +419,48 @@ class SupportChecker:
             return []
         missing = sorted((k for k in weight if k not in best[1]), key=lambda k: -weight[k])
         return [k.label for k in missing if weight[k] >= weight[missing[0]] / 2][:3]
+
+    def _near_elsewhere(self, keys: Sequence[Key], cited: Sequence[int]) -> list[int]:
+        """The first uncited shown source holding every key where it speaks of what was asked, as [n]; else [].
+
+        "1 [3]" to which exit code rustfmt gives with --check: source 3's "1"
+        is "post-1.0"; source 1 says "with `--check` ... `1` if Rustfmt would
+        make changes".
+        """
+        need = sum(self._weights().values()) * _ABOUT
+        for src in (s for n, s in sorted(self.sources.items()) if n not in cited):
+            windows = self._windows(src)
+            near = [i for i, (_, w) in enumerate(windows) if w >= need]
+            if near and all(any(src.sentences[i][0] <= start < src.sentences[i][1] for start, _ in src.spans(k)
+                                for i in near) for k in keys):
+                return [src.number]
+        return []
+
+    def _apart(self, keys: Sequence[Key], cited: Sequence[int]) -> tuple[str, str]:
+        """A number of the claim and a name of it that no cited source writes in one sentence; () when one does.
+
+        "GNU Lesser General Public License version 3.0 [4]": source 4 says
+        the library is under the Lesser GPL "version 2.1 or later", and in
+        the next sentence that the tools are under the GPL "version 3.0": both
+        pieces are there, joined wrongly. Judged only where one cited source
+        holds every key (a claim may also draw on two sources).
+        """
+        numbers = [k for k in keys if k.number is not None]
+        names = [k for k in keys if k.number is None and k.code is None and k.adjacent and k.words]
+        if not numbers or not names:
+            return ()
+        judged = False
+        for src in (self.sources[n] for n in cited if n in self.sources):
+            if not all(src.spans(k) for k in (*numbers, *names)):
+                continue
+            judged = True
+            where = {k: {i for i, (a, b) in enumerate(src.sentences) for s, _ in src.spans(k) if a <= s < b}
+                     for k in (*numbers, *names)}
+            if set.intersection(*where.values()):
+                return ()
+        if not judged:
+            return ()
+        return next(((n.label, m.label) for n in numbers for m in names if not where[n] & where[m]), ())
 
     def _number_elsewhere(self, keys: Sequence[Key], cited: Sequence[int], need: float) -> bool:
         """Does an uncited shown source speak of what was asked, with a number beside it other than the claim's?"""

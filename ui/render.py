@@ -164,11 +164,16 @@ def source_body(source: Any, highlights: Sequence[tuple[int, int]] = ()) -> str:
 
 
 def unsupported_claim_note(claim: Any) -> str:
-    """Under an answer one of whose claims has content no source holds, or that its cited source contradicts."""
+    """Under an answer one of whose claims has content no source holds, or that its cited source contradicts
+    or gives apart from what was asked."""
     if getattr(claim, "far_from", None):
         asked = ", ".join(f"“{escape_markdown(k)}”" for k in claim.far_from)
         return (f"“{escape_markdown(claim.claim)}” is in the cited source, but not where it speaks of {asked}, "
                 "which the question asks about: check it before relying on it.")
+    if getattr(claim, "apart", ()):
+        number, name = (escape_markdown(x) for x in claim.apart)
+        return (f"“{escape_markdown(claim.claim)}”: the cited source gives “{number}”, but not where it writes "
+                f"“{name}”: check it before relying on it.")
     if getattr(claim, "contradicted_by", ""):
         return (f"“{escape_markdown(claim.claim)}”, but the cited source says: "
                 f"“{escape_markdown(clip(claim.contradicted_by))}” Check it before relying on it.")

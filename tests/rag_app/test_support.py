@@ -214,6 +214,77 @@ def test_only_numbers_and_code_are_judged_by_where_they_stand_not_names_or_phras
         assert claim.far_from and set(claim.far_from) <= {"keeps", "downloaded", "source", "installation"}
 
 
+def test_a_number_far_from_the_question_is_recited_to_the_source_that_gives_it_where_it_speaks_of_it():
+    readme = [Src("When running with `--check`, Rustfmt will exit with `0` if it would not make any formatting changes, "
+                  "and `1` if Rustfmt would make changes.", "rustfmt.md § Verifying"),
+              Src("Some code need not even compile. Post-1.0, the formatting of most code should not change.",
+                  "rustfmt.md § Limitations")]
+    question = "With --check, which exit code does rustfmt return if it would make formatting changes?"
+    result = check("1 [2]", readme, question)
+    assert result.text == "1 [1]" and result.unsupported == []
+    assert [(r.cited, r.to) for r in result.recited] == [([2], [1])]
+    # where no shown source gives it beside the question, the far mark stays
+    without = [Src("When running with `--check`, Rustfmt will exit with `0` if it would not make any formatting "
+                   "changes.", "rustfmt.md § Verifying"), readme[1]]
+    (claim,) = check("1 [2]", without, question).unsupported
+    assert claim.far_from and claim.cited == [2]
+
+
+LICENCE = Src("Anybody can redistribute the library under the terms of the GNU Lesser General Public License version "
+              "2.1 or later. The command line tools are licensed under the GNU General Public License version 3.0 or "
+              "later.", "libtasn1.pdf p. 4")
+
+
+def test_a_number_and_a_name_the_source_writes_in_different_sentences_are_marked():
+    question = "Under which licence can the Libtasn1 library itself be used and redistributed?"
+    (claim,) = check("GNU Lesser General Public License version 3.0 or later [1]", [LICENCE], question).unsupported
+    assert claim.apart == ("3.0", "GNU Lesser General Public License")
+    assert "the source gives '3.0', but not where it writes 'GNU Lesser General Public License'" in claim.warning()
+    assert check("GNU Lesser General Public License version 2.1 or later [1]", [LICENCE], question).unsupported == []
+    # drawn from two sources, a claim is not judged by either alone
+    parts = [Src("The GNU Lesser General Public License covers the library."), Src("Its version is 2.1.")]
+    assert check("GNU Lesser General Public License 2.1 [1][2]", parts, question).unsupported == []
+
+
+HEADER = [Src("This document describes the Libtasn1 library for ASN.1 parsing.", "libtasn1.pdf p. 4"),
+          Src("2.4 Library Notes\nThe header file of this library is libtasn1.h.", "libtasn1.pdf p. 7")]
+
+
+def test_a_code_token_is_looked_up_whole_not_as_its_words():
+    question = "What is the name of the header file of the Libtasn1 library?"
+    # "libtasn1.h" is not "Libtasn1" + "h": source 1 names the library, source 2 the file
+    result = check("libtasn1.h [1]", HEADER, question)
+    assert result.text == "libtasn1.h [2]" and result.unsupported == []
+    assert result.evidence[0].sentence == "The header file of this library is libtasn1.h."
+    env = [Src("* `PYTHON_BUILD_CACHE_PATH` keeps downloads.\n* `PYTHON_BUILD_BUILD_PATH` sets the build folder.",
+               "a.md"),
+           Src("Set PYTHON_BUILD for the build and PATH for the path to it.", "b.md")]
+    assert check("PYTHON_BUILD_BUILD_PATH [2]", env, "Which variable sets the build folder?").text == \
+        "PYTHON_BUILD_BUILD_PATH [1]"
+    # a longer or shorter token is another token: `<PACKAGE>_MAKE_OPTS` is not MAKE_OPTS, `virtualenv-delete` not this
+    assert check("MAKE_OPTS [1]", [Src("Use `<PACKAGE>_MAKE_OPTS` per package.")], "Which variable?").unsupported
+    delete = Src("Run `virtualenv-delete`, e.g. pyenv virtualenv-delete env.")
+    (claim,) = check("`pyenv-virtualenv-delete` [1]", [delete], "Which command deletes a virtualenv?").unsupported
+    assert claim.missing == ["pyenv-virtualenv-delete"]
+
+
+@pytest.mark.parametrize("reply, source", [
+    ("`querystring.unescape()` [1]", "querystring.unescape(str) decodes percent-encoded characters."),
+    ("LIBFFI_TMPDIR [1]", "Set the `LIBFFI_TMPDIR` environment variable to choose it."),
+    ("Override.xml [1]", "The file override.XML holds the user's own rules."),  # case aside
+    ("Use `--keep`. [1]", "Pass --keep to keep the build directory."),
+])
+def test_a_code_token_the_source_writes_is_found_whatever_surrounds_it(reply, source):
+    result = check(reply, [Src(source)], "Which one is it?")
+    assert result.unsupported == [] and result.text == reply
+
+
+def test_a_code_token_the_question_names_is_what_was_asked_not_what_the_answer_adds():
+    keys = key_content("asn1_der_decoding_element [1]", "What replaces the deprecated asn1_der_decoding_element?")
+    assert keys == []
+    assert [k.label for k in key_content("U.S. troops, e.g. in 1990")] == ["1990"]  # abbreviations are no code
+
+
 @pytest.mark.parametrize("question, said", [
     ("Is pyenv supported on Linux?", "Pyenv is supported on Linux but not on Windows."),  # the "not" is of Windows
     ("Is libffi thread-safe?", "libffi is not only thread-safe but also fast."),
