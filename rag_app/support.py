@@ -579,6 +579,8 @@ def _denies(claim: str) -> bool:
 
 
 _OPEN_WORDS = frozenset({"which", "what", "who", "whom", "whose", "when", "where", "why", "how"})
+_PREPOSITIONS = frozenset("on in at under with by for from to of into over through during after before since "
+                          "until against between among within without about".split())
 
 
 # "When the cache is full, is ...?", "What about libffi: is it ...?": a yes/no question after an opening clause.
@@ -588,10 +590,19 @@ _CLOSED_AFTER_CLAUSE = re.compile(r"[,:;]\s*(?:is|are|was|were|do|does|did|can|c
 
 def _open_question(question: str) -> str:
     """The question word of a question that asks for something other than yes or no ("which"), else ""."""
-    first = re.findall(r"[a-z]+", question.lower())[:1]
-    if not first or first[0] not in _OPEN_WORDS or _CLOSED_AFTER_CLAUSE.search(question):
+    if _CLOSED_AFTER_CLAUSE.search(question):
         return ""
-    return first[0]
+    words = re.findall(r"[a-z]+", question.lower())
+    if words[:1] and words[0] in _OPEN_WORDS:  # "Which ..."
+        return words[0]
+    if not words or words[0] not in _PREPOSITIONS:
+        return ""
+    # "On which platform ...", "With --check, which exit code ..."
+    after_clause = re.match(r"[^,?]*,\s*([a-z]+)", question.lower())
+    for word in (words[1:2], [after_clause.group(1)] if after_clause else []):
+        if word and word[0] in _OPEN_WORDS:
+            return word[0]
+    return ""
 
 
 def _decision(claim: str) -> bool:

@@ -101,12 +101,15 @@ def test_a_yes_about_a_name_no_source_mentions_is_unsupported():
                                                "none of the sources shown: check it before relying on it")
 
 
-@pytest.mark.parametrize("question", ["Which asn1Parser option checks the syntax only?",
-                                      "How many keys does querystring.parse() read by default?"])
-def test_a_bare_yes_to_a_question_that_asks_for_something_else_is_marked(question):
+@pytest.mark.parametrize("question, word", [
+    ("Which asn1Parser option checks the syntax only?", "which"),
+    ("How many keys does querystring.parse() read by default?", "how"),
+    ("On which platform can ffi_prep_cif change the size of long double?", "which"),  # after a preposition
+    ("With --check, which exit code does asn1Parser return?", "which"),  # after an opening phrase
+])
+def test_a_bare_yes_to_a_question_that_asks_for_something_else_is_marked(question, word):
     result = check("Yes [1]", [LIBFFI, MIME], question)
     (claim,) = result.unsupported
-    word = question.split()[0].lower()
     assert claim.open_question == word and result.recited == []
     assert claim.warning() == f'"Yes" (citing [1]) does not answer a "{word}" question: check it before relying on it'
     assert not any(c.open_question for c in check("Yes [1]", [LIBFFI, MIME], "Is libffi completely thread-safe?").unsupported)
@@ -118,6 +121,8 @@ def test_a_bare_yes_to_a_question_that_asks_for_something_else_is_marked(questio
     ("Which is true of libffi, yes or no: it is thread-safe?", "No [1]"),
     ("Which database stores user preferences?", "No database stores user preferences [2]"),  # "No" as a word
     ("Which asn1Parser option checks the syntax only?", "Yes [1]. The --check option does [1]."),  # answered after
+    ("Does libffi, which is portable, stay completely thread-safe?", "Yes [1]"),  # "which" of a clause in a yes/no one
+    ("In libffi, is it completely thread-safe?", "Yes [1]"),
 ])
 def test_a_yes_or_no_that_answers_the_question_is_not_marked_as_not_answering_it(question, reply):
     assert not any(c.open_question for c in check(reply, [LIBFFI, MIME], question).unsupported)
