@@ -483,7 +483,9 @@ class SupportChecker:
         most of the question's words is negated while the question is not.
         Each word weighs by how few shown sources hold it (a manual's
         "ASN.1" on every page tells no sentence apart); the sentence needs
-        two of them and 0.4 of the weight, and where cited sentences tie, all
+        two of them and 0.4 of the weight the cited sources hold (not of
+        all: the asker's own example, "such as a user's preferred
+        application", may be in another source only), and where cited sentences tie, all
         must be negated (near the question's words: :func:`_negates`). Only
         "Yes" is checked: a "No" is often right where the source just says
         something else.
@@ -495,7 +497,9 @@ class SupportChecker:
                   for src in (self.sources[n] for n in cited if n in self.sources)
                   for (start, end), hit in zip(src.sentences, self._hits(src)) if len(hit) >= 2]
         top = max((w for w, *_ in scored), default=0.0)
-        if top < sum(weight.values()) * _ABOUT:
+        held = sum(w for k, w in weight.items()
+                   if any(self.sources[n].spans(k) for n in cited if n in self.sources))
+        if top < held * _ABOUT:
             return ""
         best = [(src.text[start:end].strip(), _negates(src.text, start, end,
                                                       [s for k in hit for s in src.spans(k) if start <= s[0] < end]))

@@ -1,6 +1,8 @@
 """Answers checked against their sources (rag_app.support): key content, re-citing, unsupported claims, evidence."""
 
+import json
 from dataclasses import dataclass
+from pathlib import Path
 
 import pytest
 from helpers import build_index
@@ -152,6 +154,14 @@ def test_a_yes_that_the_cited_source_says_the_opposite_of_is_marked_with_that_se
     assert claim.warning() == (f'"{reply.split(" [")[0]}" (citing [1]), but the cited source says: "libffi is not '
                                'completely thread-safe.": check it before relying on it')
     assert result.text == reply  # shown with the warning, not withheld
+
+
+def test_a_yes_is_marked_where_the_question_words_the_cited_source_lacks_are_in_another_source():
+    # "such as a user's preferred application" is the asker's example: only source 2 holds it, so source 1's
+    # "NOT intended to store user preferences" holds under 0.4 of all the question's weight, but most of its own
+    case = json.loads((Path(__file__).parents[1] / "data" / "support" / "mime-preferences.json").read_text())
+    (claim,) = check("Yes [1]", [Src(t) for t in case["sources"]], case["question"]).unsupported
+    assert claim.contradicted_by == "The MIME database is NOT intended to store user preferences."
 
 
 @pytest.mark.parametrize("question, sources", [
