@@ -37,8 +37,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from rag_app.claim_keys import (
-    NAME_GAP, NUMBER, WORD, Key, adds_nothing, at_sentence_start, code_pattern, fold, key_content, normalise,
-    number_key, question_content, stem_match,
+    NAME_GAP, NUMBER, WORD, Key, adds_nothing, at_sentence_start, code_pattern, code_tokens, fold, key_content,
+    normalise, number_key, question_content, stem_match,
 )
 from rag_app.prompts import CITATION, SourceLike
 
@@ -154,6 +154,7 @@ class UnsupportedClaim:
     contradicted_by: str = ""  # the cited source's sentence on what was asked, which says the opposite
     far_from: list[str] = field(default_factory=list)  # what was asked that no cited passage holding the claim names
     apart: tuple[str, str] = ()  # a number and a name of the claim that the cited source never writes together
+    echoes: bool = False  # with ``open_question``: the claim only gives back the code the question names
 
     def warning(self) -> str:
         if self.apart:
@@ -168,8 +169,9 @@ class UnsupportedClaim:
             return (f"\"{self.claim}\" (citing {_cites(self.cited)}), but the cited source says: "
                     f"\"{clip(self.contradicted_by)}\": check it before relying on it")
         if self.open_question:
-            return (f"\"{self.claim}\" (citing {_cites(self.cited)}) does not answer a \"{self.open_question}\" "
-                    "question: check it before relying on it")
+            echo = ", which the question names itself," if self.echoes else ""
+            return (f"\"{self.claim}\" (citing {_cites(self.cited)}){echo} does not answer a "
+                    f"\"{self.open_question}\" question: check it before relying on it")
         what = ", ".join(f"'{k}'" for k in self.missing)
         where = f"asked about; \"{self.claim}\" answers it" if self.asked else f"in \"{self.claim}\""
         return f"{what} ({where}, citing {_cites(self.cited)}) is in none of the sources shown: check it before relying on it"
@@ -284,6 +286,16 @@ class SupportChecker:
                     quorum=(len(held) + 1) // 2)
         return facts + [about] if held and any(s.spans(about) for s in self.sources.values()) else facts
 
+    def _echoes(self, claim: str) -> bool:
+        """Does the claim name only code the question names ("package.json" to "Which package.json property ...?")?
+
+        Measured on every reply of the day's runs to a which/what question
+        (docs/EVAL.md): each such reply was wrong.
+        """
+        asked = {t.lower() for t, _, _ in code_tokens(self.question)}
+        said = {t.lower() for t, _, _ in code_tokens(claim)}
+        return bool(said) and said <= asked
+
     def anywhere(self, key: Key) -> bool:
         """Does some shown source hold ``key``?"""
         return any(s.spans(key) for s in self.sources.values())
@@ -306,6 +318,9 @@ class SupportChecker:
                 keys = [k for k in self.asked if k.quorum] if _denies(claim.text) else self.asked
                 if self.asks and _decision(claim.text):  # "Yes" to "Which ...?": nothing to look up
                     bare.append(UnsupportedClaim(claim.text, claim.cited, [], True, self.asks))
+                    keys = []
+                elif self.asks and self._echoes(claim.text):  # "package.json" to "Which package.json property ...?"
+                    bare.append(UnsupportedClaim(claim.text, claim.cited, [], True, self.asks, echoes=True))
                     keys = []
             shown = [n for n in claim.cited if n in self.sources]
             cited = claim.cited

@@ -178,7 +178,8 @@ def unsupported_claim_note(claim: Any) -> str:
         return (f"“{escape_markdown(claim.claim)}”, but the cited source says: "
                 f"“{escape_markdown(clip(claim.contradicted_by))}” Check it before relying on it.")
     if getattr(claim, "open_question", ""):
-        return (f"“{escape_markdown(claim.claim)}” does not answer a “{claim.open_question}” question: "
+        echo = ", which the question names itself," if getattr(claim, "echoes", False) else ""
+        return (f"“{escape_markdown(claim.claim)}”{echo} does not answer a “{claim.open_question}” question: "
                 "check it before relying on it.")
     missing = ", ".join(f"“{escape_markdown(k)}”" for k in claim.missing)
     return (f"{missing} (in “{escape_markdown(claim.claim)}”) appears in none of the sources below: "

@@ -261,6 +261,27 @@ def test_a_number_and_a_name_the_source_writes_in_different_sentences_are_marked
     assert check("GNU Lesser General Public License 2.1 [1][2]", parts, question).unsupported == []
 
 
+COREPACK = Src("Corepack reads the `packageManager` field of your project's package.json to pick the package "
+               "manager and its version.", "corepack.md")
+
+
+@pytest.mark.parametrize("reply", ["package.json [1]", "`package.json` [1].", "The package.json [1]"])
+def test_a_reply_naming_only_the_code_the_question_names_is_marked_as_not_answering_it(reply):
+    question = "Which package.json property does Corepack read to find the package manager?"
+    (claim,) = check(reply, [COREPACK], question).unsupported
+    assert claim.echoes and claim.open_question == "which"
+    assert "which the question names itself, does not answer a \"which\" question" in claim.warning()
+
+
+@pytest.mark.parametrize("question, reply", [
+    ("Which package.json property does Corepack read to find the package manager?", "`packageManager` [1]"),
+    ("Which package.json property does Corepack read?", "packageManager, in package.json [1]"),  # names something new
+    ("Does Corepack read package.json?", "package.json [1]"),  # not an open question
+])
+def test_a_reply_giving_code_of_its_own_is_not_marked_as_an_echo(question, reply):
+    assert not any(c.echoes for c in check(reply, [COREPACK], question).unsupported)
+
+
 HEADER = [Src("This document describes the Libtasn1 library for ASN.1 parsing.", "libtasn1.pdf p. 4"),
           Src("2.4 Library Notes\nThe header file of this library is libtasn1.h.", "libtasn1.pdf p. 7")]
 

@@ -214,6 +214,10 @@ def test_an_unsupported_claim_note_names_what_is_missing_or_the_question_it_does
     assert render.unsupported_claim_note(far) == (
         "“41” is in the cited source, but not where it speaks of “operator”, which the question asks about: "
         "check it before relying on it.")
+    echo = UnsupportedClaim("package.json", [1], [], True, "which", echoes=True)
+    assert render.unsupported_claim_note(echo) == (
+        "“package.json”, which the question names itself, does not answer a “which” question: "
+        "check it before relying on it.")
     apart = UnsupportedClaim("LGPL 3.0", [4], [], apart=("3.0", "LGPL"))
     assert render.unsupported_claim_note(apart) == (
         "“LGPL 3.0”: the cited source gives “3.0”, but not where it writes “LGPL”: check it before relying on it.")
