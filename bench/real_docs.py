@@ -42,19 +42,55 @@ def _marked(rec: dict) -> bool:
                 or not rec["citations"])  # an uncited answer is warned as uncited
 
 
-def score(records: Path, index: Path, judged: Path | None) -> list[dict]:
+def _records(records: Path, config: str | None, rule: str | None) -> list[dict]:
+    """The run's records; with ``config``, that configuration's newest run, abstaining where ``rule`` would."""
+    if config is None:
+        return [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("afr", Path(__file__).parents[1] / "docs" / "eval" / "abstain_from_records.py")
+    sweep = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(sweep)
+    recs = sweep.latest_run(records, config)
+    if rule is not None:
+        parsed = sweep.parse_rule(rule)
+        for rec in recs:
+            rec["abstained"] = sweep.outcome(rec, parsed)["abstained"]
+    return recs
+
+
+def _recheck(rec: dict, texts: dict[int, str], locations: dict[int, str]) -> None:
+    """Mark ``rec`` with this checkout's support check, as rag eval would have."""
+    from rag_app.prompts import parse_citations
+    from rag_app.support import SupportChecker
+
+    class Shown:
+        def __init__(self, n: int) -> None:
+            self.number, self.text, self.location = n, texts[n], locations[n]
+
+    result = SupportChecker([Shown(n) for n in texts], rec["question"]).check(rec.get("model_reply") or rec["reply"])
+    rec["reply"], rec["citations"] = result.text, parse_citations(result.text)
+    rec["scores"]["unsupported_claims"] = float(bool(result.unsupported))
+    rec["scores"]["recited"] = float(bool(result.recited))
+
+
+def score(records: Path, index: Path, judged: Path | None, config: str | None = None, rule: str | None = None,
+          recheck: bool = False) -> list[dict]:
     items = {i.id: i for i in read_items(QA)}
     evidence = {json.loads(line)["id"]: json.loads(line).get("evidence", "") for line in QA.read_text().splitlines() if line}
     hand = {}
     if judged and judged.is_file():
         hand = {r["id"]: r for r in map(json.loads, judged.read_text().splitlines()) if r}
-    recs = [json.loads(line) for line in records.read_text().splitlines() if line.strip()]
+    recs = _records(records, config, rule)
     rows = []
     with IndexStore.open(index) as store:
         for rec in recs:
             item = items[rec["id"]]
             shown = rec["retrieved"][: len(rec["sources"])]
-            texts = {n: c.text for n, c in zip(range(1, len(shown) + 1), store.get_chunks([h["chunk_id"] for h in shown]))}
+            chunks = store.get_chunks([h["chunk_id"] for h in shown])
+            texts = {n: c.text for n, c in zip(range(1, len(shown) + 1), chunks)}
+            if recheck and rec["reply"] and not rec["abstained"]:
+                _recheck(rec, texts, {n: c.location for n, c in zip(range(1, len(shown) + 1), chunks)})
             quote = _quote(evidence[item.id])
             passage = any(answer_in_text([quote], t) for t in texts.values()) if quote else None
             # a yes/no answer is not a string to find: only its evidence sentence counts
@@ -114,11 +150,22 @@ def summary(rows: list[dict]) -> dict[str, object]:
 
 
 def main(argv: list[str]) -> None:
-    args = [a for a in argv if not a.startswith("--")]
-    run = Path(args[0])
-    index = Path(json.loads((run / "report.json").read_text())["configs"][0]["index"])
-    rows = score(run / "records.jsonl", index, Path(args[1]) if len(args) > 1 else None)
-    if "--rows" in argv:
+    import argparse
+
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", type=Path)
+    ap.add_argument("judged", type=Path, nargs="?")
+    ap.add_argument("--rows", action="store_true")
+    ap.add_argument("--config")
+    ap.add_argument("--rule")
+    ap.add_argument("--recheck", action="store_true")
+    args = ap.parse_args(argv)
+    if args.rule and not args.config:
+        raise SystemExit("--rule needs --config: a rule reads one configuration's run")
+    report = json.loads((args.run / "report.json").read_text())
+    index = Path(next((c["index"] for c in report["configs"] if c["name"] == args.config), report["configs"][0]["index"]))
+    rows = score(args.run / "records.jsonl", index, args.judged, args.config, args.rule, args.recheck)
+    if args.rows:
         for r in rows:
             print(json.dumps(r, ensure_ascii=False))
     print(json.dumps(summary(rows), indent=1))
