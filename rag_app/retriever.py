@@ -85,6 +85,7 @@ class Retriever:
         self.embedder = embedder
         self.config = config
         self.reranker = reranker if reranker is not None else load_reranker(config.rerank_model)
+        self._last: tuple[str, np.ndarray] | None = None
 
     def _dense(self, qvec: np.ndarray, n: int, exclude: Collection[str]) -> list[tuple[int, float]]:
         """Top-n (id, cosine) after dropping excluded docs; widens the search until n survive."""
@@ -115,8 +116,15 @@ class Retriever:
                 return pairs[:n]
             fetch = min(total, fetch * 4)
 
+    def _embed(self, query: str) -> np.ndarray:
+        """The query's vector; the last one is kept, since the coverage gate asks again for the dense neighbours."""
+        if self._last is None or self._last[0] != query:
+            self._last = (query, self.embedder.embed_query(query))
+        return self._last[1]
+
     def retrieve(
-        self, query: str, k: int | None = None, exclude_doc_ids: Collection[str] = (), query_vector: np.ndarray | None = None
+        self, query: str, k: int | None = None, exclude_doc_ids: Collection[str] = (), query_vector: np.ndarray | None = None,
+        mode: str | None = None,
     ) -> list[RetrievedChunk]:
         """The best ``k`` chunks (default ``top_k``), best first.
 
@@ -125,18 +133,21 @@ class Retriever:
             k: how many to return.
             exclude_doc_ids: doc ids to leave out (evaluation withholds gold documents with it).
             query_vector: ``query`` already embedded (batch callers embed many at once).
+            mode: another mode than the configured one for this search (the pipeline's coverage gate reads the
+                dense neighbours whatever the mode).
         """
         cfg = self.config
+        mode = mode or cfg.mode
         k = k or cfg.top_k
         exclude = set(exclude_doc_ids)
         pool = max(cfg.fetch_k, k)
         # Also for bm25: the no-good-source threshold is on cosine.
-        qvec = query_vector if query_vector is not None else self.embedder.embed_query(query)
-        dense = self._dense(qvec, pool, exclude) if cfg.mode in ("dense", "hybrid") else []
-        sparse = self._bm25(query, pool, exclude) if cfg.mode in ("bm25", "hybrid") else []
-        if cfg.mode == "dense":
+        qvec = query_vector if query_vector is not None else self._embed(query)
+        dense = self._dense(qvec, pool, exclude) if mode in ("dense", "hybrid") else []
+        sparse = self._bm25(query, pool, exclude) if mode in ("bm25", "hybrid") else []
+        if mode == "dense":
             ranked = dense
-        elif cfg.mode == "bm25":
+        elif mode == "bm25":
             ranked = sparse
         else:
             ranked = rrf([[i for i, _ in dense], [i for i, _ in sparse]], k=cfg.rrf_k)[:pool]

@@ -244,7 +244,9 @@ def abstain_note(answer: Any, min_score: float | None = None, mode: str = "dense
     missing = getattr(answer, "not_covered", None)
     if missing:  # rag_app.coverage: the sources are about something else
         terms = ", ".join(f"'{t}'" for t in missing[:6]) + (" ..." if len(missing) > 6 else "")
-        return (f"The sources found do not mention {terms}, so the model was not asked. {try_next} "
+        # outside dense mode the gate read the passages closest in meaning (rag_app.pipeline._gate_sources)
+        where = "The sources found" if mode == "dense" else "The passages closest in meaning to the question"
+        return (f"{where} do not mention {terms}, so the model was not asked. {try_next} "
                 "If no document covers them, ingest one that does.")
     threshold = f" (retrieve.min_score {min_score:g})" if min_score is not None else ""
     if near:

@@ -121,6 +121,31 @@ def test_min_coverage_zero_turns_the_gate_off_and_follow_ups_are_not_gated(rag):
     assert len(gen.calls) == 1 and follow.coverage is None
 
 
+@pytest.mark.parametrize("mode, gated", [("hybrid", True), ("bm25", True), ("dense", False)])
+def test_the_gate_reads_the_dense_neighbours_whatever_the_sources_shown(tmp_path, fake_embedder, mode, gated):
+    # BM25 finds the passage holding the question's words; here the passages closest in meaning are others
+    docs = {**DOCS, "rivers": ["Vienna and Budapest: the river that flows through both is long."]}
+    store = build_index(tmp_path / "idx", fake_embedder, docs)
+    gen = FakeGenerator("The Danube [1].")
+    s = load_settings(index=tmp_path / "idx", retrieve={"top_k": 2, "min_score": 0.0, "mode": mode})
+    pipe = RagPipeline(s, store=store, embedder=fake_embedder, generator=gen)
+    seen, retrieve = [], pipe.retriever.retrieve
+
+    def closest_elsewhere(query, k=None, exclude_doc_ids=(), query_vector=None, mode=None):
+        seen.append(mode)
+        if mode == "dense":  # the gate's own search
+            exclude_doc_ids = {*exclude_doc_ids, "rivers"}
+        return retrieve(query, k, exclude_doc_ids, query_vector, mode)
+
+    pipe.retriever.retrieve = closest_elsewhere
+    answer = pipe.answer("Which river flows through Vienna and Budapest?")
+    assert "rivers" in [src.chunk.doc_id for src in answer.sources]  # shown in every mode
+    assert answer.skipped_generation is gated and (gen.calls == []) is gated
+    assert ("dense" in seen) is (mode != "dense")  # dense mode gates on the sources shown: no second search
+    if gated:
+        assert "Vienna" in answer.not_covered and answer.coverage == 0.0
+
+
 def test_empty_question_is_refused(rag):
     pipe, _ = rag()
     with pytest.raises(EmptyQuestionError, match="empty"):

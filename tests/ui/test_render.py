@@ -137,6 +137,10 @@ def test_abstain_note_names_the_terms_no_source_mentions():
     note = render.abstain_note(gated, min_score=0.15, hybrid_hint="--hybrid")
     assert note.startswith("The sources found do not mention 'Aschenbrodel', 'Vienna', 'composed', so the model was not asked.")
     assert "--hybrid" in note and "ingest one that does" in note
+    # hybrid and BM25 sources are not what the gate read: the passages closest in meaning are
+    hybrid = render.abstain_note(gated, min_score=0.15, mode="hybrid")
+    assert hybrid.startswith("The passages closest in meaning to the question do not mention 'Aschenbrodel'")
+    assert "Hybrid" not in hybrid
     gated.not_covered = [f"t{i}" for i in range(9)]
     assert "'t5' ..." in render.abstain_note(gated) and "'t6'" not in render.abstain_note(gated)
 
