@@ -167,8 +167,8 @@ def _generation_overrides(
 
 
 KOpt = Annotated[Optional[int], typer.Option("--k", "-k", help="Sources to retrieve (default 5).")]
-ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="Retrieval: dense, hybrid or bm25.")]
-HybridOpt = Annotated[bool, typer.Option("--hybrid", help="Dense + BM25 fused by reciprocal rank.")]
+ModeOpt = Annotated[Optional[str], typer.Option("--mode", help="Retrieval: hybrid (default), dense or bm25.")]
+HybridOpt = Annotated[bool, typer.Option("--hybrid", help="Dense + BM25 fused by reciprocal rank (the default mode).")]
 MmrOpt = Annotated[Optional[bool], typer.Option("--mmr/--no-mmr", help="Drop near-duplicate sources.")]
 ModelOpt = Annotated[Optional[str], typer.Option("--model", help="'bundled', a Hugging Face id, or a local folder.")]
 AdapterOpt = Annotated[Optional[str], typer.Option("--adapter", help="LoRA adapter folder (default: the shipped one).")]

@@ -282,8 +282,7 @@ class RagPipeline:
             return _Prepared(sources, None, retrieve_ms, None, None)
         # A follow-up leans on earlier turns ("and the second one?"): its own terms say little, so it is not gated.
         # Checked on every source first: under the bar there, no model is loaded to say "I don't know".
-        coverage = None if history else self._gate(SupportChecker(self._gate_sources(question, sources, exclude_doc_ids),
-                                                                  question))
+        coverage = None if history else self._gate(self.gate_coverage(question, sources, exclude_doc_ids))
         if coverage is not None and coverage.below(self.settings.retrieve.min_coverage):
             return _Prepared(sources, None, retrieve_ms, None, coverage)
         gen = self.generator
@@ -302,7 +301,16 @@ class RagPipeline:
                 return _Prepared(kept, None, retrieve_ms, support, coverage)
         return _Prepared(kept, build_messages(question, kept, history), retrieve_ms, support, coverage)
 
-    def _gate_sources(self, question: str, sources: list[Source], exclude_doc_ids: Sequence[str]) -> list[Source]:
+    def gate_coverage(self, question: str, sources: Sequence[Any], exclude_doc_ids: Sequence[str] = ()) -> Coverage:
+        """The question's coverage as the gate measures it, whether or not it is applied (``rag eval`` records it).
+
+        Args:
+            sources: the sources shown (chunks or :class:`Source`), best first.
+            exclude_doc_ids: as searched: a withheld gold document must not reach the gate's own search.
+        """
+        return question_coverage(SupportChecker(self._gate_sources(question, list(sources), exclude_doc_ids), question))
+
+    def _gate_sources(self, question: str, sources: list[Any], exclude_doc_ids: Sequence[str]) -> list[Any]:
         """The passages the coverage gate reads: the sources shown in dense mode, else the dense neighbours.
 
         BM25 ranks a passage by the question's words it holds, so passages it
@@ -317,9 +325,9 @@ class RagPipeline:
         hits = self.retriever.retrieve(question, k=len(sources), exclude_doc_ids=exclude_doc_ids, mode="dense")
         return [Source(h.rank, h.chunk, h.score, h.dense_score) for h in hits]
 
-    def _gate(self, support: SupportChecker) -> Coverage:
-        """The question's coverage by ``support``'s sources, logged when it is under ``retrieve.min_coverage``."""
-        coverage = question_coverage(support)
+    def _gate(self, coverage: Coverage | SupportChecker) -> Coverage:
+        """``coverage`` (or that of a checker's sources), logged when it is under ``retrieve.min_coverage``."""
+        coverage = question_coverage(coverage) if isinstance(coverage, SupportChecker) else coverage
         if coverage.below(self.settings.retrieve.min_coverage):
             log.info("the sources mention %.0f%% of the question's terms < min_coverage %.0f%% (missing: %s): "
                      "abstaining without the model", 100 * coverage.share, 100 * self.settings.retrieve.min_coverage,

@@ -176,7 +176,8 @@ def _source_dict(number: int, chunk: Any, score: float) -> dict[str, Any]:
 
 
 def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[Any], answer: Any | None,
-                 top_k: int, withheld: bool, ks: Sequence[int], retrieve_ms: float) -> dict[str, Any]:
+                 top_k: int, withheld: bool, ks: Sequence[int], retrieve_ms: float,
+                 coverage: Any = None) -> dict[str, Any]:
     """One line of records.jsonl: the question, what was retrieved and said, its scores and latency."""
     if answer is not None:
         chunks = [src.chunk for src in answer.sources]
@@ -188,9 +189,10 @@ def build_record(run: RunSpec, fingerprint: str, item: QAItem, hits: Sequence[An
         sources = [_source_dict(h.rank, h.chunk, h.score) for h in hits[:top_k]]
         latency = {"retrieve_ms": retrieve_ms, "ttft_ms": None, "total_ms": retrieve_ms}
     docs, _ = m.dedupe_docs([h.chunk.doc_id for h in hits])
-    # How much of the question the sources shown mention: from a run with retrieve.min_coverage = 0, any
-    # setting of it follows (docs/eval/abstain_from_records.py).
-    coverage = question_coverage(SupportChecker(chunks, item.question)) if chunks else None
+    # How much of the question the gate's passages mention (RagPipeline.gate_coverage; given, or the shown
+    # sources'): from a run with retrieve.min_coverage = 0, any setting of it follows (docs/eval/abstain_from_records.py).
+    if coverage is None and chunks:
+        coverage = question_coverage(SupportChecker(chunks, item.question))
     return {
         "config": run.name,
         "fingerprint": fingerprint,
@@ -368,10 +370,15 @@ def answer_question(pipeline: Any, state: RunState, item: QAItem, config: EvalCo
     deep) is the one the answer's sources are the first ``top_k`` of.
     ``withheld``: the question's gold docs are left out of the search.
     """
-    found = pipeline.search(item.question, exclude_doc_ids=item.gold_doc_ids if withheld else (), k=config.depth)
+    exclude = item.gold_doc_ids if withheld else ()
+    found = pipeline.search(item.question, exclude_doc_ids=exclude, k=config.depth)
     top_k = pipeline.settings.retrieve.top_k
-    answer = None if config.retrieval_only else pipeline.answer(item.question, retrieved=found.top(top_k))
-    return build_record(state.spec, state.fingerprint, item, found.hits, answer, top_k, withheld, config.ks, found.ms)
+    answer = None if config.retrieval_only else pipeline.answer(item.question, exclude_doc_ids=exclude,
+                                                                retrieved=found.top(top_k))
+    shown = [src.chunk for src in answer.sources] if answer is not None else [h.chunk for h in found.hits[:top_k]]
+    coverage = pipeline.gate_coverage(item.question, shown, exclude) if shown else None
+    return build_record(state.spec, state.fingerprint, item, found.hits, answer, top_k, withheld, config.ks, found.ms,
+                        coverage)
 
 
 def _in_dataset_order(states: Sequence[RunState], dataset: Dataset) -> None:

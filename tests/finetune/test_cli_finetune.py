@@ -34,7 +34,7 @@ def test_dry_run_prints_examples_and_token_stats(qa_set, tiny_smollm, monkeypatc
     assert stats["examples"] == 6 and stats["tokens_max"] < 400  # 8 train questions, 2 of 8 docs held out
     data = json.loads(out[out.rindex('{\n  "data"'):])["data"]
     assert data["sets"]["cities"]["train_questions"] == 6 and data["train_per_set"] == {"cities": 6}
-    assert data["raft"]["distractors_from"] == "dense"  # the served default
+    assert data["raft"]["distractors_from"] == "hybrid"  # the served default
 
 
 def test_hard_negatives_come_from_the_mode_asked_for(qa_set, tiny_smollm, monkeypatch, capsys):

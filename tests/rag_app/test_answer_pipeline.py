@@ -188,7 +188,12 @@ def test_an_answer_from_a_search_already_made_searches_no_more(rag, monkeypatch)
     pipe, gen = rag("Tokyo [1].")
     found = pipe.search("capital of Japan?", k=4)  # deeper than top_k, as rag eval scores it
     assert len(found.hits) == 4 and found.ms > 0
-    monkeypatch.setattr(pipe.retriever, "retrieve", lambda *a, **k: pytest.fail("searched again"))
+    retrieve = pipe.retriever.retrieve
+
+    def gate_only(*a, **k):  # hybrid (the default): the coverage gate reads the dense neighbours, nothing else
+        return retrieve(*a, **k) if k.get("mode") == "dense" else pytest.fail("searched again")
+
+    monkeypatch.setattr(pipe.retriever, "retrieve", gate_only)
     answer = pipe.answer("capital of Japan?", retrieved=found.top(2))
     assert [(s.number, s.chunk.id) for s in answer.sources] == [(h.rank, h.chunk.id) for h in found.hits[:2]]
     assert answer.timings.retrieve_ms == found.ms and answer.timings.total_ms >= found.ms

@@ -11,6 +11,8 @@ from conftest import FakeEmbedder, FakeGenerator
 from rag_app.config import load_settings
 from rag_app.evaluate import EvalConfig, evaluate, load_dataset, plan_runs
 from rag_app.evaluate.runner import RECORDS_FILE, read_records
+from rag_app.pipeline import RagPipeline
+from rag_app.store import IndexStore
 from rag_app.prompts import ABSTAIN
 from rag_app.repetition import Ending, Reply
 
@@ -273,6 +275,33 @@ def test_torn_last_record_line_is_rerun(setup):
     path.write_text("\n".join(lines[:-1]) + "\n" + lines[-1][:40])  # killed mid-write
     report, _ = evaluate(ds, runs, EvalConfig(retrieval_only=True), out, embedder=embedder)
     assert report["configs"][0]["finished"] == len(QUESTIONS)
+
+
+def test_the_gate_searches_without_the_withheld_gold_and_its_coverage_is_recorded(setup, monkeypatch):
+    """In hybrid mode the gate reads the dense neighbours (RagPipeline.gate_coverage): a withheld gold document
+    must not reach that search either, and the record's coverage is the gate's."""
+    from rag_app.retriever import Retriever
+
+    root, settings, embedder, out = setup
+    searches, retrieve = [], Retriever.retrieve
+
+    def spy(self, query, k=None, exclude_doc_ids=(), query_vector=None, mode=None):
+        searches.append((query, set(exclude_doc_ids), mode))
+        return retrieve(self, query, k, exclude_doc_ids, query_vector, mode)
+
+    monkeypatch.setattr(Retriever, "retrieve", spy)
+    hybrid = settings.model_copy(update={"retrieve": settings.retrieve.model_copy(update={"mode": "hybrid"})})
+    report, _ = evaluate(load_dataset(root), plan_runs([("h", hybrid)]), EvalConfig(unanswerable=0.5, seed=1), out,
+                         embedder=embedder, load_generator=lambda s: ScriptedGenerator())
+    recs = report["configs"][0]["records"]
+    for r in recs:
+        gate = [ex for q, ex, mode in searches if q == r["question"] and mode == "dense"]
+        assert gate and all(ex == (set(r["gold_doc_ids"]) if r["withheld"] else set()) for ex in gate)
+    pipe = RagPipeline(hybrid, store=IndexStore.open(hybrid.index), embedder=embedder, generator=FakeGenerator())
+    for r in recs:
+        shown = pipe.store.get_chunks([h["chunk_id"] for h in r["retrieved"][:len(r["sources"])]])
+        expect = pipe.gate_coverage(r["question"], shown, r["gold_doc_ids"] if r["withheld"] else ())
+        assert r["coverage"] == expect.share and r["coverage_missing"] == expect.missing
 
 
 def test_unanswerable_withholds_gold_docs(setup):
