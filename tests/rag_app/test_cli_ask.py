@@ -31,9 +31,9 @@ def test_ask_streams_the_answer_then_the_sources(env, monkeypatch, capsys):
 
 def test_ask_that_abstains_says_what_to_try(env, monkeypatch, capsys):
     env.reply = "I don't know from the provided documents."
-    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?")
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?", "--mode", "dense")
     assert code == 0 and "try --hybrid, or rephrase with words the document uses" in out.lower()
-    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?", "--hybrid")
+    code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?")  # hybrid, the default
     assert "--hybrid" not in out and "Rephrase with words the document uses" in out
     monkeypatch.setenv("RAG_RETRIEVE__MIN_SCORE", "0.99")  # nothing is close: the documents may not hold it
     code, out, _ = run_main(monkeypatch, capsys, "ask", "What is the capital of Japan?")
@@ -44,7 +44,7 @@ def test_chat_that_abstains_says_what_to_try(env, monkeypatch, capsys):
     env.reply = "I don't know from the provided documents."
     lines = iter(["What is the capital of Japan?", "/exit"])
     monkeypatch.setattr("rich.console.Console.input", lambda self, prompt="": next(lines))
-    code, out, _ = run_main(monkeypatch, capsys, "chat")
+    code, out, _ = run_main(monkeypatch, capsys, "chat", "--mode", "dense")
     assert code == 0 and "try --hybrid" in out.lower()
 
 
