@@ -315,10 +315,11 @@ class RagPipeline:
 
         BM25 ranks a passage by the question's words it holds, so passages it
         found mention the question's terms by construction, whether or not the
-        documents answer it: with hybrid sources, the gate abstained on 15-45%
-        of the questions whose gold document was withheld where it abstained on
-        60-70% with dense ones (docs/EVAL.md, "Hybrid by default"). The
-        passages closest in meaning say whether the documents speak of it.
+        documents answer it: with hybrid sources, the gate abstained on 20-45%
+        of the questions whose gold document was withheld (pubmedqa_l,
+        cmu_qa_wikipedia, MuSiQue) where it abstained on 60-70% with dense ones
+        (docs/EVAL.md, "Hybrid by default"). The passages closest in meaning
+        say whether the documents speak of it.
         """
         if self.settings.retrieve.mode == "dense":
             return sources
