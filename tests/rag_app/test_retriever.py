@@ -47,6 +47,20 @@ def test_hybrid_finds_exact_keyword_that_dense_ranks_lower(tmp_path, fake_embedd
     assert all(h.dense_score is not None for h in hybrid)
 
 
+def test_a_search_in_another_mode_reuses_the_question_embedding(tmp_path, fake_embedder, monkeypatch):
+    filler = [f"It is the one {n}, and it is for the thing, the one that it is for." for n in range(6)]
+    store = build_index(tmp_path / "idx", fake_embedder, {"faq": filler, "parts": ["XK-4471 ships with a brass valve."]})
+    question = "What is the XK-4471 and what is it for?"
+    r = Retriever(store, fake_embedder, RetrieveConfig(top_k=3, mode="hybrid"))
+    embedded, embed = [], fake_embedder.embed_query
+    monkeypatch.setattr(fake_embedder, "embed_query", lambda q: embedded.append(q) or embed(q))
+    assert r.retrieve(question)[0].chunk.doc_id == "parts"
+    assert "parts" not in [h.chunk.doc_id for h in r.retrieve(question, mode="dense")]  # as a dense retriever ranks
+    assert embedded == [question]  # the coverage gate's dense search costs no second embedding
+    r.retrieve("another question")
+    assert embedded == [question, "another question"]
+
+
 def test_mmr_option_drops_duplicate_chunks(tmp_path, fake_embedder):
     store = build_index(tmp_path / "idx", fake_embedder, {
         "a": ["Solar panels convert sunlight into electricity."],
