@@ -185,7 +185,8 @@ def _print_abstain_note(answer: Any, console: Any, retrieve: Any) -> None:
     if answer.abstained:
         from ui.render import abstain_note
 
-        console.print(abstain_note(answer, retrieve.min_score, retrieve.mode, hybrid_hint="--hybrid"),
+        console.print(abstain_note(answer, retrieve.min_score, retrieve.mode, hybrid_hint="--hybrid",
+                                   dense_hint="--mode dense"),
                       style="dim", markup=False, highlight=False)
 
 

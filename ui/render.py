@@ -233,12 +233,16 @@ def abstain_was_near(answer: Any, min_score: float | None = None) -> bool:
 
 
 def abstain_note(answer: Any, min_score: float | None = None, mode: str = "dense",
-                 hybrid_hint: str = "choose Hybrid under Search") -> str:
+                 hybrid_hint: str = "Hybrid under Search", dense_hint: str = "Dense under Search") -> str:
     """Why the assistant did not answer, and what to try: search differently when the sources were close
-    (``hybrid_hint`` names the switch in the caller's front door), ingest more when nothing was."""
+    (``hybrid_hint``/``dense_hint`` name the switch in the caller's front door), ingest more when nothing was.
+
+    From hybrid, dense is the other search to try: it ranks paraphrased questions better (MuSiQue,
+    docs/EVAL.md "Retrieval baselines"); from dense or BM25, hybrid."""
     near = abstain_was_near(answer, min_score)
     words = "rephrase with words the document uses"
-    try_next = (f"Try {hybrid_hint}, or {words}." if mode != "hybrid" else f"{words[0].upper()}{words[1:]}.")
+    other = f"{dense_hint} (it finds paraphrases)" if mode == "hybrid" else hybrid_hint
+    try_next = f"Try {other}, or {words}."
     if not answer.skipped_generation:
         return f"The model found no answer in the sources below. {try_next}"
     missing = getattr(answer, "not_covered", None)

@@ -120,8 +120,8 @@ def test_abstention_is_shown_apart_from_answers(built_index, make_app, fake_gene
 
     assistant = at.chat_message[1]
     assert [i.value for i in assistant.info] == [ABSTAIN]
-    # hybrid, the default: the note says to rephrase (with dense search it says to choose Hybrid under Search)
-    assert any("found no answer" in c and "Rephrase with words the document uses" in c for c in _texts(assistant.caption))
+    # hybrid, the default: the other search to try is dense (from dense it is Hybrid)
+    assert any("found no answer" in c and "Try Dense under Search" in c for c in _texts(assistant.caption))
     assert any("Closest passages" in c for c in _texts(assistant.caption))
 
 

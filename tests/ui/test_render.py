@@ -126,8 +126,9 @@ def test_abstain_note_suggests_another_search_when_the_sources_were_close():
     just_under = _answer(sources=[_source(1, score=0.12, dense=0.12)], citations=(), abstained=True, skipped=True)
     note = render.abstain_note(just_under, min_score=0.15)
     assert "model was not asked" in note and "Hybrid" in note and "ingest" not in note
-    # already hybrid: only the wording is left to change
-    assert "Hybrid" not in render.abstain_note(declined, min_score=0.15, mode="hybrid")
+    # already hybrid: dense is the other search to try
+    from_hybrid = render.abstain_note(declined, min_score=0.15, mode="hybrid")
+    assert "Hybrid" not in from_hybrid and "Try Dense under Search (it finds paraphrases), or rephrase" in from_hybrid
     assert "--hybrid" in render.abstain_note(declined, min_score=0.15, hybrid_hint="--hybrid")
 
 
@@ -140,7 +141,7 @@ def test_abstain_note_names_the_terms_no_source_mentions():
     # hybrid and BM25 sources are not what the gate read: the passages closest in meaning are
     hybrid = render.abstain_note(gated, min_score=0.15, mode="hybrid")
     assert hybrid.startswith("The passages closest in meaning to the question do not mention 'Aschenbrodel'")
-    assert "Hybrid" not in hybrid
+    assert "Hybrid" not in hybrid and "Dense under Search" in hybrid
     gated.not_covered = [f"t{i}" for i in range(9)]
     assert "'t5' ..." in render.abstain_note(gated) and "'t6'" not in render.abstain_note(gated)
 
