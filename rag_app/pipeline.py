@@ -296,7 +296,7 @@ class RagPipeline:
             if not kept:
                 coverage = None
             elif coverage is not None and self.settings.retrieve.mode == "dense":  # else it read the dense neighbours
-                coverage = self._gate(support)
+                coverage = self._gate(question_coverage(support))
             if coverage is not None and coverage.below(self.settings.retrieve.min_coverage):
                 return _Prepared(kept, None, retrieve_ms, support, coverage)
         return _Prepared(kept, build_messages(question, kept, history), retrieve_ms, support, coverage)
@@ -326,9 +326,8 @@ class RagPipeline:
         hits = self.retriever.retrieve(question, k=len(sources), exclude_doc_ids=exclude_doc_ids, mode="dense")
         return [Source(h.rank, h.chunk, h.score, h.dense_score) for h in hits]
 
-    def _gate(self, coverage: Coverage | SupportChecker) -> Coverage:
-        """``coverage`` (or that of a checker's sources), logged when it is under ``retrieve.min_coverage``."""
-        coverage = question_coverage(coverage) if isinstance(coverage, SupportChecker) else coverage
+    def _gate(self, coverage: Coverage) -> Coverage:
+        """``coverage``, logged when it is under ``retrieve.min_coverage``."""
         if coverage.below(self.settings.retrieve.min_coverage):
             log.info("the sources mention %.0f%% of the question's terms < min_coverage %.0f%% (missing: %s): "
                      "abstaining without the model", 100 * coverage.share, 100 * self.settings.retrieve.min_coverage,

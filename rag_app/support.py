@@ -31,6 +31,7 @@ holds most of its key content and where each key occurs, for the CLI's
 
 from __future__ import annotations
 
+import bisect
 import math
 import re
 from collections.abc import Sequence
@@ -74,6 +75,7 @@ class _Source:
         self.names = {normalise(m.group()) for m in WORD.finditer(self.text)
                       if m.group()[0].isupper() and not at_sentence_start(self.text, m.start())}
         self.sentences = [(m.start(), m.end()) for m in _SENTENCE.finditer(self.text) if m.group().strip()]
+        self._starts = [a for a, _ in self.sentences]
         self._found: dict[Key, list[tuple[int, int]]] = {}
         self._normalised: str | None = None
 
@@ -104,6 +106,15 @@ class _Source:
             if all(stem_match(w, t[0]) for w, t in zip(key.words, run)) and all(
                     NAME_GAP.fullmatch(self.text[a[2]: b[1]]) for a, b in zip(run, run[1:])):
                 out.append((run[0][1], run[-1][2]))
+        return out
+
+    def sentences_of(self, key: Key) -> set[int]:
+        """The indices of the sentences (of :attr:`sentences`) in which ``key`` occurs."""
+        out = set()
+        for start, _ in self.spans(key):
+            i = bisect.bisect_right(self._starts, start) - 1
+            if i >= 0 and start < self.sentences[i][1]:
+                out.add(i)
         return out
 
     def sentence_of(self, spans: Sequence[tuple[int, int]]) -> tuple[int, int]:
@@ -381,9 +392,11 @@ class SupportChecker:
     def _hits(self, src: _Source) -> list[set[Key]]:
         """For each sentence of ``src``: the question's words (of :meth:`_weights`) in it."""
         if src.number not in self._hit:
-            weight = self._weights()
-            self._hit[src.number] = [{k for k in weight if any(a <= s < b for s, _ in src.spans(k))}
-                                     for a, b in src.sentences]
+            hits: list[set[Key]] = [set() for _ in src.sentences]
+            for k in self._weights():
+                for i in src.sentences_of(k):
+                    hits[i].add(k)
+            self._hit[src.number] = hits
         return self._hit[src.number]
 
     def _windows(self, src: _Source) -> list[tuple[set[Key], float]]:
@@ -426,9 +439,8 @@ class SupportChecker:
                 if not elsewhere:
                     return []  # the cited source does not speak of what was asked as it was asked: nothing to compare
             for key in keys:
-                for start, _ in src.spans(key):
-                    i = next((j for j, (a, b) in enumerate(src.sentences) if a <= start < b), None)
-                    if i is not None and windows[i][1] > best[0]:
+                for i in src.sentences_of(key):
+                    if windows[i][1] > best[0]:
                         best = (windows[i][1], windows[i][0])
         if best[0] < 0 or best[0] >= need:
             return []
@@ -445,9 +457,8 @@ class SupportChecker:
         need = sum(self._weights().values()) * _ABOUT
         for src in (s for n, s in sorted(self.sources.items()) if n not in cited):
             windows = self._windows(src)
-            near = [i for i, (_, w) in enumerate(windows) if w >= need]
-            if near and all(any(src.sentences[i][0] <= start < src.sentences[i][1] for start, _ in src.spans(k)
-                                for i in near) for k in keys):
+            near = {i for i, (_, w) in enumerate(windows) if w >= need}
+            if near and all(src.sentences_of(k) & near for k in keys):
                 return [src.number]
         return []
 
@@ -469,8 +480,7 @@ class SupportChecker:
             if not all(src.spans(k) for k in (*numbers, *names)):
                 continue
             judged = True
-            where = {k: {i for i, (a, b) in enumerate(src.sentences) for s, _ in src.spans(k) if a <= s < b}
-                     for k in (*numbers, *names)}
+            where = {k: src.sentences_of(k) for k in (*numbers, *names)}
             if set.intersection(*where.values()):
                 return ()
         if not judged:
